@@ -1,0 +1,103 @@
+"""Configuration, read once from the environment (`KASSA_*`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SQLITE_FILE = "kassa.db"
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and route them to psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _secrets(raw: str | None) -> tuple[str, ...]:
+    return tuple(s.strip() for s in (raw or "").split(",") if s.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    reservation_ttl_s: int = 30 * 60
+    idempotency_retention_s: int = 48 * 3600
+    # A key still "in progress" after this long is taken to belong to a dead process.
+    idempotency_lock_timeout_s: int = 60
+    reservation_sweep_interval_s: int = 30
+    # payments
+    stripe_secret_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secrets: tuple[str, ...] = ()
+    stripe_timeout_s: float = 30.0
+    mock_webhook_secrets: tuple[str, ...] = ("whsec_kassa_mock_sandbox",)
+    mock_webhook_url: str | None = None
+    job_lease_s: int = 60
+    default_provider_name: str | None = None
+    payment_max_retries: int = 1
+    retry_base_delay_ms: int = 200
+    retry_max_delay_ms: int = 1000
+    health_window_s: int = 300
+    health_min_attempts: int = 20
+    health_degrade_at: float = 0.5
+    health_recover_below: float = 0.25
+    health_degrade_p95_ms: int = 10_000
+
+    @property
+    def default_provider(self) -> str:
+        if self.default_provider_name:
+            return self.default_provider_name
+        return "stripe" if self.stripe_secret_key else "mock"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        url = env.get("KASSA_DATABASE_URL") or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+        return cls(
+            database_url=normalize_database_url(url),
+            reservation_ttl_s=_int(env, "KASSA_RESERVATION_TTL_S", 30 * 60),
+            idempotency_retention_s=_int(env, "KASSA_IDEMPOTENCY_RETENTION_S", 48 * 3600),
+            idempotency_lock_timeout_s=_int(env, "KASSA_IDEMPOTENCY_LOCK_TIMEOUT_S", 60),
+            reservation_sweep_interval_s=_int(env, "KASSA_RESERVATION_SWEEP_INTERVAL_S", 30),
+            stripe_secret_key=env.get("KASSA_STRIPE_SECRET_KEY") or None,
+            stripe_api_base=env.get("KASSA_STRIPE_API_BASE") or None,
+            stripe_webhook_secrets=_secrets(env.get("KASSA_STRIPE_WEBHOOK_SECRET")),
+            stripe_timeout_s=_float(env, "KASSA_STRIPE_TIMEOUT_S", 30.0),
+            mock_webhook_secrets=_secrets(env.get("KASSA_MOCK_WEBHOOK_SECRET"))
+            or ("whsec_kassa_mock_sandbox",),
+            mock_webhook_url=env.get("KASSA_MOCK_WEBHOOK_URL") or None,
+            job_lease_s=_int(env, "KASSA_JOB_LEASE_S", 60),
+            default_provider_name=env.get("KASSA_DEFAULT_PROVIDER") or None,
+            payment_max_retries=_int(env, "KASSA_PAYMENT_MAX_RETRIES", 1),
+            retry_base_delay_ms=_int(env, "KASSA_RETRY_BASE_DELAY_MS", 200),
+            retry_max_delay_ms=_int(env, "KASSA_RETRY_MAX_DELAY_MS", 1000),
+            health_window_s=_int(env, "KASSA_HEALTH_WINDOW_S", 300),
+            health_min_attempts=_int(env, "KASSA_HEALTH_MIN_ATTEMPTS", 20),
+            health_degrade_at=_float(env, "KASSA_HEALTH_DEGRADE_AT", 0.5),
+            health_recover_below=_float(env, "KASSA_HEALTH_RECOVER_BELOW", 0.25),
+            health_degrade_p95_ms=_int(env, "KASSA_HEALTH_DEGRADE_P95_MS", 10_000),
+        )

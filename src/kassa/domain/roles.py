@@ -1,0 +1,90 @@
+"""API key roles and what each may do.
+
+Staff roles are ranked (admin > ops > analyst); `storefront` stands apart: it may
+create customers, orders and payments and read what it created, nothing else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPS = "ops"
+    ANALYST = "analyst"
+    STOREFRONT = "storefront"
+
+
+_STAFF_RANK = {Role.ANALYST: 1, Role.OPS: 2, Role.ADMIN: 3}
+
+
+class Permission(StrEnum):
+    READ_CATALOGUE = "read_catalogue"
+    WRITE_CATALOGUE = "write_catalogue"
+    CREATE_CUSTOMERS = "create_customers"
+    READ_CUSTOMERS = "read_customers"
+    CREATE_ORDERS = "create_orders"
+    READ_ORDERS = "read_orders"
+    CANCEL_ORDERS = "cancel_orders"
+    FULFILL_ORDERS = "fulfill_orders"
+    READ_AUDIT = "read_audit"
+    PAY_ORDERS = "pay_orders"
+    READ_PAYMENTS = "read_payments"
+    READ_GATEWAYS = "read_gateways"
+    READ_ANALYTICS = "read_analytics"
+    INSPECT_PROVIDER = "inspect_provider"
+    CONFIRM_AS_BROWSER = "confirm_as_browser"
+    REFUND_ORDERS = "refund_orders"
+    READ_REFUNDS = "read_refunds"
+    READ_WALLETS = "read_wallets"
+    TOP_UP_WALLETS = "top_up_wallets"
+    ADJUST_WALLETS = "adjust_wallets"
+
+
+# The least staff role that holds each permission; storefront's own list is separate.
+_MIN_STAFF_ROLE: dict[Permission, Role] = {
+    Permission.READ_CATALOGUE: Role.ANALYST,
+    Permission.WRITE_CATALOGUE: Role.OPS,
+    Permission.CREATE_CUSTOMERS: Role.OPS,
+    Permission.READ_CUSTOMERS: Role.ANALYST,
+    Permission.CREATE_ORDERS: Role.OPS,
+    Permission.READ_ORDERS: Role.ANALYST,
+    Permission.CANCEL_ORDERS: Role.OPS,
+    Permission.FULFILL_ORDERS: Role.OPS,
+    Permission.READ_AUDIT: Role.ADMIN,
+    Permission.PAY_ORDERS: Role.OPS,
+    Permission.READ_PAYMENTS: Role.ANALYST,
+    Permission.READ_GATEWAYS: Role.ANALYST,
+    Permission.READ_ANALYTICS: Role.ANALYST,
+    Permission.INSPECT_PROVIDER: Role.ADMIN,
+    Permission.CONFIRM_AS_BROWSER: Role.OPS,
+    Permission.REFUND_ORDERS: Role.OPS,
+    Permission.READ_REFUNDS: Role.ANALYST,
+    Permission.READ_WALLETS: Role.ANALYST,
+    Permission.TOP_UP_WALLETS: Role.OPS,
+    Permission.ADJUST_WALLETS: Role.ADMIN,
+}
+
+_STOREFRONT: frozenset[Permission] = frozenset(
+    {
+        Permission.READ_CATALOGUE,
+        Permission.CREATE_CUSTOMERS,
+        Permission.CREATE_ORDERS,
+        Permission.READ_ORDERS,  # only the orders it created: enforced by the service
+        Permission.PAY_ORDERS,  # only for the orders it created: enforced by the service
+        Permission.READ_PAYMENTS,  # likewise only its own
+        Permission.CONFIRM_AS_BROWSER,  # the sandbox's stand-in for the shopper's browser
+        Permission.TOP_UP_WALLETS,  # a payment, like paying an order
+    }
+)
+
+
+def allows(role: Role, permission: Permission) -> bool:
+    if role is Role.STOREFRONT:
+        return permission in _STOREFRONT
+    return _STAFF_RANK[role] >= _STAFF_RANK[_MIN_STAFF_ROLE[permission]]
+
+
+def sees_only_own_orders(role: Role) -> bool:
+    return role is Role.STOREFRONT

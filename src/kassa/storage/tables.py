@@ -1,0 +1,477 @@
+"""The relational schema. Amounts are BIGINT minor units beside a 3-letter currency."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL, but INTEGER on SQLite so that it is the rowid alias.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are refused: pass an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UTC_TIME = UtcDateTime()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'ops', 'analyst', 'storefront')", name="role"),
+    )
+
+
+class Product(Base):
+    __tablename__ = "products"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    sku: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    stock: Mapped[int | None] = mapped_column(BigInteger)
+    unique: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))
+    reserved_by_order: Mapped[str | None] = mapped_column(String(40))
+    reserved_until: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    updated_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("unit_amount >= 0", name="unit_amount_non_negative"),
+        CheckConstraint("stock IS NULL OR stock >= 0", name="stock_non_negative"),
+        CheckConstraint("status IN ('available', 'reserved', 'sold')", name="status"),
+    )
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_by_key: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    number: Mapped[str | None] = mapped_column(String(20), unique=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+    amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    stock_shortage: Mapped[bool] = mapped_column(Boolean, default=False)
+    disputed: Mapped[bool] = mapped_column(Boolean, default=False)
+    disputed_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    created_by_key: Mapped[str | None] = mapped_column(String(40), index=True)
+    reservation_expires_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    cancel_reason: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    paid_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    canceled_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", order_by="OrderLine.position", lazy="selectin"
+    )
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'paid', 'fulfilled', 'canceled')", name="status"),
+        CheckConstraint("total >= 0 AND subtotal >= 0", name="totals_non_negative"),
+        CheckConstraint("amount_paid >= 0", name="paid_non_negative"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount_paid", name="refund_within_paid"
+        ),
+        CheckConstraint("customer_id IS NOT NULL OR email IS NOT NULL", name="has_buyer"),
+        Index("ix_orders_pending_reservations", "status", "reservation_expires_at"),
+    )
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
+    sku: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(500))
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    product_status: Mapped[str] = mapped_column(String(20))
+    unique: Mapped[bool] = mapped_column(Boolean, default=False)
+    order: Mapped[Order] = relationship(back_populates="lines")
+    __table_args__ = (
+        UniqueConstraint("order_id", "position", name="uq_order_lines_order_position"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("amount = unit_amount * quantity", name="amount_is_price_times_qty"),
+    )
+
+
+class IdempotencyKey(Base):
+    """One row per (API key, Idempotency-Key): the first request's fingerprint and answer."""
+
+    __tablename__ = "idempotency_keys"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20))
+    locked_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    resource_type: Mapped[str | None] = mapped_column(String(40))
+    resource_id: Mapped[str | None] = mapped_column(String(40))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "key", name="uq_idempotency_keys_scope"),
+        CheckConstraint("state IN ('in_progress', 'completed')", name="state"),
+    )
+
+
+class AuditRecord(Base):
+    """Append-only: database triggers (see the migrations) refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    actor_key_id: Mapped[str] = mapped_column(String(40), index=True)
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    subject_id: Mapped[str] = mapped_column(String(60), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+# -- payments -------------------------------------------------------------------------------
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    # A wallet top-up pays no order: it credits this customer's wallet.
+    top_up_customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    provider: Mapped[str] = mapped_column(String(20))
+    provider_payment_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    idempotency_base: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_method: Mapped[str | None] = mapped_column(String(200))
+    client_secret: Mapped[str | None] = mapped_column(String(200))
+    next_action: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    failure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    recovered_by_retry: Mapped[bool] = mapped_column(Boolean, default=False)
+    orchestration_ms: Mapped[int | None] = mapped_column(Integer)
+    no_retry_reason: Mapped[str | None] = mapped_column(String(40))
+    created_by_key: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "status IN ('processing', 'requires_action', 'succeeded', 'failed', 'canceled')",
+            name="status",
+        ),
+        UniqueConstraint("provider", "provider_payment_id", name="uq_payments_provider_intent"),
+        CheckConstraint(
+            "(order_id IS NULL) <> (top_up_customer_id IS NULL)", name="pays_order_or_wallet"
+        ),
+    )
+
+
+class PaymentAttempt(Base):
+    """One provider call made while orchestrating a payment; gateway health reads these."""
+
+    __tablename__ = "payment_attempts"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    number: Mapped[int] = mapped_column(Integer)
+    operation: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))
+    error_type: Mapped[str | None] = mapped_column(String(40))
+    code: Mapped[str | None] = mapped_column(String(60))
+    decline_code: Mapped[str | None] = mapped_column(String(60))
+    retry_delay_ms: Mapped[int | None] = mapped_column(Integer)
+    gateway_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (
+        UniqueConstraint("payment_id", "number", name="uq_payment_attempts_number"),
+        Index("ix_payment_attempts_provider_time", "provider", "started_at"),
+    )
+
+
+class GatewayStateRow(Base):
+    """The last health verdict per provider, kept for hysteresis across processes."""
+
+    __tablename__ = "gateway_states"
+    provider: Mapped[str] = mapped_column(String(20), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    changed_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+# -- the mock provider's own records (what a payment company would keep) --------------------
+
+
+class MockIntent(Base):
+    __tablename__ = "mock_intents"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(60), unique=True)
+    reference: Mapped[str] = mapped_column(String(60), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(30))
+    payment_method: Mapped[str | None] = mapped_column(String(200))
+    client_secret: Mapped[str] = mapped_column(String(120))
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class MockCharge(Base):
+    __tablename__ = "mock_charges"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(60), unique=True)
+    intent_id: Mapped[str] = mapped_column(ForeignKey("mock_intents.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(60), index=True)
+    order_ref: Mapped[str | None] = mapped_column(String(60), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    __table_args__ = (CheckConstraint("amount_refunded <= amount", name="refund_within_charge"),)
+
+
+class MockRefund(Base):
+    __tablename__ = "mock_refunds"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(60), unique=True)
+    charge_id: Mapped[str] = mapped_column(ForeignKey("mock_charges.id"), index=True)
+    intent_id: Mapped[str] = mapped_column(String(60))
+    order_ref: Mapped[str | None] = mapped_column(String(60), index=True)
+    reference: Mapped[str] = mapped_column(String(60))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class MockIdempotency(Base):
+    """The mock's idempotency store: key -> the object the first request produced."""
+
+    __tablename__ = "mock_idempotency"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(20))
+    object_id: Mapped[str | None] = mapped_column(String(60))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class MockFaultScript(Base):
+    """Faults scripted for the calls about one kassa payment, consumed one per call."""
+
+    __tablename__ = "mock_fault_scripts"
+    reference: Mapped[str] = mapped_column(String(60), primary_key=True)
+    faults: Mapped[list[str]] = mapped_column(JSON)
+    calls_made: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MockRequest(Base):
+    """The mock's request log (as Stripe's dashboard shows one): every call, its
+    idempotency key and the fault it met, whether or not it took effect."""
+
+    __tablename__ = "mock_requests"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(60), index=True)
+    operation: Mapped[str] = mapped_column(String(30))
+    idempotency_key: Mapped[str | None] = mapped_column(String(300))
+    fault: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+# -- provider webhooks and background jobs ------------------------------------------------
+
+
+class ProviderEvent(Base):
+    """A verified provider event, stored once per (provider, event id)."""
+
+    __tablename__ = "provider_events"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(100), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    signed_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    received_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    applied_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    outcome: Mapped[str | None] = mapped_column(String(200))
+    deliveries: Mapped[int] = mapped_column(Integer, default=1)
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_provider_events_provider_event"),
+    )
+
+
+class Job(Base):
+    """The durable job queue (an outbox: jobs are enqueued in the transaction whose state
+    change causes them). States: queued -> running -> done, or back to queued with a
+    backoff, or dead after `max_attempts`."""
+
+    __tablename__ = "jobs"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(60), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    run_after: Mapped[datetime] = mapped_column(UTC_TIME)
+    locked_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    finished_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'running', 'done', 'dead')", name="state"),
+        Index("ix_jobs_claimable", "state", "run_after"),
+    )
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    destination: Mapped[str] = mapped_column(String(20))
+    provider: Mapped[str | None] = mapped_column(String(20))
+    provider_refund_id: Mapped[str | None] = mapped_column(String(100))
+    origin: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    # One refund request split across several payments is one group; its first part's id
+    # is the group's (and the API object's) id.
+    group_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    idempotency_base: Mapped[str | None] = mapped_column(String(300))
+    failure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_by_key: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    updated_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+        CheckConstraint("destination IN ('original', 'wallet')", name="destination"),
+        UniqueConstraint("provider", "provider_refund_id", name="uq_refunds_provider_refund"),
+    )
+
+
+# -- customer wallets -------------------------------------------------------------------
+
+
+class WalletBalance(Base):
+    """The running balance per customer and currency. Always equal to the sum of that
+    wallet's entries (written in the same transaction; `kassa check` verifies)."""
+
+    __tablename__ = "wallet_balances"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger)
+    lifetime_paid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class WalletEntry(Base):
+    """Append-only: a change to a wallet, never updated or deleted."""
+
+    __tablename__ = "wallet_entries"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(20))
+    reference: Mapped[str | None] = mapped_column(String(60))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    actor_key_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        Index("ix_wallet_entries_wallet", "customer_id", "currency", "pk"),
+        CheckConstraint("kind IN ('top_up', 'payment', 'refund', 'adjustment')", name="kind"),
+        UniqueConstraint("kind", "reference", name="uq_wallet_entries_kind_reference"),
+    )
