@@ -1,0 +1,65 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from kassa.api.problems import install_problem_handlers
+from kassa.api.routers.audit import audit
+from kassa.api.routers.customers import customers
+from kassa.api.routers.health import health
+from kassa.api.routers.mock_provider import mock_provider
+from kassa.api.routers.orders import orders
+from kassa.api.routers.payments import payments
+from kassa.api.routers.products import products
+from kassa.api.routers.refunds import refunds
+from kassa.api.routers.wallets import wallets
+from kassa.api.routers.webhooks import webhooks
+from kassa.api.text import RejectUnstorableText
+from kassa.config import Settings
+from kassa.domain.ids import new_id
+from kassa.services.kassa import Kassa
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,80}$")
+
+
+def create_app(kassa: Kassa | None = None) -> FastAPI:
+    core = kassa or Kassa(Settings.from_env())
+    app = FastAPI(
+        title="kassa",
+        version="1",
+        description="Order, payment and refund engine for Stripe-first shops.",
+    )
+    app.state.kassa = core
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        incoming = request.headers.get("x-request-id", "")
+        rid = incoming if _REQUEST_ID.match(incoming) else new_id("req")
+        request.state.request_id = rid
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = rid
+        return response
+
+    app.add_middleware(RejectUnstorableText)
+    install_problem_handlers(app)
+    for router in (
+        health,
+        products,
+        customers,
+        orders,
+        payments,
+        mock_provider,
+        refunds,
+        wallets,
+        webhooks,
+        audit,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,63 @@
+"""Bearer API keys and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from kassa.api.problems import ApiProblem
+from kassa.domain.roles import Permission, allows
+from kassa.services.api_keys import ApiKeyView
+from kassa.services.context import RequestContext
+from kassa.services.kassa import Kassa
+
+_WWW = {"WWW-Authenticate": "Bearer"}
+
+
+def kassa_of(request: Request) -> Kassa:
+    core: Kassa = request.app.state.kassa
+    return core
+
+
+async def authenticate(request: Request) -> ApiKeyView:
+    """The API key behind this request, looked up once and remembered on the request."""
+    cached: ApiKeyView | None = getattr(request.state, "api_key", None)
+    if cached is not None:
+        return cached
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiProblem(
+            401, "missing_api_key", "send 'Authorization: Bearer <secret>'", headers=_WWW
+        )
+    key = await run_in_threadpool(kassa_of(request).api_keys.authenticate, secret.strip())
+    if key is None:
+        raise ApiProblem(401, "invalid_api_key", "the API key is unknown or revoked", headers=_WWW)
+    request.state.api_key = key
+    return key
+
+
+def request_context(request: Request, key: ApiKeyView) -> RequestContext:
+    return RequestContext(
+        actor_key_id=key.id,
+        role=key.role,
+        request_id=getattr(request.state, "request_id", None),
+        idempotency_pk=getattr(request.state, "idempotency_pk", None),
+    )
+
+
+def require(permission: Permission) -> Callable[..., object]:
+    """A dependency that authenticates and checks one permission; yields the context."""
+
+    async def dependency(
+        request: Request, key: ApiKeyView = Depends(authenticate)
+    ) -> RequestContext:
+        if not allows(key.role, permission):
+            raise ApiProblem(
+                403, "insufficient_role", f"a {key.role.value} key may not {permission.value}"
+            )
+        return request_context(request, key)
+
+    return dependency

@@ -1,0 +1,88 @@
+"""The sandbox provider's own surface: what it recorded, and the browser's part."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query
+from sqlalchemy import select
+
+from kassa.api.auth import kassa_of, require
+from kassa.api.routers.common import ListParams, list_params, router
+from kassa.api.schemas import BrowserConfirm, ListOf, MockChargeOut, MockRefundOut, PaymentOut
+from kassa.domain.errors import DomainError, ErrorKind
+from kassa.domain.roles import Permission
+from kassa.providers.base import ProviderError
+from kassa.services.context import RequestContext
+from kassa.services.kassa import Kassa
+from kassa.services.pagination import paginate
+from kassa.storage.tables import MockCharge, MockRefund
+
+mock_provider = router("/v1/providers/mock", "mock provider")
+Core = Annotated[Kassa, Depends(kassa_of)]
+Inspector = Annotated[RequestContext, Depends(require(Permission.INSPECT_PROVIDER))]
+
+
+@mock_provider.get("/charges", response_model=ListOf[MockChargeOut])
+def list_charges(
+    ctx: Inspector,
+    kassa: Core,
+    page: Annotated[ListParams, Depends(list_params)],
+    order: Annotated[str | None, Query(max_length=40)] = None,
+) -> object:
+    stmt = select(MockCharge)
+    if order:
+        stmt = stmt.where(MockCharge.order_ref == order)
+    with kassa.db.transaction(read_only=True) as session:
+        return paginate(session, MockCharge, stmt, page.limit, page.starting_after)
+
+
+@mock_provider.get("/refunds", response_model=ListOf[MockRefundOut])
+def list_refunds(
+    ctx: Inspector,
+    kassa: Core,
+    page: Annotated[ListParams, Depends(list_params)],
+    order: Annotated[str | None, Query(max_length=40)] = None,
+) -> object:
+    stmt = select(MockRefund)
+    if order:
+        stmt = stmt.where(MockRefund.order_ref == order)
+    with kassa.db.transaction(read_only=True) as session:
+        return paginate(session, MockRefund, stmt, page.limit, page.starting_after)
+
+
+@mock_provider.post("/intents/{intent_id}/confirm", response_model=PaymentOut)
+def confirm_as_browser(
+    intent_id: str,
+    body: BrowserConfirm,
+    ctx: Annotated[RequestContext, Depends(require(Permission.CONFIRM_AS_BROWSER))],
+    kassa: Core,
+) -> object:
+    """Plays the shopper's browser confirming an intent with its payment method (or
+    completing 3-D Secure), then brings kassa's payment up to date."""
+    try:
+        kassa.mock.confirm_from_browser(intent_id, body.payment_method)
+    except ProviderError as exc:
+        if exc.failure.code in (
+            "resource_missing",
+            "payment_intent_unexpected_state",
+            "invalid_fault_script",
+        ):
+            raise DomainError(
+                exc.failure.code,
+                exc.failure.message,
+                ErrorKind.NOT_FOUND if exc.failure.http_status == 404 else ErrorKind.CONFLICT,
+            ) from exc
+        # a decline is recorded at the provider; kassa's payment follows below
+    return kassa.payments.sync_from_provider(ctx, "mock", intent_id)
+
+
+@mock_provider.post("/charges/{charge_id}/dispute", status_code=201)
+def open_dispute(charge_id: str, ctx: Inspector, kassa: Core) -> dict[str, object]:
+    """A sandbox control: the cardholder's bank disputes this charge."""
+    try:
+        return kassa.mock.open_dispute(charge_id)
+    except ProviderError as exc:
+        raise DomainError(
+            exc.failure.code or "resource_missing", exc.failure.message, ErrorKind.NOT_FOUND
+        ) from exc

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query
+from pydantic import EmailStr
+
+from kassa.api.auth import kassa_of, require
+from kassa.api.routers.common import ListParams, list_params, router
+from kassa.api.schemas import ListOf, OrderCreate, OrderOut
+from kassa.domain.orders import LineRequest
+from kassa.domain.roles import Permission
+from kassa.services.context import RequestContext
+from kassa.services.kassa import Kassa
+from kassa.services.orders import NewOrder
+
+orders = router("/v1/orders", "orders")
+Core = Annotated[Kassa, Depends(kassa_of)]
+
+
+@orders.post("", status_code=201, response_model=OrderOut)
+def create_order(
+    body: OrderCreate,
+    ctx: Annotated[RequestContext, Depends(require(Permission.CREATE_ORDERS))],
+    kassa: Core,
+) -> object:
+    return kassa.orders.create(
+        ctx,
+        NewOrder(
+            currency=body.currency,
+            lines=[LineRequest(sku=line.sku, quantity=line.quantity) for line in body.lines],
+            customer=body.customer,
+            email=str(body.email) if body.email is not None else None,
+            shipping_address=body.shipping_address,
+            metadata=dict(body.metadata),
+        ),
+    )
+
+
+@orders.get("", response_model=ListOf[OrderOut])
+def list_orders(
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_ORDERS))],
+    kassa: Core,
+    page: Annotated[ListParams, Depends(list_params)],
+    customer: Annotated[str | None, Query(max_length=40)] = None,
+    status: Annotated[str | None, Query(pattern="^(pending|paid|fulfilled|canceled)$")] = None,
+    email: Annotated[EmailStr | None, Query()] = None,
+) -> object:
+    return kassa.orders.list(
+        ctx,
+        limit=page.limit,
+        starting_after=page.starting_after,
+        customer=customer,
+        status=status,
+        email=str(email) if email is not None else None,
+    )
+
+
+@orders.get("/{order_id}", response_model=OrderOut)
+def get_order(
+    order_id: str,
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_ORDERS))],
+    kassa: Core,
+) -> object:
+    return kassa.orders.get(ctx, order_id)
+
+
+@orders.post("/{order_id}/cancel", response_model=OrderOut)
+def cancel_order(
+    order_id: str,
+    ctx: Annotated[RequestContext, Depends(require(Permission.CANCEL_ORDERS))],
+    kassa: Core,
+) -> object:
+    return kassa.orders.cancel(ctx, order_id)
+
+
+@orders.post("/{order_id}/fulfill", response_model=OrderOut)
+def fulfill_order(
+    order_id: str,
+    ctx: Annotated[RequestContext, Depends(require(Permission.FULFILL_ORDERS))],
+    kassa: Core,
+) -> object:
+    return kassa.orders.fulfill(ctx, order_id)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Response
+
+from kassa.api.auth import kassa_of, require
+from kassa.api.routers.common import router
+from kassa.api.schemas import (
+    GatewayHealthOut,
+    PaymentAnalyticsOut,
+    PaymentCreate,
+    PaymentOut,
+)
+from kassa.domain.payments import PaymentStatus
+from kassa.domain.roles import Permission
+from kassa.services.context import RequestContext
+from kassa.services.kassa import Kassa
+from kassa.services.payment_analytics import parse_window
+
+payments = router("", "payments")
+Core = Annotated[Kassa, Depends(kassa_of)]
+
+
+@payments.post(
+    "/v1/orders/{order_id}/payments",
+    status_code=201,
+    response_model=PaymentOut,
+    responses={202: {"model": PaymentOut, "description": "still processing at the provider"}},
+)
+def pay_order(
+    order_id: str,
+    body: PaymentCreate,
+    request: Request,
+    response: Response,
+    ctx: Annotated[RequestContext, Depends(require(Permission.PAY_ORDERS))],
+    kassa: Core,
+) -> object:
+    payment = kassa.payments.pay(
+        ctx,
+        order_id,
+        provider=body.provider,
+        payment_method=body.payment_method,
+        request_key=request.headers.get("idempotency-key"),
+    )
+    if payment.status == PaymentStatus.PROCESSING.value:
+        response.status_code = 202
+    return payment
+
+
+@payments.get("/v1/payments/{payment_id}", response_model=PaymentOut)
+def get_payment(
+    payment_id: str,
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_PAYMENTS))],
+    kassa: Core,
+) -> object:
+    return kassa.payments.get(ctx, payment_id)
+
+
+@payments.get("/v1/gateways/health", response_model=list[GatewayHealthOut])
+def gateway_health(
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_GATEWAYS))],
+    kassa: Core,
+) -> object:
+    reports = [kassa.gateway_health.report(name) for name in kassa.providers.names]
+    return [
+        GatewayHealthOut(
+            provider=r.provider,
+            state=r.state.value,
+            window_s=r.window_s,
+            attempts=r.stats.attempts,
+            success_rate=round(r.stats.success_rate, 4),
+            failure_rate=round(r.stats.failure_rate, 4),
+            avg_latency_ms=round(r.stats.avg_latency_ms, 1),
+            p95_latency_ms=r.stats.p95_latency_ms,
+        )
+        for r in reports
+    ]
+
+
+@payments.get("/v1/analytics/payments", response_model=PaymentAnalyticsOut)
+def payment_analytics(
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_ANALYTICS))],
+    kassa: Core,
+    window: Annotated[str | None, Query(max_length=12)] = None,
+) -> object:
+    return kassa.analytics.payments(parse_window(window))

@@ -1,0 +1,28 @@
+"""`POST /v1/webhooks/{provider}`: public, checked by signature instead of an API key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from kassa.api.auth import kassa_of
+
+webhooks = APIRouter(tags=["webhooks"])
+
+
+class Acknowledgement(BaseModel):
+    received: bool
+    duplicate: bool
+
+
+@webhooks.post("/v1/webhooks/{provider}", response_model=Acknowledgement)
+async def receive_event(provider: str, request: Request) -> Acknowledgement:
+    body = await request.body()
+    receipt = await run_in_threadpool(
+        kassa_of(request).webhooks.receive,
+        provider,
+        body,
+        request.headers.get("stripe-signature"),
+    )
+    return Acknowledgement(received=True, duplicate=receipt.duplicate)

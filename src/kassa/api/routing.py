@@ -1,0 +1,140 @@
+"""`KassaRoute`: the route class every API route uses.
+
+It enforces JSON bodies (415) and implements `Idempotency-Key` for POST: the first
+request with a key runs and its answer is stored; the same key with the same request
+replays that answer byte for byte (`Idempotent-Replayed: true`); with another request it
+is 422 `idempotency_key_reused`; while the first still runs it is 409
+`idempotency_key_in_use`. See `kassa.services.idempotency` for the storage side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from kassa.api.auth import authenticate, kassa_of
+from kassa.api.problems import ApiProblem, problem_response, response_for
+from kassa.services import idempotency
+from kassa.services.context import RequestContext
+from kassa.services.kassa import Kassa
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+REPLAYED = "Idempotent-Replayed"
+_KEPT_HEADERS = ("content-type", "location")
+
+# How to answer from a resource when a request died after its effect committed.
+RESOURCE_LOADERS: dict[str, Callable[[Kassa, str], object]] = {
+    "order": lambda k, rid: k.orders.get(RequestContext.system(), rid),
+    "product": lambda k, rid: k.catalogue.get(rid),
+    "customer": lambda k, rid: k.customers.get(rid),
+    "payment": lambda k, rid: k.payments.get(RequestContext.system(), rid),
+    "refund": lambda k, rid: k.refunds.get(rid),
+}
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def _enforce_json(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    body = await request.body()
+    if (content_type is not None or body) and not _is_json(content_type or ""):
+        raise ApiProblem(415, "unsupported_media_type", "send the request body as application/json")
+
+
+class KassaRoute(APIRoute):
+    def get_route_handler(self) -> Handler:
+        inner = super().get_route_handler()
+        route = self
+
+        async def handler(request: Request) -> Response:
+            if request.method in ("POST", "PATCH", "PUT"):
+                await _enforce_json(request)
+            key = request.headers.get("idempotency-key")
+            if request.method != "POST" or key is None:
+                return await inner(request)
+            return await route._idempotent(request, inner, key)
+
+        return handler
+
+    async def _idempotent(self, request: Request, inner: Handler, key: str) -> Response:
+        if not 1 <= len(key) <= idempotency.MAX_KEY_LENGTH or not key.isprintable():
+            raise ApiProblem(
+                400,
+                "invalid_idempotency_key",
+                f"Idempotency-Key must be 1..{idempotency.MAX_KEY_LENGTH} printable characters",
+            )
+        api_key = await authenticate(request)
+        store = kassa_of(request).idempotency
+        fingerprint = idempotency.fingerprint(
+            request.method, request.url.path, await request.body()
+        )
+        decision = await run_in_threadpool(store.begin, api_key.id, key, fingerprint)
+        match decision:
+            case idempotency.Replay(status, headers, body):
+                return Response(
+                    content=body, status_code=status, headers={**headers, REPLAYED: "true"}
+                )
+            case idempotency.Reused():
+                return problem_response(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request",
+                )
+            case idempotency.InUse():
+                return problem_response(
+                    409,
+                    "idempotency_key_in_use",
+                    "a request with this Idempotency-Key is still being processed",
+                )
+            case idempotency.Recover(pk, resource_type, resource_id):
+                response = await self._answer_from_resource(request, resource_type, resource_id)
+                await self._store(store, pk, response)
+                response.headers[REPLAYED] = "true"
+                return response
+            case idempotency.Proceed(pk):
+                request.state.idempotency_pk = pk
+                try:
+                    response = await inner(request)
+                except Exception as exc:
+                    known = response_for(exc)
+                    if known is None or known.status_code >= 500:
+                        await run_in_threadpool(store.abandon, pk)
+                        raise
+                    response = known
+                if response.status_code >= 500:
+                    await run_in_threadpool(store.abandon, pk)
+                    return response
+                await self._store(store, pk, response)
+                return response
+        raise AssertionError(f"unhandled idempotency decision {decision!r}")
+
+    async def _answer_from_resource(
+        self, request: Request, resource_type: str, resource_id: str
+    ) -> Response:
+        loader = RESOURCE_LOADERS[resource_type]
+        resource = await run_in_threadpool(loader, kassa_of(request), resource_id)
+        model = self.response_model
+        content = (
+            jsonable_encoder(model.model_validate(resource, from_attributes=True))
+            if model is not None and hasattr(model, "model_validate")
+            else jsonable_encoder(resource)
+        )
+        return JSONResponse(content, status_code=self.status_code or 200)
+
+    @staticmethod
+    async def _store(store: idempotency.IdempotencyStore, pk: int, response: Response) -> None:
+        body = bytes(getattr(response, "body", b""))
+        headers = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
+        await run_in_threadpool(store.complete, pk, response.status_code, headers, body)

@@ -1,0 +1,365 @@
+"""Request and response bodies of the HTTP API (the contract's shapes).
+
+Amounts are strict integers: `19.99`, `"1999"` and `true` are refused, never coerced.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+
+from kassa.api.text import is_storable_text
+from kassa.domain.money import MAX_AMOUNT
+
+T = TypeVar("T")
+
+Sku = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
+    ),
+]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=3)]
+Amount = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT)]
+Quantity = Annotated[StrictInt, Field(ge=1, le=10_000)]
+StockCount = Annotated[StrictInt, Field(ge=0, le=10**12)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+
+
+def _storable(value: Any, path: str = "") -> None:
+    """Refuse text no database can store: NUL characters and lone UTF-16 surrogates."""
+    if isinstance(value, str):
+        if not is_storable_text(value):
+            raise ValueError(f"{path or 'value'} contains a NUL character or invalid Unicode")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, path)
+            _storable(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(item, f"{path}[{index}]")
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_storable_text(cls, data: Any) -> Any:
+        _storable(data)
+        return data
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ListOf(Output, Generic[T]):
+    data: list[T]
+    has_more: bool
+
+
+# -- products ---------------------------------------------------------------------------
+
+
+class ProductCreate(Input):
+    sku: Sku
+    title: Title
+    unit_amount: Amount
+    currency: CurrencyCode
+    stock: StockCount | None = None
+    unique: StrictBool = False
+
+
+class ProductUpdate(Input):
+    title: Title | None = None
+    unit_amount: Amount | None = None
+    stock: StockCount | None = None
+
+
+class ProductOut(Output):
+    id: str
+    object: str = "product"
+    sku: str
+    title: str
+    unit_amount: int
+    currency: str
+    stock: int | None
+    unique: bool
+    status: str
+    reserved_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- customers --------------------------------------------------------------------------
+
+
+class CustomerCreate(Input):
+    email: EmailStr
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+
+
+class CustomerOut(Output):
+    id: str
+    object: str = "customer"
+    email: str
+    name: str | None
+    created_at: datetime
+
+
+# -- orders -----------------------------------------------------------------------------
+
+
+class OrderLineIn(Input):
+    sku: Sku
+    quantity: Quantity
+
+
+class OrderCreate(Input):
+    customer: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    email: EmailStr | None = None
+    currency: CurrencyCode
+    lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=100)]
+    shipping_address: dict[str, Any] | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=50)] = Field(
+        default_factory=dict
+    )
+
+
+class OrderLineOut(Output):
+    sku: str
+    title: str
+    unit_amount: int
+    quantity: int
+    amount: int
+    product_status: str
+
+
+class OrderOut(Output):
+    id: str
+    object: str = "order"
+    number: str
+    status: str
+    currency: str
+    subtotal: int
+    total: int
+    amount_paid: int
+    amount_refunded: int
+    refund_status: str
+    refunded_at: datetime | None
+    stock_shortage: bool
+    disputed: bool
+    disputed_at: datetime | None
+    customer: str | None
+    email: str | None
+    lines: list[OrderLineOut]
+    shipping_address: dict[str, Any] | None
+    metadata: dict[str, str]
+    reservation_expires_at: datetime | None
+    cancel_reason: str | None
+    created_at: datetime
+    paid_at: datetime | None
+    fulfilled_at: datetime | None
+    canceled_at: datetime | None
+
+
+# -- audit ------------------------------------------------------------------------------
+
+
+class AuditOut(Output):
+    id: str
+    object: str = "audit_record"
+    actor_key_id: str
+    action: str
+    subject_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None
+    created_at: datetime
+
+
+# -- payments ---------------------------------------------------------------------------
+
+ProviderName = Annotated[str, StringConstraints(pattern=r"^[a-z]{1,20}$")]
+PaymentMethod = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
+
+
+class PaymentCreate(Input):
+    provider: ProviderName | None = None
+    payment_method: PaymentMethod | None = None
+
+
+class AttemptOut(Output):
+    number: int
+    operation: str
+    started_at: datetime
+    duration_ms: int
+    outcome: str
+    error_type: str | None
+    code: str | None
+    decline_code: str | None
+    retry_delay_ms: int | None
+
+
+class PaymentOut(Output):
+    id: str
+    object: str = "payment"
+    order: str | None
+    top_up_customer: str | None
+    provider: str
+    provider_payment_id: str | None
+    status: str
+    amount: int
+    currency: str
+    client_secret: str | None
+    next_action: dict[str, Any] | None
+    failure: dict[str, Any] | None
+    attempts: list[AttemptOut]
+    retry_count: int
+    recovered_by_retry: bool
+    no_retry_reason: str | None
+    orchestration_ms: int | None
+    created_at: datetime
+    succeeded_at: datetime | None
+
+
+class GatewayHealthOut(BaseModel):
+    provider: str
+    state: str
+    window_s: int
+    attempts: int
+    success_rate: float
+    failure_rate: float
+    avg_latency_ms: float
+    p95_latency_ms: int
+
+
+class PaymentAnalyticsOut(Output):
+    window_s: int
+    attempts: int
+    payments: int
+    succeeded: int
+    needed_retry: int
+    recovered_by_retry: int
+    recovered_pct: float
+    avg_retry_delay_ms: float
+    failure_types: dict[str, int]
+    avg_orchestration_ms: float
+
+
+class BrowserConfirm(Input):
+    payment_method: PaymentMethod
+
+
+class MockChargeOut(Output):
+    id: str
+    intent_id: str
+    reference: str
+    order_ref: str | None
+    amount: int
+    amount_refunded: int
+    currency: str
+    status: str
+    created_at: datetime
+
+
+class MockRefundOut(Output):
+    id: str
+    charge_id: str
+    intent_id: str
+    reference: str
+    order_ref: str | None
+    amount: int
+    currency: str
+    status: str
+    created_at: datetime
+
+
+# -- refunds and wallets ------------------------------------------------------------------
+
+
+class RefundCreate(Input):
+    amount: Annotated[StrictInt, Field(le=MAX_AMOUNT, ge=-MAX_AMOUNT)] | None = None
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    destination: Literal["original", "wallet"] = "original"
+
+
+class RefundPartOut(Output):
+    payment: str | None
+    amount: int
+    status: str
+    provider_refund_id: str | None
+
+
+class RefundOut(Output):
+    id: str
+    object: str = "refund"
+    order: str
+    payment: str | None
+    amount: int
+    currency: str
+    status: str
+    destination: str
+    provider_refund_id: str | None
+    reason: str | None
+    origin: str
+    failure: dict[str, Any] | None
+    parts: list[RefundPartOut]
+    created_at: datetime
+
+
+class WalletEntryOut(Output):
+    id: str
+    currency: str
+    amount: int
+    balance_after: int
+    kind: str
+    reference: str | None
+    reason: str | None
+    created_at: datetime
+
+
+class WalletOut(Output):
+    object: str = "wallet"
+    customer: str
+    balances: dict[str, int]
+    lifetime_paid: dict[str, int]
+    entries: list[WalletEntryOut]
+
+
+class TopUpCreate(Input):
+    amount: Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT)]
+    currency: CurrencyCode
+    payment_method: PaymentMethod
+    provider: ProviderName | None = None
+
+
+class WalletAdjust(Input):
+    currency: CurrencyCode
+    balance: Annotated[StrictInt, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class WalletAdjustOut(BaseModel):
+    prev_balance: int
+    new_balance: int
+    currency: str

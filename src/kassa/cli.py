@@ -1,0 +1,229 @@
+"""The `kassa` command line: serve, migrate, keys, demo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from kassa.config import Settings
+from kassa.domain.errors import DomainError
+from kassa.services.context import CLI_ACTOR, RequestContext
+from kassa.services.demo import load_demo_catalogue
+from kassa.services.kassa import Kassa
+from kassa.storage import migrate as migrations
+
+app = typer.Typer(help="kassa: orders, payments and refunds for Stripe-first shops.")
+keys_app = typer.Typer(help="Manage API keys.")
+app.add_typer(keys_app, name="keys")
+err = Console(stderr=True)
+
+CLI = RequestContext.system(CLI_ACTOR)
+
+
+def _kassa() -> Kassa:
+    return Kassa(Settings.from_env())
+
+
+def _serve(kassa: Kassa, host: str, port: int, worker: bool) -> None:
+    from kassa.api.app import create_app
+    from kassa.worker import Worker, WorkerThread
+
+    if kassa.mock_webhook_url is None:  # the sandbox reports to this very server
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        kassa.mock_webhook_url = f"http://{local}:{port}/v1/webhooks/mock"
+    embedded = WorkerThread(Worker(kassa)) if worker else None
+    if embedded:
+        embedded.start()
+    try:
+        uvicorn.run(create_app(kassa), host=host, port=port, log_level="info")
+    finally:
+        if embedded:
+            embedded.stop()
+        kassa.close()
+
+
+@app.command()
+def worker(
+    poll: Annotated[float, typer.Option(help="Seconds between polls when idle.")] = 0.5,
+) -> None:
+    """Run a standalone background worker (any number may run against PostgreSQL)."""
+    import signal
+
+    from kassa.worker import Worker
+
+    kassa = _kassa()
+    runner = Worker(kassa, poll_s=poll)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    err.print(f"worker {runner.name} running; Ctrl-C to stop")
+    try:
+        runner.run_forever()
+    finally:
+        kassa.close()
+
+
+jobs_app = typer.Typer(help="Inspect and retry background jobs.", invoke_without_command=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.callback()
+def jobs_list(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(help="queued, running, done or dead.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """List background jobs (newest first) and the count in each state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    kassa = _kassa()
+    try:
+        table = Table("job", "kind", "state", "attempts", "run after", "last error")
+        for job in kassa.jobs.list(state, limit):
+            table.add_row(
+                str(job.pk),
+                job.kind,
+                job.state,
+                f"{job.attempts}/{job.max_attempts}",
+                job.run_after.isoformat(timespec="seconds"),
+                (job.last_error or "")[:60],
+            )
+        out = Console()
+        out.print(table)
+        out.print(kassa.jobs.counts())
+    finally:
+        kassa.close()
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job: Annotated[
+        int | None, typer.Argument(help="A dead job's number; all dead if omitted.")
+    ] = None,
+) -> None:
+    """Put dead-lettered jobs back in the queue."""
+    kassa = _kassa()
+    try:
+        count = kassa.jobs.retry_dead(job)
+    finally:
+        kassa.close()
+    err.print(f"{count} job(s) queued again")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[bool, typer.Option(help="Run the embedded background worker.")] = True,
+    migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
+) -> None:
+    """Serve the HTTP API (with an embedded worker unless --no-worker)."""
+    settings = Settings.from_env()
+    if migrate:
+        migrations.upgrade(settings.database_url)
+    _serve(Kassa(settings), host, port, worker)
+
+
+@app.command()
+def migrate(
+    check: Annotated[
+        bool, typer.Option(help="Also fail if the models hold anything the migrations do not.")
+    ] = False,
+) -> None:
+    """Bring the database schema up to date."""
+    url = Settings.from_env().database_url
+    if check:
+        migrations.check(url)
+    else:
+        migrations.upgrade(url)
+    err.print(f"database at head: {url.split('@')[-1]}")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, ops, analyst or storefront.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+) -> None:
+    """Create an API key; its secret is printed once, alone on the last line."""
+    kassa = _kassa()
+    try:
+        migrations.upgrade(kassa.settings.database_url)
+        key, secret = kassa.api_keys.create(CLI, role, name)
+    except DomainError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(2) from exc
+    finally:
+        kassa.close()
+    err.print(f"created {key.role.value} key {key.id} ({key.name}); store the secret now:")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (never their secrets)."""
+    kassa = _kassa()
+    try:
+        table = Table("id", "name", "role", "secret", "created", "revoked")
+        for key in kassa.api_keys.list():
+            table.add_row(
+                key.id,
+                key.name,
+                key.role.value,
+                key.secret_prefix + "…",
+                key.created_at.isoformat(),
+                key.revoked_at.isoformat() if key.revoked_at else "",
+            )
+        Console().print(table)
+    finally:
+        kassa.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key; requests with it get 401 from then on."""
+    kassa = _kassa()
+    try:
+        kassa.api_keys.revoke(CLI, key_id)
+    except DomainError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(2) from exc
+    finally:
+        kassa.close()
+    err.print(f"revoked {key_id}")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    database: Annotated[Path, typer.Option(help="SQLite file for the demo.")] = Path(
+        "kassa-demo.db"
+    ),
+) -> None:
+    """Create a SQLite demo database with a catalogue, print an admin key, and serve."""
+    url = os.environ.get("KASSA_DATABASE_URL") or f"sqlite:///{database.resolve()}"
+    os.environ["KASSA_DATABASE_URL"] = url
+    migrations.upgrade(url)
+    kassa = Kassa(Settings.from_env())
+    created = load_demo_catalogue(kassa.catalogue, CLI)
+    _, secret = kassa.api_keys.create(CLI, "admin", "demo admin")
+    base = f"http://{host}:{port}"
+    err.print(f"demo catalogue ready ({created} new products) in {url}")
+    err.print(f"API:  {base}/v1/products   docs: {base}/docs")
+    err.print(f'try:  curl -H "Authorization: Bearer {secret}" {base}/v1/products')
+    typer.echo(f"admin key: {secret}")
+    typer.echo(f"url: {base}")
+    _serve(kassa, host, port, worker=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

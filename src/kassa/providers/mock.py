@@ -1,0 +1,625 @@
+"""The mock gateway: a sandbox payment company with its own records.
+
+It honours Stripe's test payment methods and card numbers, keeps intents, charges and
+refunds in its own tables (`mock_*`), honours idempotency keys the way Stripe does, and
+can be told to misbehave: a payment method may carry a fault script after a `|`, e.g.
+`pm_card_visa|timeout_after_send,rate_limit`, one fault per provider call for that
+payment, in order; later calls behave normally. An empty entry or `ok` lets one call
+through untouched, so `pm_card_visa|ok,api_error` strikes the second call (the confirm).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from kassa.domain.payments import ErrorType, ProviderFailure
+from kassa.providers.base import (
+    IntentRequest,
+    IntentStatus,
+    ProviderError,
+    ProviderIntent,
+    ProviderRefund,
+    RefundStatus,
+)
+from kassa.providers.mock_events import emit
+from kassa.storage.database import Database
+from kassa.storage.tables import (
+    MockCharge,
+    MockFaultScript,
+    MockIdempotency,
+    MockIntent,
+    MockRefund,
+    MockRequest,
+)
+
+NAME = "mock"
+
+
+class Card:
+    SUCCEEDS = "succeeds"
+    DECLINED = "generic_decline"
+    INSUFFICIENT = "insufficient_funds"
+    AUTHENTICATE = "authentication_required"
+
+
+TEST_PAYMENT_METHODS: dict[str, str] = {
+    "pm_card_visa": Card.SUCCEEDS,
+    "4242424242424242": Card.SUCCEEDS,
+    "pm_card_mastercard": Card.SUCCEEDS,
+    "5555555555554444": Card.SUCCEEDS,
+    "pm_card_chargeDeclined": Card.DECLINED,
+    "4000000000000002": Card.DECLINED,
+    "pm_card_visa_chargeDeclinedInsufficientFunds": Card.INSUFFICIENT,
+    "4000000000009995": Card.INSUFFICIENT,
+    "pm_card_authenticationRequired": Card.AUTHENTICATE,
+    "4000002500003155": Card.AUTHENTICATE,
+}
+
+FAULT_KINDS = frozenset(
+    {
+        "api_error",
+        "rate_limit",
+        "server_error",
+        "timeout_before_send",
+        "timeout_after_send",
+        "connection_error",
+    }
+)
+
+
+NO_FAULT = frozenset({"", "ok"})
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMethod:
+    method: str
+    faults: tuple[str, ...]
+
+
+def parse_payment_method(value: str) -> ParsedMethod:
+    """`pm_card_visa|api_error,latency=200` -> method and fault script."""
+    method, _, script = value.partition("|")
+    faults = tuple(f.strip() for f in script.split(",")) if script else ()
+    for fault in faults:
+        if fault in FAULT_KINDS or fault in NO_FAULT:
+            continue
+        name, _, ms = fault.partition("=")
+        if name == "latency" and ms.isdigit() and int(ms) <= 60_000:
+            continue
+        raise ProviderError(
+            ProviderFailure(
+                ErrorType.INVALID_REQUEST,
+                f"unknown fault {fault!r} in the payment method's script",
+                code="invalid_fault_script",
+            )
+        )
+    return ParsedMethod(method.strip(), faults)
+
+
+def _failure_for(fault: str) -> ProviderFailure:
+    return {
+        "api_error": ProviderFailure(ErrorType.API_ERROR, "mock: internal error", http_status=500),
+        "rate_limit": ProviderFailure(
+            ErrorType.RATE_LIMIT, "mock: too many requests", code="rate_limit", http_status=429
+        ),
+        "server_error": ProviderFailure(ErrorType.API_ERROR, "mock: bad gateway", http_status=502),
+        "timeout_before_send": ProviderFailure(
+            ErrorType.TIMEOUT,
+            "mock: timed out before the request was sent",
+            reached_provider=False,
+        ),
+        "connection_error": ProviderFailure(
+            ErrorType.CONNECTION, "mock: connection refused", reached_provider=False
+        ),
+        "timeout_after_send": ProviderFailure(
+            ErrorType.TIMEOUT, "mock: timed out waiting for the answer", reached_provider=None
+        ),
+    }[fault]
+
+
+def _missing(what: str, ident: str) -> ProviderError:
+    return ProviderError(
+        ProviderFailure(
+            ErrorType.INVALID_REQUEST,
+            f"mock: no {what} {ident}",
+            code="resource_missing",
+            http_status=404,
+        )
+    )
+
+
+def _card_failure(kind: str) -> ProviderFailure:
+    return ProviderFailure(
+        ErrorType.CARD_ERROR,
+        "Your card has insufficient funds."
+        if kind == Card.INSUFFICIENT
+        else "Your card was declined.",
+        code="card_declined",
+        decline_code=kind,
+        http_status=402,
+    )
+
+
+def _failure_json(failure: ProviderFailure) -> dict[str, Any]:
+    return {
+        "type": failure.type.value,
+        "message": failure.message,
+        "code": failure.code,
+        "decline_code": failure.decline_code,
+        "http_status": failure.http_status,
+    }
+
+
+def _failure_from(data: dict[str, Any]) -> ProviderFailure:
+    return ProviderFailure(
+        ErrorType(data["type"]),
+        data["message"],
+        code=data.get("code"),
+        decline_code=data.get("decline_code"),
+        http_status=data.get("http_status"),
+    )
+
+
+class MockProvider:
+    """A `PaymentProvider` whose "remote side" is its own tables in kassa's database.
+
+    Each call runs in its own transaction, as a remote service would, never inside
+    kassa's. `sleep` is injectable so latency faults cost nothing in tests."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._sleep = sleep
+
+    # -- faults -----------------------------------------------------------------------
+
+    def _next_fault(self, reference: str, operation: str, key: str | None) -> str | None:
+        """Log the call and consume the next scripted fault for this payment."""
+        with self._db.transaction() as session:
+            script = session.scalar(
+                select(MockFaultScript)
+                .where(MockFaultScript.reference == reference)
+                .with_for_update()
+            )
+            fault = None
+            if script is not None:
+                index = script.calls_made
+                script.calls_made = index + 1
+                fault = script.faults[index] if index < len(script.faults) else None
+            session.add(
+                MockRequest(
+                    reference=reference,
+                    operation=operation,
+                    idempotency_key=key,
+                    fault=fault or None,
+                    created_at=self._clock(),
+                )
+            )
+            return fault
+
+    def _before(self, reference: str, operation: str, key: str | None) -> str | None:
+        """Apply the fault that strikes before the provider acts; return the one after."""
+        fault = self._next_fault(reference, operation, key)
+        if fault is None or fault in NO_FAULT:
+            return None
+        if fault.startswith("latency="):
+            self._sleep(int(fault.split("=", 1)[1]) / 1000)
+            return None
+        if fault == "timeout_after_send":
+            return fault
+        raise ProviderError(_failure_for(fault))
+
+    @staticmethod
+    def _after(fault: str | None) -> None:
+        if fault == "timeout_after_send":
+            raise ProviderError(_failure_for(fault))
+
+    # -- idempotency ------------------------------------------------------------------
+
+    @staticmethod
+    def _replay(session: Session, key: str, operation: str) -> MockIdempotency | None:
+        row = session.get(MockIdempotency, key)
+        if row is not None and row.operation != operation:
+            raise ProviderError(
+                ProviderFailure(
+                    ErrorType.IDEMPOTENCY,
+                    "mock: idempotency key reused for another operation",
+                    code="idempotency_key_in_use",
+                    http_status=400,
+                )
+            )
+        return row
+
+    # -- PaymentProvider --------------------------------------------------------------
+
+    def create_intent(self, request: IntentRequest, *, idempotency_key: str) -> ProviderIntent:
+        parsed = parse_payment_method(request.payment_method) if request.payment_method else None
+        with self._db.transaction() as session:
+            if parsed and parsed.faults and session.get(MockFaultScript, request.reference) is None:
+                session.add(
+                    MockFaultScript(
+                        reference=request.reference, faults=list(parsed.faults), calls_made=0
+                    )
+                )
+        after = self._before(request.reference, "create_intent", idempotency_key)
+        with self._db.transaction() as session:
+            stored = self._replay(session, idempotency_key, "create_intent")
+            if stored is not None and stored.object_id is not None:
+                intent = session.scalar(select(MockIntent).where(MockIntent.id == stored.object_id))
+                assert intent is not None
+                result = self._view(intent)
+            else:
+                intent = MockIntent(
+                    id="pi_mock_" + secrets.token_hex(10),
+                    reference=request.reference,
+                    amount=request.amount,
+                    currency=request.currency,
+                    status=(
+                        IntentStatus.REQUIRES_CONFIRMATION
+                        if parsed
+                        else IntentStatus.REQUIRES_PAYMENT_METHOD
+                    ).value,
+                    payment_method=parsed.method if parsed else None,
+                    client_secret="",
+                    metadata_=dict(request.metadata),
+                    created_at=self._clock(),
+                )
+                intent.client_secret = f"{intent.id}_secret_{secrets.token_hex(8)}"
+                session.add(intent)
+                session.add(
+                    MockIdempotency(
+                        key=idempotency_key,
+                        operation="create_intent",
+                        object_id=intent.id,
+                        created_at=self._clock(),
+                    )
+                )
+                session.flush()
+                result = self._view(intent)
+        self._after(after)
+        return result
+
+    def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> ProviderIntent:
+        reference = self._reference_of(intent_id)
+        after = self._before(reference, "confirm_intent", idempotency_key)
+        with self._db.transaction() as session:
+            stored = self._replay(session, idempotency_key, "confirm_intent")
+            if stored is not None:
+                if stored.error is not None:
+                    failure: ProviderFailure | None = _failure_from(stored.error)
+                    result = None
+                else:
+                    failure = None
+                    result = self._view(self._locked_intent(session, intent_id))
+            else:
+                intent = self._locked_intent(session, intent_id)
+                failure = self._confirm(session, intent)
+                session.add(
+                    MockIdempotency(
+                        key=idempotency_key,
+                        operation="confirm_intent",
+                        object_id=intent.id,
+                        error=_failure_json(failure) if failure else None,
+                        created_at=self._clock(),
+                    )
+                )
+                result = self._view(intent)
+        self._after(after)
+        if failure is not None:
+            raise ProviderError(failure)
+        assert result is not None
+        return result
+
+    def confirm_from_browser(self, intent_id: str, payment_method: str) -> ProviderIntent:
+        """What the browser does with the client secret: attach a method and confirm
+        (or complete 3-D Secure for an intent that asked for it)."""
+        parsed = parse_payment_method(payment_method)
+        failure: ProviderFailure | None = None
+        with self._db.transaction() as session:
+            intent = self._locked_intent(session, intent_id)
+            if intent.status == IntentStatus.REQUIRES_ACTION.value:
+                self._charge(session, intent)  # the cardholder authenticated
+            elif intent.status in (
+                IntentStatus.REQUIRES_PAYMENT_METHOD.value,
+                IntentStatus.REQUIRES_CONFIRMATION.value,
+            ):
+                intent.payment_method = parsed.method
+                failure = self._confirm(session, intent)
+            else:
+                failure = ProviderFailure(
+                    ErrorType.INVALID_REQUEST,
+                    f"mock: an intent that is {intent.status} cannot be confirmed",
+                    code="payment_intent_unexpected_state",
+                    http_status=400,
+                )
+            result = self._view(intent)
+        if failure is not None:  # raised after the decline itself was recorded
+            raise ProviderError(failure)
+        return result
+
+    def retrieve_intent(self, intent_id: str) -> ProviderIntent:
+        with self._db.transaction(read_only=True) as session:
+            intent = session.scalar(select(MockIntent).where(MockIntent.id == intent_id))
+            if intent is None:
+                raise _missing("intent", intent_id)
+            return self._view(intent)
+
+    def find_intent(self, reference: str) -> ProviderIntent | None:
+        with self._db.transaction(read_only=True) as session:
+            intent = session.scalar(
+                select(MockIntent).where(MockIntent.reference == reference).order_by(MockIntent.pk)
+            )
+            return self._view(intent) if intent is not None else None
+
+    def refund(
+        self, intent_id: str, amount: int, *, idempotency_key: str, reference: str
+    ) -> ProviderRefund:
+        # the payment's fault script covers every call about it, its refunds included
+        after = self._before(self._reference_of(intent_id), "refund", idempotency_key)
+        with self._db.transaction() as session:
+            stored = self._replay(session, idempotency_key, "refund")
+            if stored is not None and stored.object_id is not None:
+                row = session.scalar(select(MockRefund).where(MockRefund.id == stored.object_id))
+                assert row is not None
+                result = self._refund_view(row)
+            else:
+                charge = session.scalar(
+                    select(MockCharge)
+                    .where(MockCharge.intent_id == intent_id, MockCharge.status == "succeeded")
+                    .with_for_update()
+                )
+                if charge is None or amount <= 0 or charge.amount_refunded + amount > charge.amount:
+                    raise ProviderError(
+                        ProviderFailure(
+                            ErrorType.INVALID_REQUEST,
+                            "mock: nothing (or not that much) left to refund on this payment",
+                            code="charge_already_refunded",
+                            http_status=400,
+                        )
+                    )
+                session.execute(
+                    update(MockCharge)
+                    .where(MockCharge.pk == charge.pk)
+                    .values(amount_refunded=MockCharge.amount_refunded + amount)
+                )
+                row = MockRefund(
+                    id="re_mock_" + secrets.token_hex(10),
+                    charge_id=charge.id,
+                    intent_id=intent_id,
+                    order_ref=charge.order_ref,
+                    reference=reference,
+                    amount=amount,
+                    currency=charge.currency,
+                    status="succeeded",
+                    created_at=self._clock(),
+                )
+                session.add(row)
+                session.add(
+                    MockIdempotency(
+                        key=idempotency_key,
+                        operation="refund",
+                        object_id=row.id,
+                        created_at=self._clock(),
+                    )
+                )
+                session.flush()
+                result = self._refund_view(row)
+        self._after(after)
+        return result
+
+    def retrieve_refund(self, refund_id: str) -> ProviderRefund:
+        with self._db.transaction(read_only=True) as session:
+            row = session.scalar(select(MockRefund).where(MockRefund.id == refund_id))
+            if row is None:
+                raise _missing("refund", refund_id)
+            return self._refund_view(row)
+
+    # -- the provider's own rules -------------------------------------------------------
+
+    def _confirm(self, session: Session, intent: MockIntent) -> ProviderFailure | None:
+        if intent.status == IntentStatus.SUCCEEDED.value:
+            return None  # confirming twice charges once
+        if (
+            intent.status
+            not in (
+                IntentStatus.REQUIRES_CONFIRMATION.value,
+                IntentStatus.REQUIRES_PAYMENT_METHOD.value,
+            )
+            or intent.payment_method is None
+        ):
+            return ProviderFailure(
+                ErrorType.INVALID_REQUEST,
+                f"mock: an intent that is {intent.status} cannot be confirmed",
+                code="payment_intent_unexpected_state",
+                http_status=400,
+            )
+        kind = TEST_PAYMENT_METHODS.get(intent.payment_method)
+        if kind is None:
+            return ProviderFailure(
+                ErrorType.INVALID_REQUEST,
+                f"mock: unknown payment method {intent.payment_method!r}; use a Stripe test one",
+                code="resource_missing",
+                http_status=400,
+            )
+        if kind in (Card.DECLINED, Card.INSUFFICIENT):
+            failure = _card_failure(kind)
+            intent.status = IntentStatus.REQUIRES_PAYMENT_METHOD.value
+            intent.last_error = _failure_json(failure)
+            self._emit_intent(session, "payment_intent.payment_failed", intent)
+            return failure
+        if kind == Card.AUTHENTICATE:
+            intent.status = IntentStatus.REQUIRES_ACTION.value
+            self._emit_intent(session, "payment_intent.requires_action", intent)
+            return None
+        self._charge(session, intent)
+        return None
+
+    def _charge(self, session: Session, intent: MockIntent) -> None:
+        session.add(
+            MockCharge(
+                id="ch_mock_" + secrets.token_hex(10),
+                intent_id=intent.id,
+                reference=intent.reference,
+                order_ref=(intent.metadata_ or {}).get("kassa_order"),
+                amount=intent.amount,
+                amount_refunded=0,
+                currency=intent.currency,
+                status="succeeded",
+                created_at=self._clock(),
+            )
+        )
+        intent.status = IntentStatus.SUCCEEDED.value
+        intent.last_error = None
+        self._emit_intent(session, "payment_intent.succeeded", intent)
+
+    def open_dispute(self, charge_id: str, reason: str = "fraudulent") -> dict[str, Any]:
+        """The cardholder's bank disputes a charge (a sandbox control, as in Stripe's
+        test mode); reported as `charge.dispute.created`."""
+        with self._db.transaction() as session:
+            charge = session.scalar(select(MockCharge).where(MockCharge.id == charge_id))
+            if charge is None:
+                raise _missing("charge", charge_id)
+            intent = session.scalar(select(MockIntent).where(MockIntent.id == charge.intent_id))
+            dispute = {
+                "id": "dp_mock_" + secrets.token_hex(10),
+                "object": "dispute",
+                "charge": charge.id,
+                "payment_intent": charge.intent_id,
+                "amount": charge.amount,
+                "currency": charge.currency.lower(),
+                "reason": reason,
+                "metadata": dict(intent.metadata_ or {}) if intent else {},
+            }
+            emit(session, "charge.dispute.created", dispute, self._clock())
+            return dispute
+
+    def _emit_intent(self, session: Session, kind: str, intent: MockIntent) -> None:
+        view = self._view(intent)
+        emit(
+            session,
+            kind,
+            {
+                "id": intent.id,
+                "object": "payment_intent",
+                "amount": intent.amount,
+                "amount_received": view.amount_received,
+                "currency": intent.currency.lower(),
+                "status": intent.status,
+                "metadata": dict(intent.metadata_ or {}),
+                "next_action": view.next_action,
+                "last_payment_error": (
+                    {
+                        "type": "card_error",
+                        **{
+                            k: v
+                            for k, v in intent.last_error.items()
+                            if k in ("code", "decline_code", "message")
+                        },
+                    }
+                    if intent.last_error
+                    else None
+                ),
+            },
+            self._clock(),
+        )
+
+    def _emit_charge(self, session: Session, kind: str, charge: MockCharge) -> None:
+        refunds = session.scalars(
+            select(MockRefund).where(MockRefund.charge_id == charge.id).order_by(MockRefund.pk)
+        ).all()
+        intent = session.scalar(select(MockIntent).where(MockIntent.id == charge.intent_id))
+        emit(
+            session,
+            kind,
+            {
+                "id": charge.id,
+                "object": "charge",
+                "payment_intent": charge.intent_id,
+                "amount": charge.amount,
+                "amount_refunded": sum(r.amount for r in refunds),
+                "currency": charge.currency.lower(),
+                "metadata": dict(intent.metadata_ or {}) if intent else {},
+                "refunds": {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": r.id,
+                            "amount": r.amount,
+                            "status": r.status,
+                            "metadata": {"kassa_refund": r.reference},
+                        }
+                        for r in refunds
+                    ],
+                },
+            },
+            self._clock(),
+        )
+
+    def _reference_of(self, intent_id: str) -> str:
+        with self._db.transaction(read_only=True) as session:
+            reference = session.scalar(
+                select(MockIntent.reference).where(MockIntent.id == intent_id)
+            )
+        return reference or intent_id
+
+    @staticmethod
+    def _locked_intent(session: Session, intent_id: str) -> MockIntent:
+        intent = session.scalar(
+            select(MockIntent)
+            .where(MockIntent.id == intent_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if intent is None:
+            raise _missing("intent", intent_id)
+        return intent
+
+    @staticmethod
+    def _view(intent: MockIntent) -> ProviderIntent:
+        status = IntentStatus(intent.status)
+        return ProviderIntent(
+            id=intent.id,
+            status=status,
+            amount=intent.amount,
+            currency=intent.currency,
+            amount_received=intent.amount if status is IntentStatus.SUCCEEDED else 0,
+            client_secret=intent.client_secret,
+            next_action=(
+                {
+                    "type": "use_stripe_sdk",
+                    "use_stripe_sdk": {
+                        "type": "three_d_secure_redirect",
+                        "confirm_url": f"/v1/providers/mock/intents/{intent.id}/confirm",
+                    },
+                }
+                if status is IntentStatus.REQUIRES_ACTION
+                else None
+            ),
+            last_error=_failure_from(intent.last_error) if intent.last_error else None,
+        )
+
+    @staticmethod
+    def _refund_view(row: MockRefund) -> ProviderRefund:
+        return ProviderRefund(
+            id=row.id,
+            intent_id=row.intent_id,
+            amount=row.amount,
+            currency=row.currency,
+            status=RefundStatus(row.status),
+        )

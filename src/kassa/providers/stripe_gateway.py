@@ -1,0 +1,172 @@
+"""The Stripe gateway, on the official `stripe` SDK.
+
+The SDK's own network retries are off (`max_network_retries=0`): kassa's orchestrator
+owns retries, so it can classify, record and bound them. Every mutating call sends an
+idempotency key. `api_base` points the SDK at a local fake (localstripe) in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+from kassa.domain.payments import ErrorType, ProviderFailure
+from kassa.providers.base import (
+    IntentRequest,
+    IntentStatus,
+    ProviderError,
+    ProviderIntent,
+    ProviderRefund,
+    RefundStatus,
+)
+
+NAME = "stripe"
+REFERENCE_KEY = "kassa_reference"
+
+
+def failure_of(exc: stripe.StripeError) -> ProviderFailure:
+    """Translate an SDK exception into kassa's vocabulary."""
+    status = exc.http_status
+    error = exc.error
+    code = getattr(exc, "code", None) or (error.code if error else None)
+    decline = error.decline_code if error else None
+    message = exc.user_message or str(exc) or type(exc).__name__
+    if isinstance(exc, stripe.CardError):
+        return ProviderFailure(ErrorType.CARD_ERROR, message, code, decline, status)
+    if isinstance(exc, stripe.RateLimitError):
+        return ProviderFailure(ErrorType.RATE_LIMIT, message, code, None, status or 429)
+    if isinstance(exc, stripe.APIConnectionError):
+        # The SDK cannot tell "never sent" from "sent, answer lost": assume the worst,
+        # so the orchestrator looks the payment up before it retries anything.
+        return ProviderFailure(ErrorType.CONNECTION, message, reached_provider=None)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return ProviderFailure(ErrorType.AUTHENTICATION, message, code, None, status)
+    if isinstance(exc, stripe.IdempotencyError):
+        return ProviderFailure(ErrorType.IDEMPOTENCY, message, code, None, status)
+    if isinstance(exc, stripe.InvalidRequestError):
+        return ProviderFailure(ErrorType.INVALID_REQUEST, message, code, None, status)
+    if isinstance(exc, stripe.APIError) or (status is not None and status >= 500):
+        return ProviderFailure(ErrorType.API_ERROR, message, code, None, status)
+    return ProviderFailure(ErrorType.INVALID_REQUEST, message, code, None, status)
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """SDK objects refuse dict methods; work on a plain (recursive) dict copy."""
+    return dict(obj.to_dict()) if hasattr(obj, "to_dict") else dict(obj)
+
+
+def _intent(sdk_obj: Any) -> ProviderIntent:
+    obj = _plain(sdk_obj)
+    error = obj.get("last_payment_error")
+    last = (
+        ProviderFailure(
+            ErrorType.CARD_ERROR if error.get("type") == "card_error" else ErrorType.API_ERROR,
+            error.get("message") or "payment failed",
+            error.get("code"),
+            error.get("decline_code"),
+        )
+        if error
+        else None
+    )
+    next_action = obj.get("next_action")
+    return ProviderIntent(
+        id=obj["id"],
+        status=IntentStatus(obj["status"]),
+        amount=int(obj["amount"]),
+        currency=str(obj["currency"]).upper(),
+        amount_received=int(obj.get("amount_received") or 0),
+        client_secret=obj.get("client_secret"),
+        next_action=next_action,
+        last_error=last,
+    )
+
+
+def _refund(sdk_obj: Any) -> ProviderRefund:
+    obj = _plain(sdk_obj)
+    status = str(obj["status"])
+    return ProviderRefund(
+        id=obj["id"],
+        intent_id=str(obj.get("payment_intent") or ""),
+        amount=int(obj["amount"]),
+        currency=str(obj["currency"]).upper(),
+        status=RefundStatus(status)
+        if status in RefundStatus.__members__.values()
+        else (RefundStatus.FAILED if status == "canceled" else RefundStatus.PENDING),
+    )
+
+
+class StripeGateway:
+    name = NAME
+
+    def __init__(
+        self, secret_key: str, *, api_base: str | None = None, timeout_s: float = 30
+    ) -> None:
+        self._client = stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=timeout_s),
+        )
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            raise ProviderError(failure_of(exc)) from exc
+
+    def create_intent(self, request: IntentRequest, *, idempotency_key: str) -> ProviderIntent:
+        params: dict[str, Any] = {
+            "amount": request.amount,
+            "currency": request.currency.lower(),
+            "payment_method_types": ["card"],
+            "metadata": {**request.metadata, REFERENCE_KEY: request.reference},
+        }
+        if request.payment_method:
+            params["payment_method"] = request.payment_method
+        obj = self._call(
+            self._client.v1.payment_intents.create,
+            params=params,
+            options={"idempotency_key": idempotency_key},
+        )
+        return _intent(obj)
+
+    def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> ProviderIntent:
+        obj = self._call(
+            self._client.v1.payment_intents.confirm,
+            intent_id,
+            options={"idempotency_key": idempotency_key},
+        )
+        return _intent(obj)
+
+    def retrieve_intent(self, intent_id: str) -> ProviderIntent:
+        return _intent(self._call(self._client.v1.payment_intents.retrieve, intent_id))
+
+    def find_intent(self, reference: str) -> ProviderIntent | None:
+        """Stripe's search (eventually consistent, so None is not proof of absence; the
+        caller's retry reuses the same idempotency key, which Stripe deduplicates)."""
+        try:
+            result = self._client.v1.payment_intents.search(
+                params={"query": f"metadata['{REFERENCE_KEY}']:'{reference}'", "limit": 1}
+            )
+        except stripe.StripeError:
+            return None
+        data = list(result.data or [])
+        return _intent(data[0]) if data else None
+
+    def refund(
+        self, intent_id: str, amount: int, *, idempotency_key: str, reference: str
+    ) -> ProviderRefund:
+        obj = self._call(
+            self._client.v1.refunds.create,
+            params={
+                "payment_intent": intent_id,
+                "amount": amount,
+                "metadata": {REFERENCE_KEY: reference},
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+        return _refund(obj)
+
+    def retrieve_refund(self, refund_id: str) -> ProviderRefund:
+        return _refund(self._call(self._client.v1.refunds.retrieve, refund_id))

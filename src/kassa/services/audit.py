@@ -1,0 +1,91 @@
+"""The append-only audit log: one record per state change, written in its transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kassa.domain.ids import new_id
+from kassa.services.context import Clock, RequestContext
+from kassa.services.pagination import Page, paginate
+from kassa.storage.database import Database
+from kassa.storage.tables import AuditRecord
+
+
+@dataclass(frozen=True, slots=True)
+class AuditView:
+    id: str
+    actor_key_id: str
+    action: str
+    subject_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: AuditRecord) -> AuditView:
+        return cls(
+            id=row.id,
+            actor_key_id=row.actor_key_id,
+            action=row.action,
+            subject_id=row.subject_id,
+            before=row.before,
+            after=row.after,
+            request_id=row.request_id,
+            created_at=row.created_at,
+        )
+
+
+def record(
+    session: Session,
+    ctx: RequestContext,
+    now: datetime,
+    action: str,
+    subject_id: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    """Append one audit record inside the caller's transaction."""
+    session.add(
+        AuditRecord(
+            id=new_id("aud"),
+            actor_key_id=ctx.actor_key_id,
+            action=action,
+            subject_id=subject_id,
+            before=before,
+            after=after,
+            request_id=ctx.request_id,
+            created_at=now,
+        )
+    )
+
+
+class AuditLog:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    def list(
+        self,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        subject_id: str | None = None,
+        action: str | None = None,
+        actor_key_id: str | None = None,
+    ) -> Page[AuditView]:
+        stmt = select(AuditRecord)
+        if subject_id:
+            stmt = stmt.where(AuditRecord.subject_id == subject_id)
+        if action:
+            stmt = stmt.where(AuditRecord.action == action)
+        if actor_key_id:
+            stmt = stmt.where(AuditRecord.actor_key_id == actor_key_id)
+        with self._db.transaction(read_only=True) as session:
+            page = paginate(session, AuditRecord, stmt, limit, starting_after)
+            return page.map(AuditView.of)

@@ -1,0 +1,194 @@
+"""Durable idempotency keys, scoped to the API key, shared by every process.
+
+The first request with a key inserts an `in_progress` row (a unique constraint makes
+exactly one request win, on SQLite and PostgreSQL alike) and runs; its answer is then
+stored and replayed byte for byte. The service that performs the effect links the
+resource it created to the row *inside its own transaction* (`attach_resource`), so if
+the process dies between the effect and storing the answer, a later retry finds the
+resource and answers from it instead of doing the work twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from kassa.services.context import Clock, RequestContext
+from kassa.storage.database import Database
+from kassa.storage.tables import IdempotencyKey
+from kassa.storage.upsert import insert_unless_exists
+
+MAX_KEY_LENGTH = 255
+IN_PROGRESS = "in_progress"
+COMPLETED = "completed"
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """Hash of what makes two requests "the same": method, path and JSON body.
+
+    A JSON body is canonicalised (key order and white space do not matter); anything
+    else is hashed as raw bytes.
+    """
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), canonical):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Proceed:
+    """This request owns the key: run it, then `complete` or `abandon`."""
+
+    pk: int
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reused:
+    """The key was first used with a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class InUse:
+    """The first request with this key is still running."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """A request with this key died after its effect committed: answer from the resource."""
+
+    pk: int
+    resource_type: str
+    resource_id: str
+
+
+Decision = Proceed | Replay | Reused | InUse | Recover
+
+
+def attach_resource(
+    session: Session, ctx: RequestContext, resource_type: str, resource_id: str
+) -> None:
+    """Link the resource a request produced to its idempotency row, in the effect's own
+    transaction. A no-op for requests without an Idempotency-Key."""
+    if ctx.idempotency_pk is None:
+        return
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.pk == ctx.idempotency_pk)
+        .values(resource_type=resource_type, resource_id=resource_id)
+    )
+
+
+class IdempotencyStore:
+    def __init__(
+        self, db: Database, clock: Clock, *, lock_timeout_s: int, retention_s: int
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._lock_timeout = timedelta(seconds=lock_timeout_s)
+        self._retention = timedelta(seconds=retention_s)
+
+    def begin(self, api_key_id: str, key: str, request_fingerprint: str) -> Decision:
+        now = self._clock()
+        with self._db.transaction() as session:
+            # A key older than the retention is forgotten before it is looked at.
+            session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.api_key_id == api_key_id,
+                    IdempotencyKey.key == key,
+                    IdempotencyKey.created_at < now - self._retention,
+                )
+            )
+            inserted = insert_unless_exists(
+                session,
+                IdempotencyKey,
+                {
+                    "api_key_id": api_key_id,
+                    "key": key,
+                    "fingerprint": request_fingerprint,
+                    "state": IN_PROGRESS,
+                    "locked_at": now,
+                    "created_at": now,
+                },
+                ["api_key_id", "key"],
+            )
+            if inserted is not None:
+                return Proceed(inserted)
+            row = session.execute(
+                select(IdempotencyKey)
+                .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
+                .with_for_update()
+            ).scalar_one()
+            if row.fingerprint != request_fingerprint:
+                return Reused()
+            if row.state == COMPLETED:
+                assert row.response_status is not None and row.response_body is not None
+                return Replay(
+                    row.response_status, dict(row.response_headers or {}), row.response_body
+                )
+            if row.locked_at > now - self._lock_timeout:
+                return InUse()
+            # The owner died: take the key over.
+            row.locked_at = now
+            if row.resource_type and row.resource_id:
+                return Recover(row.pk, row.resource_type, row.resource_id)
+            return Proceed(row.pk)
+
+    def complete(self, pk: int, status: int, headers: dict[str, str], body: bytes) -> None:
+        with self._db.transaction() as session:
+            session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.pk == pk)
+                .values(
+                    state=COMPLETED,
+                    response_status=status,
+                    response_headers=headers,
+                    response_body=body,
+                    completed_at=self._clock(),
+                )
+            )
+
+    def abandon(self, pk: int) -> None:
+        """The request failed without an answer worth keeping: free the key for a retry.
+
+        If its effect did commit (a resource is attached) the row stays, unlocked, so the
+        retry answers from the resource."""
+        with self._db.transaction() as session:
+            gone = session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.pk == pk,
+                    IdempotencyKey.state == IN_PROGRESS,
+                    IdempotencyKey.resource_id.is_(None),
+                )
+            )
+            if getattr(gone, "rowcount", 0) == 0:
+                session.execute(
+                    update(IdempotencyKey)
+                    .where(IdempotencyKey.pk == pk, IdempotencyKey.state == IN_PROGRESS)
+                    .values(locked_at=self._clock() - self._lock_timeout)
+                )
+
+    def purge_expired(self) -> int:
+        with self._db.transaction() as session:
+            result = session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.created_at < self._clock() - self._retention
+                )
+            )
+            return int(getattr(result, "rowcount", 0))

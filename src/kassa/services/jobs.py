@@ -1,0 +1,253 @@
+"""The durable job queue behind the background worker.
+
+Jobs are rows in the same database, enqueued inside the transaction of the state change
+that causes them (so a job exists if and only if its cause committed). A worker claims
+jobs under row locks (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of workers
+share the queue without waiting on each other; SQLite's write transaction is exclusive
+anyway) and takes a lease. The handler then runs *in the same transaction that marks the
+job done*: if the worker dies mid-job, that transaction never commits, the lease runs
+out, and another worker runs the job again from the start, so each job's database
+effects happen exactly once. Failures are retried with exponential backoff and
+dead-lettered after `max_attempts`; `retry_dead` puts them back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from kassa.services.context import Clock
+from kassa.storage.database import Database
+from kassa.storage.tables import Job
+
+QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
+DEFAULT_MAX_ATTEMPTS = 12
+BACKOFF_BASE_S = 2
+BACKOFF_CAP_S = 3600
+
+
+class RetryLater(Exception):
+    """A job that cannot run yet (e.g. an event about a payment kassa has not seen)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobHandler:
+    """What runs a kind of job.
+
+    `in_transaction` handlers get the job's own session: their database effects commit
+    together with "done", exactly once. The others do external I/O (an HTTP delivery)
+    outside any transaction and are at-least-once: one that dies after its effect but
+    before "done" runs again, so they must be safe to repeat."""
+
+    fn: Callable[..., None]
+    in_transaction: bool = True
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+    *,
+    run_after: datetime | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    dedupe_key: str | None = None,
+) -> None:
+    """Add a job inside the caller's transaction."""
+    session.add(
+        Job(
+            kind=kind,
+            payload=payload,
+            state=QUEUED,
+            attempts=0,
+            max_attempts=max_attempts,
+            run_after=run_after or now,
+            dedupe_key=dedupe_key,
+            created_at=now,
+        )
+    )
+
+
+def backoff_s(attempts: int, rng: random.Random) -> float:
+    """Exponential backoff with jitter: ~2 s, 4 s, 8 s … capped at an hour."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+    return float(ceiling / 2 + rng.random() * ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    pk: int
+    kind: str
+    state: str
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    locked_by: str | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: Job) -> JobView:
+        return cls(
+            pk=row.pk,
+            kind=row.kind,
+            state=row.state,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            run_after=row.run_after,
+            locked_by=row.locked_by,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+            payload=dict(row.payload),
+        )
+
+
+class JobQueue:
+    def __init__(
+        self, db: Database, clock: Clock, *, lease_s: int = 60, rng: random.Random | None = None
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._lease = timedelta(seconds=lease_s)
+        self._rng = rng or random.Random()
+
+    def enqueue(self, kind: str, payload: dict[str, Any], **options: Any) -> None:
+        try:
+            with self._db.transaction() as session:
+                enqueue(session, kind, payload, self._clock(), **options)
+        except IntegrityError:
+            if options.get("dedupe_key") is None:
+                raise  # a duplicate dedupe key means the job is already there
+
+    def claim(
+        self, worker: str, limit: int = 10, kinds: set[str] | None = None
+    ) -> list[tuple[int, str]]:
+        """Lease up to `limit` due jobs to `worker`; returns their (key, kind)."""
+        now = self._clock()
+        with self._db.transaction() as session:
+            due = (
+                select(Job.pk, Job.kind)
+                .where(
+                    or_(
+                        (Job.state == QUEUED) & (Job.run_after <= now),
+                        (Job.state == RUNNING) & (Job.lease_until < now),  # its worker died
+                    )
+                )
+                .order_by(Job.run_after, Job.pk)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            if kinds is not None:
+                due = due.where(Job.kind.in_(sorted(kinds)))
+            claimed = [(int(pk), str(kind)) for pk, kind in session.execute(due)]
+            pks = [pk for pk, _ in claimed]
+            if pks:
+                session.execute(
+                    update(Job)
+                    .where(Job.pk.in_(pks))
+                    .values(
+                        state=RUNNING,
+                        locked_by=worker,
+                        lease_until=now + self._lease,
+                        attempts=Job.attempts + 1,
+                    )
+                )
+            return claimed
+
+    def run(self, pk: int, worker: str, handler: JobHandler) -> str:
+        """Run one claimed job; returns its new state."""
+        if not handler.in_transaction:
+            return self._run_outside(pk, worker, handler)
+        try:
+            with self._db.transaction() as session:
+                job = session.scalar(
+                    select(Job)
+                    .where(Job.pk == pk, Job.state == RUNNING, Job.locked_by == worker)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                )
+                if job is None:
+                    return "lost"  # the lease ran out and another worker took it
+                handler.fn(session, dict(job.payload))
+                job.state = DONE
+                job.finished_at = self._clock()
+                job.lease_until = None
+                job.last_error = None
+                return DONE
+        except Exception as exc:  # the handler's transaction rolled back
+            return self._failed(pk, worker, exc)
+
+    def _run_outside(self, pk: int, worker: str, handler: JobHandler) -> str:
+        with self._db.transaction(read_only=True) as session:
+            payload = session.scalar(
+                select(Job.payload).where(
+                    Job.pk == pk, Job.state == RUNNING, Job.locked_by == worker
+                )
+            )
+        if payload is None:
+            return "lost"
+        try:
+            handler.fn(dict(payload))
+        except Exception as exc:
+            return self._failed(pk, worker, exc)
+        with self._db.transaction() as session:
+            done = session.execute(
+                update(Job)
+                .where(Job.pk == pk, Job.state == RUNNING, Job.locked_by == worker)
+                .values(state=DONE, finished_at=self._clock(), lease_until=None, last_error=None)
+            )
+            return DONE if getattr(done, "rowcount", 0) == 1 else "lost"
+
+    def _failed(self, pk: int, worker: str, exc: Exception) -> str:
+        now = self._clock()
+        with self._db.transaction() as session:
+            job = session.scalar(
+                select(Job).where(Job.pk == pk, Job.locked_by == worker).with_for_update()
+            )
+            if job is None or job.state != RUNNING:
+                return "lost"
+            job.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            job.lease_until = None
+            job.locked_by = None
+            if job.attempts >= job.max_attempts:
+                job.state = DEAD
+                job.finished_at = now
+            else:
+                job.state = QUEUED
+                job.run_after = now + timedelta(seconds=backoff_s(job.attempts, self._rng))
+            return job.state
+
+    def list(self, state: str | None = None, limit: int = 50) -> list[JobView]:
+        with self._db.transaction(read_only=True) as session:
+            stmt = select(Job).order_by(Job.pk.desc()).limit(limit)
+            if state:
+                stmt = stmt.where(Job.state == state)
+            return [JobView.of(row) for row in session.scalars(stmt)]
+
+    def counts(self) -> dict[str, int]:
+        with self._db.transaction(read_only=True) as session:
+            return {
+                str(state): int(n)
+                for state, n in session.execute(select(Job.state, func.count()).group_by(Job.state))
+            }
+
+    def retry_dead(self, pk: int | None = None) -> int:
+        """Put dead jobs (one, or all) back in the queue with fresh attempts."""
+        with self._db.transaction() as session:
+            stmt = update(Job).where(Job.state == DEAD)
+            if pk is not None:
+                stmt = stmt.where(Job.pk == pk)
+            result = session.execute(
+                stmt.values(state=QUEUED, attempts=0, run_after=self._clock(), finished_at=None)
+            )
+            return int(getattr(result, "rowcount", 0))

@@ -1,0 +1,129 @@
+"""The application core: every service, wired to one database, clock and settings.
+
+Adapters (HTTP API, CLI, worker) build one `Kassa` and call its services; nothing
+else reaches the database.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from kassa.config import Settings
+from kassa.domain.payments import HealthThresholds, RetryPolicy
+from kassa.providers.base import PaymentProvider
+from kassa.providers.mock import MockProvider
+from kassa.providers.mock_events import DELIVER_EVENT, EventDelivery
+from kassa.providers.registry import ProviderRegistry, stripe_from
+from kassa.services.api_keys import ApiKeys
+from kassa.services.audit import AuditLog
+from kassa.services.catalogue import Catalogue
+from kassa.services.context import Clock, utc_now
+from kassa.services.customers import Customers
+from kassa.services.gateway_health import GatewayHealth
+from kassa.services.idempotency import IdempotencyStore
+from kassa.services.jobs import JobHandler, JobQueue
+from kassa.services.orders import Orders
+from kassa.services.payment_analytics import Analytics
+from kassa.services.payments import Payments
+from kassa.services.refunds import Refunds
+from kassa.services.wallets import Wallets
+from kassa.services.webhooks import APPLY_EVENT, Webhooks
+from kassa.storage.database import Database
+
+
+class Kassa:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        extra_providers: dict[str, PaymentProvider] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = Database(settings.database_url)
+        self.api_keys = ApiKeys(self.db, clock)
+        self.audit = AuditLog(self.db, clock)
+        self.catalogue = Catalogue(self.db, clock)
+        self.customers = Customers(self.db, clock)
+        self.orders = Orders(self.db, clock, reservation_ttl_s=settings.reservation_ttl_s)
+        self.idempotency = IdempotencyStore(
+            self.db,
+            clock,
+            lock_timeout_s=settings.idempotency_lock_timeout_s,
+            retention_s=settings.idempotency_retention_s,
+        )
+
+        self.mock = MockProvider(self.db, clock, sleep=sleep)
+        providers: dict[str, PaymentProvider] = {self.mock.name: self.mock}
+        stripe = stripe_from(settings)
+        if stripe is not None:
+            providers[stripe.name] = stripe
+        providers.update(extra_providers or {})
+        self.providers = ProviderRegistry(providers, settings.default_provider)
+        self.gateway_health = GatewayHealth(
+            self.db,
+            clock,
+            HealthThresholds(
+                window_s=settings.health_window_s,
+                min_attempts=settings.health_min_attempts,
+                degrade_at=settings.health_degrade_at,
+                recover_below=settings.health_recover_below,
+                degrade_p95_ms=settings.health_degrade_p95_ms,
+            ),
+        )
+        self.payments = Payments(
+            self.db,
+            clock,
+            self.providers,
+            RetryPolicy(
+                max_retries=settings.payment_max_retries,
+                base_delay_ms=settings.retry_base_delay_ms,
+                max_delay_ms=settings.retry_max_delay_ms,
+            ),
+            self.gateway_health,
+            sleep=sleep,
+            rng=rng,
+        )
+        self.analytics = Analytics(self.db, clock)
+        self.wallets = Wallets(self.db, clock)
+        self.refunds = Refunds(
+            self.db,
+            clock,
+            self.providers,
+            RetryPolicy(
+                max_retries=settings.payment_max_retries,
+                base_delay_ms=settings.retry_base_delay_ms,
+                max_delay_ms=settings.retry_max_delay_ms,
+            ),
+            sleep=sleep,
+            rng=rng,
+        )
+        self.jobs = JobQueue(self.db, clock, lease_s=settings.job_lease_s)
+        self.webhooks = Webhooks(
+            self.db,
+            clock,
+            {
+                "stripe": settings.stripe_webhook_secrets,
+                "mock": settings.mock_webhook_secrets,
+            },
+        )
+
+        self.mock_webhook_url = settings.mock_webhook_url
+        self.mock_events = EventDelivery(
+            settings.mock_webhook_secrets[0], clock, url=lambda: self.mock_webhook_url
+        )
+
+    def job_handlers(self) -> dict[str, JobHandler]:
+        """Every kind of background job kassa knows how to run."""
+        return {
+            APPLY_EVENT: JobHandler(self.webhooks.apply),
+            DELIVER_EVENT: JobHandler(self.mock_events.deliver, in_transaction=False),
+        }
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,525 @@
+"""Paying orders: open a payment, let the orchestrator drive the provider, settle.
+
+Three short transactions, none held across a network call:
+1. open: lock the order, check it can be paid, insert the payment (`processing`);
+2. the orchestrator calls the provider; each attempt is recorded as it ends;
+3. settle: write the outcome; a success goes through `settlement.payment_succeeded`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kassa.domain.errors import DomainError, ErrorKind, FieldProblem, conflict, invalid, not_found
+from kassa.domain.ids import new_id
+from kassa.domain.money import MAX_AMOUNT, normalize_currency
+from kassa.domain.orders import OrderStatus
+from kassa.domain.payments import (
+    IN_FLIGHT_STATUSES,
+    PaymentStatus,
+    ProviderFailure,
+    RetryPolicy,
+    classify,
+)
+from kassa.domain.roles import sees_only_own_orders
+from kassa.domain.wallet import EntryKind
+from kassa.providers.base import IntentRequest, IntentStatus, ProviderError, ProviderIntent
+from kassa.providers.registry import ProviderRegistry
+from kassa.services import audit
+from kassa.services.context import Clock, RequestContext
+from kassa.services.gateway_health import GatewayHealth
+from kassa.services.idempotency import attach_resource
+from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
+from kassa.services.orders import lock_order
+from kassa.services.settlement import lock_payment, payment_succeeded
+from kassa.services.wallets import post_entry
+from kassa.storage.database import Database
+from kassa.storage.tables import Customer, Order, Payment, PaymentAttempt
+
+IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
+WALLET = "wallet"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    number: int
+    operation: str
+    started_at: datetime
+    duration_ms: int
+    outcome: str
+    error_type: str | None
+    code: str | None
+    decline_code: str | None
+    retry_delay_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentView:
+    id: str
+    order: str | None
+    top_up_customer: str | None
+    provider: str
+    provider_payment_id: str | None
+    status: str
+    amount: int
+    currency: str
+    client_secret: str | None
+    next_action: dict[str, Any] | None
+    failure: dict[str, Any] | None
+    attempts: tuple[AttemptView, ...]
+    retry_count: int
+    recovered_by_retry: bool
+    no_retry_reason: str | None
+    orchestration_ms: int | None
+    created_at: datetime
+    succeeded_at: datetime | None
+
+
+def _view(row: Payment, attempts: list[PaymentAttempt]) -> PaymentView:
+    return PaymentView(
+        id=row.id,
+        order=row.order_id,
+        top_up_customer=row.top_up_customer_id,
+        provider=row.provider,
+        provider_payment_id=row.provider_payment_id,
+        status=row.status,
+        amount=row.amount,
+        currency=row.currency,
+        client_secret=row.client_secret,
+        next_action=row.next_action,
+        failure=row.failure,
+        attempts=tuple(
+            AttemptView(
+                number=a.number,
+                operation=a.operation,
+                started_at=a.started_at,
+                duration_ms=a.duration_ms,
+                outcome=a.outcome,
+                error_type=a.error_type,
+                code=a.code,
+                decline_code=a.decline_code,
+                retry_delay_ms=a.retry_delay_ms,
+            )
+            for a in attempts
+        ),
+        retry_count=row.retry_count,
+        recovered_by_retry=row.recovered_by_retry,
+        no_retry_reason=row.no_retry_reason,
+        orchestration_ms=row.orchestration_ms,
+        created_at=row.created_at,
+        succeeded_at=row.succeeded_at,
+    )
+
+
+def failure_json(failure: ProviderFailure) -> dict[str, Any]:
+    return {
+        "category": classify(failure).category.value,
+        "type": failure.code if failure.code == "card_declined" else failure.type.value,
+        "error_type": failure.type.value,
+        "code": failure.code,
+        "decline_code": failure.decline_code,
+        "message": failure.message,
+    }
+
+
+def provider_idempotency_base(payment_id: str, actor_key_id: str, request_key: str | None) -> str:
+    """The provider key prefix: derived from the client's Idempotency-Key when it sent one,
+    so a retried request reaches the provider with the very same keys."""
+    if request_key is None:
+        return f"kassa:{payment_id}"
+    digest = hashlib.sha256(f"{actor_key_id}\0{request_key}".encode()).hexdigest()[:40]
+    return f"kassa:req:{digest}"
+
+
+class Payments:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        providers: ProviderRegistry,
+        policy: RetryPolicy,
+        health: GatewayHealth,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._providers = providers
+        self._policy = policy
+        self._health = health
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    # -- paying -----------------------------------------------------------------------
+
+    def pay(
+        self,
+        ctx: RequestContext,
+        order_id: str,
+        *,
+        provider: str | None = None,
+        payment_method: str | None = None,
+        request_key: str | None = None,
+    ) -> PaymentView:
+        if provider == WALLET:
+            return self._pay_from_wallet(ctx, order_id)
+        gateway = self._providers.get(provider)
+        payment_id, request, base = self._open(
+            ctx, order_id, gateway.name, payment_method, request_key
+        )
+        orchestrator = Orchestrator(
+            gateway,
+            self._policy,
+            is_degraded=self._health.is_degraded,
+            record=lambda attempt: self._record_attempt(payment_id, gateway.name, attempt),
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+        outcome = (
+            orchestrator.charge(request, base)
+            if payment_method
+            else orchestrator.create(request, base)
+        )
+        return self._settle(ctx, payment_id, outcome)
+
+    def _pay_from_wallet(self, ctx: RequestContext, order_id: str) -> PaymentView:
+        """Pay an order from its customer's wallet: one transaction, no gateway."""
+        now = self._clock()
+        with self._db.transaction() as session:
+            order = self._payable_order(session, ctx, order_id)
+            if order.customer_id is None:
+                raise invalid(
+                    "wallet_needs_customer",
+                    "a guest order has no wallet to pay from",
+                    FieldProblem(("body", "provider"), "the order has no customer"),
+                )
+            amount = order.total - order.amount_paid
+            payment_id = new_id("pay")
+            post_entry(
+                session,
+                order.customer_id,
+                order.currency,
+                -amount,
+                EntryKind.PAYMENT,
+                now,
+                reference=payment_id,
+                actor=ctx.actor_key_id,
+            )
+            session.add(
+                Payment(
+                    id=payment_id,
+                    order_id=order.id,
+                    provider=WALLET,
+                    provider_payment_id=None,
+                    idempotency_base=f"kassa:{payment_id}",
+                    status=PaymentStatus.PROCESSING.value,
+                    amount=amount,
+                    currency=order.currency,
+                    retry_count=0,
+                    recovered_by_retry=False,
+                    orchestration_ms=0,
+                    created_by_key=ctx.actor_key_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            session.flush()
+            audit.record(
+                session,
+                ctx,
+                now,
+                "payment.created",
+                payment_id,
+                None,
+                {"order": order.id, "amount": amount, "provider": WALLET},
+            )
+            payment_succeeded(session, ctx, payment_id, now)
+            attach_resource(session, ctx, "payment", payment_id)
+            return self._load(session, payment_id)
+
+    def top_up(
+        self,
+        ctx: RequestContext,
+        customer_id: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        *,
+        provider: str | None = None,
+        request_key: str | None = None,
+    ) -> PaymentView:
+        """Pay money into a customer's wallet through the orchestrator; credited on success."""
+        code = normalize_currency(currency)
+        if not 0 < amount <= MAX_AMOUNT:
+            raise invalid(
+                "validation_error",
+                "amount must be positive",
+                FieldProblem(("body", "amount"), f"must be 1..{MAX_AMOUNT}"),
+            )
+        if provider == WALLET:
+            raise invalid(
+                "unknown_provider",
+                "a wallet cannot be topped up from itself",
+                FieldProblem(("body", "provider"), "not allowed for top-ups"),
+            )
+        gateway = self._providers.get(provider)
+        now = self._clock()
+        with self._db.transaction() as session:
+            if session.scalar(select(Customer.pk).where(Customer.id == customer_id)) is None:
+                raise not_found("customer_not_found", f"no customer {customer_id!r}")
+            payment_id = new_id("pay")
+            base = provider_idempotency_base(payment_id, ctx.actor_key_id, request_key)
+            session.add(
+                Payment(
+                    id=payment_id,
+                    order_id=None,
+                    top_up_customer_id=customer_id,
+                    provider=gateway.name,
+                    idempotency_base=base,
+                    status=PaymentStatus.PROCESSING.value,
+                    amount=amount,
+                    currency=code,
+                    payment_method=payment_method.split("|", 1)[0],
+                    retry_count=0,
+                    recovered_by_retry=False,
+                    created_by_key=ctx.actor_key_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            audit.record(
+                session,
+                ctx,
+                now,
+                "wallet.top_up_started",
+                payment_id,
+                None,
+                {"customer": customer_id, "amount": amount, "currency": code},
+            )
+            attach_resource(session, ctx, "payment", payment_id)
+        request = IntentRequest(
+            amount=amount,
+            currency=code,
+            reference=payment_id,
+            payment_method=payment_method,
+            metadata={"kassa_payment": payment_id, "kassa_top_up_customer": customer_id},
+        )
+        orchestrator = Orchestrator(
+            gateway,
+            self._policy,
+            is_degraded=self._health.is_degraded,
+            record=lambda attempt: self._record_attempt(payment_id, gateway.name, attempt),
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+        return self._settle(ctx, payment_id, orchestrator.charge(request, base))
+
+    def _payable_order(self, session: Session, ctx: RequestContext, order_id: str) -> Order:
+        order = lock_order(session, order_id)
+        if order is None or (
+            sees_only_own_orders(ctx.role) and order.created_by_key != ctx.actor_key_id
+        ):
+            raise not_found("order_not_found", f"no order {order_id!r}")
+        if order.status != OrderStatus.PENDING.value:
+            raise conflict("order_not_pending", f"the order is {order.status}, not pending")
+        in_flight = session.scalar(
+            select(Payment.id).where(Payment.order_id == order_id, Payment.status.in_(IN_FLIGHT))
+        )
+        if in_flight is not None:
+            raise conflict(
+                "payment_in_progress", f"payment {in_flight} for this order is still open"
+            )
+        if order.total - order.amount_paid <= 0:
+            raise conflict("nothing_to_pay", "the order's total is already covered")
+        return order
+
+    def _open(
+        self,
+        ctx: RequestContext,
+        order_id: str,
+        provider: str,
+        payment_method: str | None,
+        request_key: str | None,
+    ) -> tuple[str, IntentRequest, str]:
+        now = self._clock()
+        with self._db.transaction() as session:
+            order = self._payable_order(session, ctx, order_id)
+            amount = order.total - order.amount_paid
+            payment_id = new_id("pay")
+            base = provider_idempotency_base(payment_id, ctx.actor_key_id, request_key)
+            session.add(
+                Payment(
+                    id=payment_id,
+                    order_id=order.id,
+                    provider=provider,
+                    idempotency_base=base,
+                    status=PaymentStatus.PROCESSING.value,
+                    amount=amount,
+                    currency=order.currency,
+                    payment_method=payment_method.split("|", 1)[0] if payment_method else None,
+                    retry_count=0,
+                    recovered_by_retry=False,
+                    created_by_key=ctx.actor_key_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            audit.record(
+                session,
+                ctx,
+                now,
+                "payment.created",
+                payment_id,
+                None,
+                {"order": order.id, "amount": amount, "provider": provider},
+            )
+            attach_resource(session, ctx, "payment", payment_id)
+            request = IntentRequest(
+                amount=amount,
+                currency=order.currency,
+                reference=payment_id,
+                payment_method=payment_method,
+                metadata={
+                    "kassa_order": order.id,
+                    "kassa_order_number": order.number or "",
+                    "kassa_payment": payment_id,
+                },
+            )
+        return payment_id, request, base
+
+    def _record_attempt(self, payment_id: str, provider: str, attempt: Attempt) -> None:
+        with self._db.transaction() as session:
+            session.add(
+                PaymentAttempt(
+                    payment_id=payment_id,
+                    provider=provider,
+                    number=attempt.number,
+                    operation=attempt.operation,
+                    started_at=attempt.started_at,
+                    duration_ms=attempt.duration_ms,
+                    outcome=attempt.outcome.value,
+                    error_type=attempt.error_type,
+                    code=attempt.code,
+                    decline_code=attempt.decline_code,
+                    retry_delay_ms=attempt.retry_delay_ms,
+                    gateway_failure=attempt.gateway_failure,
+                )
+            )
+
+    def _settle(self, ctx: RequestContext, payment_id: str, outcome: Outcome) -> PaymentView:
+        now = self._clock()
+        with self._db.transaction() as session:
+            payment = lock_payment(session, payment_id)
+            assert payment is not None
+            payment.retry_count = outcome.retries
+            payment.recovered_by_retry = outcome.recovered_by_retry
+            payment.orchestration_ms = outcome.elapsed_ms
+            payment.no_retry_reason = (
+                outcome.no_retry_reason.value if outcome.no_retry_reason else None
+            )
+            payment.updated_at = now
+            if outcome.intent is not None:
+                self._apply_intent(session, ctx, payment, outcome.intent, now)
+            elif outcome.failure is not None:
+                payment.status = PaymentStatus.FAILED.value
+                payment.failure = failure_json(outcome.failure)
+                audit.record(
+                    session,
+                    ctx,
+                    now,
+                    "payment.failed",
+                    payment.id,
+                    None,
+                    {"failure": payment.failure},
+                )
+            return self._load(session, payment.id)
+
+    def _apply_intent(
+        self,
+        session: Any,
+        ctx: RequestContext,
+        payment: Payment,
+        intent: ProviderIntent,
+        now: datetime,
+    ) -> None:
+        """Bring a payment in line with its provider intent (idempotent)."""
+        payment.provider_payment_id = intent.id
+        payment.client_secret = intent.client_secret
+        if payment.status in (PaymentStatus.SUCCEEDED.value, PaymentStatus.CANCELED.value):
+            return
+        if intent.status is IntentStatus.SUCCEEDED:
+            payment_succeeded(session, ctx, payment.id, now)
+        elif intent.status is IntentStatus.REQUIRES_ACTION:
+            payment.status = PaymentStatus.REQUIRES_ACTION.value
+            payment.next_action = intent.next_action
+        elif intent.status in (
+            IntentStatus.REQUIRES_PAYMENT_METHOD,
+            IntentStatus.REQUIRES_CONFIRMATION,
+        ):
+            if intent.last_error is not None:
+                payment.status = PaymentStatus.FAILED.value
+                payment.failure = failure_json(intent.last_error)
+            else:  # the browser flow: the shopper confirms with the client secret
+                payment.status = PaymentStatus.REQUIRES_ACTION.value
+                payment.next_action = {"type": "confirm_with_client_secret"}
+        elif intent.status is IntentStatus.PROCESSING:
+            payment.status = PaymentStatus.PROCESSING.value
+        elif intent.status is IntentStatus.CANCELED:
+            payment.status = PaymentStatus.CANCELED.value
+
+    def sync_from_provider(self, ctx: RequestContext, provider: str, intent_id: str) -> PaymentView:
+        """Re-read an intent at its provider and apply it to kassa's payment."""
+        gateway = self._providers.get(provider)
+        try:
+            intent = gateway.retrieve_intent(intent_id)
+        except ProviderError as exc:
+            raise DomainError("provider_error", exc.failure.message, ErrorKind.CONFLICT) from exc
+        now = self._clock()
+        with self._db.transaction() as session:
+            payment_id = session.scalar(
+                select(Payment.id).where(
+                    Payment.provider == provider, Payment.provider_payment_id == intent_id
+                )
+            )
+            if payment_id is None:
+                raise not_found("payment_not_found", f"no payment for intent {intent_id!r}")
+            payment = lock_payment(session, payment_id)
+            assert payment is not None
+            payment.updated_at = now
+            self._apply_intent(session, ctx, payment, intent, now)
+            return self._load(session, payment.id)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, ctx: RequestContext, payment_id: str) -> PaymentView:
+        with self._db.transaction(read_only=True) as session:
+            row = session.scalar(select(Payment).where(Payment.id == payment_id))
+            if row is None or (
+                sees_only_own_orders(ctx.role) and row.created_by_key != ctx.actor_key_id
+            ):
+                raise not_found("payment_not_found", f"no payment {payment_id!r}")
+            return self._load(session, row.id)
+
+    @staticmethod
+    def _load(session: Any, payment_id: str) -> PaymentView:
+        row = session.scalar(select(Payment).where(Payment.id == payment_id))
+        attempts = list(
+            session.scalars(
+                select(PaymentAttempt)
+                .where(PaymentAttempt.payment_id == payment_id)
+                .order_by(PaymentAttempt.number)
+            )
+        )
+        return _view(row, attempts)

@@ -1,0 +1,367 @@
+"""Refunds: full or partial, to the card (through the provider) or to the wallet.
+
+1. Open (one transaction, under the order's lock): decide the amount against what was paid
+   minus everything already refunded *or being refunded*, so concurrent requests can never
+   refund more than was paid together; split it across the order's payments (newest first);
+   insert one `pending` part per payment.
+2. Execute each part at its provider, outside any transaction, with a provider idempotency
+   key per part: a transient or unknown failure is retried with the same key (the provider
+   refunds once), a hard one fails that part. Wallet destinations need no provider.
+3. Settle: mark parts succeeded/failed, recompute the order's refund totals from the rows.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from kassa.domain.errors import FieldProblem, invalid, not_found
+from kassa.domain.ids import new_id
+from kassa.domain.payments import PaymentStatus, RetryPolicy, classify
+from kassa.domain.refunds import allocate_refund, refund_amount
+from kassa.domain.wallet import EntryKind
+from kassa.providers.base import ProviderError, ProviderRefund
+from kassa.providers.registry import ProviderRegistry
+from kassa.services import audit
+from kassa.services.context import Clock, RequestContext
+from kassa.services.idempotency import attach_resource
+from kassa.services.orders import lock_order
+from kassa.services.payments import failure_json, provider_idempotency_base
+from kassa.services.wallets import post_entry
+from kassa.storage.database import Database
+from kassa.storage.tables import Order, Payment, Refund
+
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+ORIGINAL, WALLET = "original", "wallet"
+REFUND_ISSUED = "refund.succeeded"
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPart:
+    payment: str | None
+    amount: int
+    status: str
+    provider_refund_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundView:
+    id: str
+    order: str
+    payment: str | None
+    amount: int
+    currency: str
+    status: str
+    destination: str
+    provider_refund_id: str | None
+    reason: str | None
+    origin: str
+    failure: dict[str, Any] | None
+    parts: tuple[RefundPart, ...]
+    created_at: datetime
+
+
+def group_status(statuses: list[str]) -> str:
+    if all(s == SUCCEEDED for s in statuses):
+        return SUCCEEDED
+    if all(s == FAILED for s in statuses):
+        return FAILED
+    return PENDING
+
+
+def recompute_order_refunds(session: Session, order: Order, now: datetime) -> None:
+    """The order's refund totals, from its succeeded refund rows (never incremented)."""
+    total = int(
+        session.scalar(
+            select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                Refund.order_id == order.id, Refund.status == SUCCEEDED
+            )
+        )
+        or 0
+    )
+    if total != order.amount_refunded:
+        order.amount_refunded = total
+        order.refunded_at = now if total else None
+
+
+class Refunds:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        providers: ProviderRegistry,
+        policy: RetryPolicy,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        on_succeeded: Callable[[Session, str, datetime], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._providers = providers
+        self._policy = policy
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._on_succeeded = on_succeeded
+
+    def create(
+        self,
+        ctx: RequestContext,
+        order_id: str,
+        *,
+        amount: int | None = None,
+        reason: str | None = None,
+        destination: str = ORIGINAL,
+        request_key: str | None = None,
+    ) -> RefundView:
+        group_id, parts = self._open(ctx, order_id, amount, reason, destination, request_key)
+        for part_id, payment_id in parts:
+            if destination == ORIGINAL:
+                self._execute(ctx, part_id, payment_id)
+        return self.get(group_id)
+
+    # -- 1. open ----------------------------------------------------------------------
+
+    def _open(
+        self,
+        ctx: RequestContext,
+        order_id: str,
+        requested: int | None,
+        reason: str | None,
+        destination: str,
+        request_key: str | None,
+    ) -> tuple[str, list[tuple[str, str | None]]]:
+        now = self._clock()
+        with self._db.transaction() as session:
+            order = lock_order(session, order_id)
+            if order is None:
+                raise not_found("order_not_found", f"no order {order_id!r}")
+            committed = int(
+                session.scalar(
+                    select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                        Refund.order_id == order.id, Refund.status.in_([PENDING, SUCCEEDED])
+                    )
+                )
+                or 0
+            )
+            amount = refund_amount(order.amount_paid, committed, requested)
+            if destination == WALLET and order.customer_id is None:
+                raise invalid(
+                    "wallet_needs_customer",
+                    "a guest order has no wallet to refund to",
+                    FieldProblem(("body", "destination"), "the order has no customer"),
+                )
+            split = allocate_refund(amount, self._refundable_payments(session, order.id))
+            group_id = new_id("re")
+            base = provider_idempotency_base(group_id, ctx.actor_key_id, request_key)
+            parts: list[tuple[str, str | None]] = []
+            for index, (payment_id, part_amount) in enumerate(split):
+                part_id = group_id if index == 0 else new_id("re")
+                session.add(
+                    Refund(
+                        id=part_id,
+                        order_id=order.id,
+                        payment_id=payment_id,
+                        amount=part_amount,
+                        currency=order.currency,
+                        status=SUCCEEDED if destination == WALLET else PENDING,
+                        destination=destination,
+                        provider=None,
+                        provider_refund_id=None,
+                        origin="kassa",
+                        reason=reason,
+                        group_id=group_id,
+                        idempotency_base=f"{base}:{index}",
+                        created_by_key=ctx.actor_key_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                parts.append((part_id, payment_id))
+            session.flush()
+            if destination == WALLET:
+                assert order.customer_id is not None
+                for part_id, _ in parts:
+                    part = session.scalar(select(Refund).where(Refund.id == part_id))
+                    assert part is not None
+                    post_entry(
+                        session,
+                        order.customer_id,
+                        order.currency,
+                        part.amount,
+                        EntryKind.REFUND,
+                        now,
+                        reference=part_id,
+                        reason=reason,
+                        actor=ctx.actor_key_id,
+                    )
+                    self._succeeded(session, part_id, now)
+                recompute_order_refunds(session, order, now)
+            audit.record(
+                session,
+                ctx,
+                now,
+                "refund.created",
+                group_id,
+                None,
+                {
+                    "order": order.id,
+                    "amount": amount,
+                    "destination": destination,
+                    "parts": len(parts),
+                },
+            )
+            attach_resource(session, ctx, "refund", group_id)
+            return group_id, parts
+
+    @staticmethod
+    def _refundable_payments(session: Session, order_id: str) -> list[tuple[str, int]]:
+        """Succeeded payments with what each can still give back, newest first."""
+        payments = session.scalars(
+            select(Payment)
+            .where(Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED.value)
+            .order_by(Payment.pk.desc())
+        ).all()
+        out = []
+        for payment in payments:
+            used = int(
+                session.scalar(
+                    select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                        Refund.payment_id == payment.id, Refund.status.in_([PENDING, SUCCEEDED])
+                    )
+                )
+                or 0
+            )
+            out.append((payment.id, payment.amount - used))
+        return out
+
+    # -- 2. execute -------------------------------------------------------------------
+
+    def _execute(self, ctx: RequestContext, part_id: str, payment_id: str | None) -> None:
+        with self._db.transaction(read_only=True) as session:
+            part = session.scalar(select(Refund).where(Refund.id == part_id))
+            payment = session.scalar(select(Payment).where(Payment.id == payment_id))
+            assert part is not None and payment is not None
+            amount, key = part.amount, f"{part.idempotency_base}"
+            provider_name, intent = payment.provider, payment.provider_payment_id
+        if provider_name == "wallet":  # paid from the wallet: give it back there
+            self._back_to_wallet(ctx, part_id)
+            return
+        provider = self._providers.get(provider_name)
+        result: ProviderRefund | None = None
+        failure = None
+        retries = 0
+        while True:
+            try:
+                result = provider.refund(
+                    intent or "", amount, idempotency_key=key, reference=part_id
+                )
+                break
+            except ProviderError as exc:
+                failure = exc.failure
+                cls = classify(failure)
+                if not cls.retryable or retries >= self._policy.max_retries:
+                    break
+                retries += 1
+                self._sleep(self._policy.delay_ms(retries, self._rng) / 1000)
+        now = self._clock()
+        with self._db.transaction() as session:
+            order, part = self._lock_part(session, part_id)
+            if part.status != PENDING:
+                return  # a provider event settled it meanwhile
+            part.provider = provider_name
+            part.updated_at = now
+            if result is not None:
+                part.provider_refund_id = result.id
+                self._succeeded(session, part_id, now)
+            else:
+                assert failure is not None
+                part.status = FAILED
+                part.failure = failure_json(failure)
+                audit.record(
+                    session, ctx, now, "refund.failed", part_id, None, {"failure": part.failure}
+                )
+            recompute_order_refunds(session, order, now)
+
+    @staticmethod
+    def _lock_part(session: Session, part_id: str) -> tuple[Order, Refund]:
+        """Lock a refund part's order, then the part: the lock order every refund path
+        follows (payment, then order, then refund rows), so none can deadlock another."""
+        order_id = session.scalar(select(Refund.order_id).where(Refund.id == part_id))
+        assert order_id is not None
+        order = lock_order(session, order_id)
+        part = session.scalar(
+            select(Refund)
+            .where(Refund.id == part_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert order is not None and part is not None
+        return order, part
+
+    def _back_to_wallet(self, ctx: RequestContext, part_id: str) -> None:
+        now = self._clock()
+        with self._db.transaction() as session:
+            order, part = self._lock_part(session, part_id)
+            assert order.customer_id is not None
+            post_entry(
+                session,
+                order.customer_id,
+                part.currency,
+                part.amount,
+                EntryKind.REFUND,
+                now,
+                reference=part_id,
+                reason=part.reason,
+                actor=ctx.actor_key_id,
+            )
+            part.provider = "wallet"
+            self._succeeded(session, part_id, now)
+            recompute_order_refunds(session, order, now)
+
+    def _succeeded(self, session: Session, part_id: str, now: datetime) -> None:
+        part = session.scalar(select(Refund).where(Refund.id == part_id))
+        assert part is not None
+        part.status = SUCCEEDED
+        part.updated_at = now
+        if self._on_succeeded is not None:
+            self._on_succeeded(session, part_id, now)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, refund_id: str) -> RefundView:
+        with self._db.transaction(read_only=True) as session:
+            first = session.scalar(select(Refund).where(Refund.id == refund_id))
+            if first is None:
+                raise not_found("refund_not_found", f"no refund {refund_id!r}")
+            group = first.group_id or first.id
+            rows = session.scalars(
+                select(Refund)
+                .where((Refund.group_id == group) | (Refund.id == group))
+                .order_by(Refund.pk)
+            ).all()
+            head = next(r for r in rows if r.id == group)
+            return RefundView(
+                id=head.id,
+                order=head.order_id,
+                payment=head.payment_id,
+                amount=sum(r.amount for r in rows),
+                currency=head.currency,
+                status=group_status([r.status for r in rows]),
+                destination=head.destination,
+                provider_refund_id=head.provider_refund_id,
+                reason=head.reason,
+                origin=head.origin,
+                failure=head.failure,
+                parts=tuple(
+                    RefundPart(r.payment_id, r.amount, r.status, r.provider_refund_id) for r in rows
+                ),
+                created_at=head.created_at,
+            )

@@ -1,0 +1,204 @@
+"""Customer wallets: per-currency credit kept as an append-only ledger.
+
+Every change is a `WalletEntry`; the `WalletBalance` row is updated in the same
+transaction, so it always equals the sum of the entries. A debit is one conditional
+UPDATE (`… WHERE balance >= amount`), so concurrent spends can never take a balance below
+zero; only an operator's adjustment may. Crediting the same top-up or refund twice is
+impossible: (kind, reference) is unique.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from kassa.domain.errors import invalid, not_found
+from kassa.domain.ids import new_id
+from kassa.domain.money import normalize_currency
+from kassa.domain.wallet import EntryKind, adjustment_delta, counts_as_paid
+from kassa.services import audit
+from kassa.services.context import Clock, RequestContext
+from kassa.storage.database import Database
+from kassa.storage.tables import Customer, WalletBalance, WalletEntry
+from kassa.storage.upsert import insert_unless_exists
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    id: str
+    currency: str
+    amount: int
+    balance_after: int
+    kind: str
+    reference: str | None
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WalletView:
+    customer: str
+    balances: dict[str, int]
+    lifetime_paid: dict[str, int]
+    entries: tuple[EntryView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    currency: str
+    prev_balance: int
+    new_balance: int
+
+
+def post_entry(
+    session: Session,
+    customer_id: str,
+    currency: str,
+    amount: int,
+    kind: EntryKind,
+    now: datetime,
+    *,
+    reference: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> WalletEntry:
+    """Apply one entry inside the caller's transaction; raises for a debit the balance
+    cannot cover (adjustments excepted)."""
+    insert_unless_exists(
+        session,
+        WalletBalance,
+        {
+            "customer_id": customer_id,
+            "currency": currency,
+            "balance": 0,
+            "lifetime_paid": 0,
+            "updated_at": now,
+        },
+        ["customer_id", "currency"],
+    )
+    wallet = (WalletBalance.customer_id == customer_id) & (WalletBalance.currency == currency)
+    values: dict[str, object] = {"balance": WalletBalance.balance + amount, "updated_at": now}
+    if counts_as_paid(kind):
+        values["lifetime_paid"] = WalletBalance.lifetime_paid + amount
+    stmt = update(WalletBalance).where(wallet).values(**values)
+    if amount < 0 and kind is not EntryKind.ADJUSTMENT:
+        stmt = stmt.where(WalletBalance.balance >= -amount)
+    if getattr(session.execute(stmt), "rowcount", 0) != 1:
+        raise invalid(
+            "insufficient_wallet_balance",
+            f"the wallet's {currency} balance does not cover {-amount}",
+        )
+    balance = session.scalar(select(WalletBalance.balance).where(wallet))
+    entry = WalletEntry(
+        id=new_id("wle"),
+        customer_id=customer_id,
+        currency=currency,
+        amount=amount,
+        balance_after=int(balance or 0),
+        kind=kind.value,
+        reference=reference,
+        reason=reason,
+        actor_key_id=actor,
+        created_at=now,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+class Wallets:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    @staticmethod
+    def _customer(session: Session, customer_id: str) -> Customer:
+        customer = session.scalar(select(Customer).where(Customer.id == customer_id))
+        if customer is None:
+            raise not_found("customer_not_found", f"no customer {customer_id!r}")
+        return customer
+
+    def view(self, customer_id: str, entries: int = 50) -> WalletView:
+        with self._db.transaction(read_only=True) as session:
+            self._customer(session, customer_id)
+            rows = session.scalars(
+                select(WalletBalance).where(WalletBalance.customer_id == customer_id)
+            ).all()
+            recent = session.scalars(
+                select(WalletEntry)
+                .where(WalletEntry.customer_id == customer_id)
+                .order_by(WalletEntry.pk.desc())
+                .limit(entries)
+            ).all()
+            return WalletView(
+                customer=customer_id,
+                balances={r.currency: r.balance for r in rows},
+                lifetime_paid={r.currency: r.lifetime_paid for r in rows},
+                entries=tuple(
+                    EntryView(
+                        id=e.id,
+                        currency=e.currency,
+                        amount=e.amount,
+                        balance_after=e.balance_after,
+                        kind=e.kind,
+                        reference=e.reference,
+                        reason=e.reason,
+                        created_at=e.created_at,
+                    )
+                    for e in recent
+                ),
+            )
+
+    def adjust(
+        self, ctx: RequestContext, customer_id: str, currency: str, balance: int, reason: str
+    ) -> Adjustment:
+        """An operator sets a balance (negative allowed); lifetime_paid is untouched."""
+        code = normalize_currency(currency)
+        now = self._clock()
+        with self._db.transaction() as session:
+            self._customer(session, customer_id)
+            insert_unless_exists(
+                session,
+                WalletBalance,
+                {
+                    "customer_id": customer_id,
+                    "currency": code,
+                    "balance": 0,
+                    "lifetime_paid": 0,
+                    "updated_at": now,
+                },
+                ["customer_id", "currency"],
+            )
+            row = session.scalar(
+                select(WalletBalance)
+                .where(WalletBalance.customer_id == customer_id, WalletBalance.currency == code)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            assert row is not None
+            previous = row.balance
+            delta = adjustment_delta(previous, balance)
+            if delta:
+                post_entry(
+                    session,
+                    customer_id,
+                    code,
+                    delta,
+                    EntryKind.ADJUSTMENT,
+                    now,
+                    reason=reason,
+                    actor=ctx.actor_key_id,
+                )
+            audit.record(
+                session,
+                ctx,
+                now,
+                "wallet.adjusted",
+                customer_id,
+                {"currency": code, "balance": previous},
+                {"currency": code, "balance": balance, "reason": reason},
+            )
+            return Adjustment(code, previous, balance)

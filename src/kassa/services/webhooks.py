@@ -1,0 +1,343 @@
+"""Provider webhooks: verify, store once, acknowledge; apply the effects once, later.
+
+`receive` is the fast path: check the signature, store the event once per (provider,
+event id) and enqueue its job in the same transaction, a single write. `apply` runs in
+the worker, inside the job's transaction, so every effect happens exactly once whatever
+the order and number of deliveries:
+
+- `payment_intent.succeeded` -> settlement.payment_succeeded (order paid, goods taken);
+- `payment_intent.payment_failed`, `payment_intent.requires_action` -> the payment follows,
+  unless it already succeeded (success is final, so late or reordered events cannot undo it);
+- `charge.refunded` -> refunds made at the provider are recorded; the order's refund totals
+  are recomputed from the refund rows, never incremented, so replays change nothing;
+- `charge.dispute.created` -> the order is flagged disputed and audited.
+
+An event about a payment kassa does not know yet raises RetryLater: the job backs off and
+runs again, and is never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from kassa.domain import signatures
+from kassa.domain.errors import DomainError, ErrorKind, not_found
+from kassa.domain.ids import new_id
+from kassa.domain.payments import ErrorType, PaymentStatus, ProviderFailure
+from kassa.services import audit
+from kassa.services.context import Clock, RequestContext
+from kassa.services.jobs import RetryLater, enqueue
+from kassa.services.orders import lock_order
+from kassa.services.payments import failure_json
+from kassa.services.refunds import recompute_order_refunds
+from kassa.services.settlement import lock_payment, payment_succeeded
+from kassa.storage.database import Database
+from kassa.storage.tables import Payment, ProviderEvent, Refund
+from kassa.storage.upsert import insert_unless_exists
+
+APPLY_EVENT = "provider_event.apply"
+MAX_EVENT_BYTES = 512 * 1024
+
+
+def rejected(code: str, detail: str) -> DomainError:
+    return DomainError(code, detail, ErrorKind.REJECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    duplicate: bool
+
+
+class Webhooks:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        secrets: dict[str, tuple[str, ...]],
+        tolerance_s: int = signatures.DEFAULT_TOLERANCE_S,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._secrets = secrets
+        self._tolerance = tolerance_s
+
+    # -- the fast path ------------------------------------------------------------------
+
+    def receive(self, provider: str, body: bytes, signature: str | None) -> Receipt:
+        if provider not in self._secrets:
+            raise not_found("unknown_provider", f"no webhooks for provider {provider!r}")
+        now = self._clock()
+        try:
+            signed_at = signatures.verify(
+                body, signature, self._secrets[provider], int(now.timestamp()), self._tolerance
+            )
+        except signatures.SignatureError as exc:
+            raise rejected("invalid_signature", str(exc)) from exc
+        event = self._parse(body)
+        with self._db.transaction() as session:
+            pk = insert_unless_exists(
+                session,
+                ProviderEvent,
+                {
+                    "provider": provider,
+                    "event_id": event["id"],
+                    "type": event["type"],
+                    "payload": event,
+                    "signed_at": datetime.fromtimestamp(signed_at, UTC),
+                    "received_at": now,
+                    "deliveries": 1,
+                },
+                ["provider", "event_id"],
+            )
+            if pk is None:
+                session.execute(
+                    update(ProviderEvent)
+                    .where(
+                        ProviderEvent.provider == provider,
+                        ProviderEvent.event_id == event["id"],
+                    )
+                    .values(deliveries=ProviderEvent.deliveries + 1)
+                )
+                return Receipt(duplicate=True)
+            enqueue(session, APPLY_EVENT, {"event_pk": pk}, now, max_attempts=20)
+            return Receipt(duplicate=False)
+
+    @staticmethod
+    def _parse(body: bytes) -> dict[str, Any]:
+        if len(body) > MAX_EVENT_BYTES:
+            raise rejected("malformed_event", "event too large")
+        try:
+            event = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise rejected("malformed_event", "the body is not JSON") from exc
+        if not (
+            isinstance(event, dict)
+            and isinstance(event.get("id"), str)
+            and 0 < len(event["id"]) <= 100
+            and isinstance(event.get("type"), str)
+            and 0 < len(event["type"]) <= 100
+            and isinstance(event.get("data"), dict)
+            and isinstance(event["data"].get("object"), dict)
+            and "\x00" not in body.decode("utf-8", "replace")
+        ):
+            raise rejected("malformed_event", "an event needs id, type and data.object")
+        return event
+
+    # -- the effects, in the worker -----------------------------------------------------
+
+    def apply(self, session: Session, payload: dict[str, Any]) -> None:
+        event = session.scalar(
+            select(ProviderEvent).where(ProviderEvent.pk == payload["event_pk"]).with_for_update()
+        )
+        if event is None or event.applied_at is not None:
+            return
+        now = self._clock()
+        ctx = RequestContext.system(f"provider:{event.provider}")
+        obj: dict[str, Any] = event.payload["data"]["object"]
+        kind = event.type
+        if kind == "payment_intent.succeeded":
+            outcome = self._succeeded(session, ctx, event.provider, obj, now)
+        elif kind in ("payment_intent.payment_failed", "payment_intent.requires_action"):
+            outcome = self._intent_update(session, ctx, event.provider, kind, obj, now)
+        elif kind == "charge.refunded":
+            outcome = self._refunded(session, ctx, event.provider, obj, now)
+        elif kind == "charge.dispute.created":
+            outcome = self._disputed(session, ctx, event.provider, obj, now)
+        else:
+            outcome = "ignored: not an event kassa acts on"
+        event.applied_at = now
+        event.outcome = outcome
+
+    def _payment(self, session: Session, provider: str, intent_id: Any, metadata: Any) -> Payment:
+        payment_id = (metadata or {}).get("kassa_payment") if isinstance(metadata, dict) else None
+        row = None
+        if isinstance(payment_id, str):
+            row = lock_payment(session, payment_id)
+        if row is None and isinstance(intent_id, str):
+            found = session.scalar(
+                select(Payment.id).where(
+                    Payment.provider == provider, Payment.provider_payment_id == intent_id
+                )
+            )
+            row = lock_payment(session, found) if found else None
+        if row is None:
+            raise RetryLater(f"no payment for intent {intent_id!r} yet")
+        if row.provider_payment_id is None and isinstance(intent_id, str):
+            row.provider_payment_id = intent_id
+        return row
+
+    def _succeeded(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        provider: str,
+        obj: dict[str, Any],
+        now: datetime,
+    ) -> str:
+        payment = self._payment(session, provider, obj.get("id"), obj.get("metadata"))
+        applied = payment_succeeded(session, ctx, payment.id, now)
+        return "payment succeeded" if applied else "already succeeded"
+
+    def _intent_update(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        provider: str,
+        kind: str,
+        obj: dict[str, Any],
+        now: datetime,
+    ) -> str:
+        payment = self._payment(session, provider, obj.get("id"), obj.get("metadata"))
+        if payment.status in (PaymentStatus.SUCCEEDED.value, PaymentStatus.CANCELED.value):
+            return f"ignored: payment already {payment.status}"
+        before = payment.status
+        target = "requires_action" if kind == "payment_intent.requires_action" else "failed"
+        if before == target:
+            return f"ignored: payment already {before}"
+        if kind == "payment_intent.requires_action":
+            payment.status = PaymentStatus.REQUIRES_ACTION.value
+            payment.next_action = obj.get("next_action") or payment.next_action
+        else:
+            error = obj.get("last_payment_error") or {}
+            failure = ProviderFailure(
+                ErrorType.CARD_ERROR if error.get("type") == "card_error" else ErrorType.API_ERROR,
+                str(error.get("message") or "payment failed"),
+                error.get("code"),
+                error.get("decline_code"),
+            )
+            payment.status = PaymentStatus.FAILED.value
+            payment.failure = failure_json(failure)
+        payment.updated_at = now
+        audit.record(
+            session,
+            ctx,
+            now,
+            f"payment.{payment.status}",
+            payment.id,
+            {"status": before},
+            {"status": payment.status},
+        )
+        return f"payment {payment.status}"
+
+    def _refunded(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        provider: str,
+        obj: dict[str, Any],
+        now: datetime,
+    ) -> str:
+        payment = self._payment(session, provider, obj.get("payment_intent"), obj.get("metadata"))
+        if payment.status != PaymentStatus.SUCCEEDED.value:
+            raise RetryLater("a refund arrived before its payment's success")
+        if payment.order_id is None:
+            return "ignored: a refund of a wallet top-up is settled by staff"
+        order = lock_order(session, payment.order_id)
+        assert order is not None
+        known = {
+            r.provider_refund_id: r
+            for r in session.scalars(select(Refund).where(Refund.payment_id == payment.id))
+        }
+        listed = (
+            ((obj.get("refunds") or {}).get("data"))
+            if isinstance(obj.get("refunds"), dict)
+            else None
+        )
+        new: list[tuple[str, int]] = []
+        if isinstance(listed, list):
+            for item in listed:
+                ours = self._kassa_refund(session, item)
+                if ours is not None:  # a refund kassa itself asked for
+                    if ours.status == "pending" and isinstance(item.get("id"), str):
+                        ours.status, ours.provider_refund_id = "succeeded", item["id"]
+                        ours.provider, ours.updated_at = provider, now
+                    continue
+                if (
+                    isinstance(item, dict)
+                    and item.get("status") in (None, "succeeded")
+                    and isinstance(item.get("id"), str)
+                    and isinstance(item.get("amount"), int)
+                    and item["id"] not in known
+                ):
+                    new.append((item["id"], item["amount"]))
+        else:  # only the cumulative total: record what kassa does not know of yet
+            total = obj.get("amount_refunded")
+            recorded = sum(r.amount for r in known.values() if r.status != "failed")
+            if isinstance(total, int) and total > recorded:
+                new.append((f"{obj.get('id')}@{total}", total - recorded))
+        for refund_id, amount in new:
+            session.add(
+                Refund(
+                    id=new_id("re"),
+                    order_id=order.id,
+                    payment_id=payment.id,
+                    amount=amount,
+                    currency=payment.currency,
+                    status="succeeded",
+                    destination="original",
+                    provider=provider,
+                    provider_refund_id=refund_id,
+                    origin="provider",
+                    reason="refunded at the provider",
+                    created_at=now,
+                )
+            )
+        session.flush()
+        recompute_order_refunds(session, order, now)
+        if new:
+            audit.record(
+                session,
+                ctx,
+                now,
+                "order.refunded_at_provider",
+                order.id,
+                None,
+                {"refunds": [rid for rid, _ in new], "amount_refunded": order.amount_refunded},
+            )
+        return f"{len(new)} refund(s) recorded"
+
+    @staticmethod
+    def _kassa_refund(session: Session, item: Any) -> Refund | None:
+        if not isinstance(item, dict):
+            return None
+        meta = item.get("metadata")
+        if not isinstance(meta, dict):
+            return None
+        ref = meta.get("kassa_refund") or meta.get("kassa_reference")
+        if not isinstance(ref, str):
+            return None
+        return session.scalar(select(Refund).where(Refund.id == ref).with_for_update())
+
+    def _disputed(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        provider: str,
+        obj: dict[str, Any],
+        now: datetime,
+    ) -> str:
+        payment = self._payment(session, provider, obj.get("payment_intent"), obj.get("metadata"))
+        if payment.order_id is None:
+            return "ignored: a dispute of a wallet top-up is settled by staff"
+        order = lock_order(session, payment.order_id)
+        assert order is not None
+        if order.disputed:
+            return "already disputed"
+        order.disputed = True
+        order.disputed_at = now
+        audit.record(
+            session,
+            ctx,
+            now,
+            "order.disputed",
+            order.id,
+            None,
+            {"dispute": obj.get("id"), "amount": obj.get("amount"), "reason": obj.get("reason")},
+        )
+        return "order flagged disputed"

@@ -1,0 +1,110 @@
+"""The background worker: runs queued jobs and periodic upkeep.
+
+`kassa serve` runs one in a thread; `kassa worker` runs one as its own process, and any
+number of them may run against PostgreSQL at once (the queue hands each job to one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from kassa.services.context import RequestContext
+from kassa.services.jobs import JobHandler
+from kassa.services.kassa import Kassa
+
+log = logging.getLogger("kassa.worker")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        kassa: Kassa,
+        *,
+        name: str | None = None,
+        poll_s: float = 0.5,
+        batch: int = 10,
+        handlers: dict[str, JobHandler] | None = None,
+    ) -> None:
+        self.kassa = kassa
+        self.name = name or worker_name()
+        self._poll = poll_s
+        self._batch = batch
+        self.handlers: dict[str, JobHandler] = {**kassa.job_handlers(), **(handlers or {})}
+        self._stop = threading.Event()
+        self._periodic: list[tuple[float, Callable[[], object], list[float]]] = [
+            (
+                kassa.settings.reservation_sweep_interval_s,
+                lambda: kassa.orders.release_expired_reservations(RequestContext.system()),
+                [0.0],
+            ),
+        ]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_once(self) -> int:
+        """Claim and run one batch of due jobs; returns how many ran."""
+        claimed = self.kassa.jobs.claim(self.name, self._batch, set(self.handlers))
+        for pk, kind in claimed:
+            state = self.kassa.jobs.run(pk, self.name, self.handlers[kind])
+            if state != "done":
+                log.warning("job %s (%s) -> %s", pk, kind, state)
+        return len(claimed)
+
+    def _upkeep(self) -> None:
+        now = time.monotonic()
+        for interval, task, last in self._periodic:
+            if now - last[0] >= interval:
+                last[0] = now
+                try:
+                    task()
+                except Exception:
+                    log.exception("periodic task failed; will retry")
+
+    def run_forever(self) -> None:
+        log.info("worker %s started", self.name)
+        while not self._stop.is_set():
+            try:
+                self._upkeep()
+                ran = self.run_once()
+            except Exception:
+                log.exception("worker loop error; backing off")
+                ran = 0
+            if not ran:
+                self._stop.wait(self._poll)
+        log.info("worker %s stopped", self.name)
+
+    def drain(self, max_rounds: int = 1000) -> int:
+        """Run until no job is due (for tests and `kassa jobs run`)."""
+        total = 0
+        for _ in range(max_rounds):
+            ran = self.run_once()
+            total += ran
+            if not ran:
+                break
+        return total
+
+
+class WorkerThread:
+    """A worker on a daemon thread, for `kassa serve`."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._thread = threading.Thread(target=worker.run_forever, name="kassa-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self._thread.join(timeout=10)
