@@ -37,6 +37,16 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _optional_int(env: dict[str, str], name: str) -> int | None:
+    return _int(env, name, 0) if env.get(name) else None
+
+
+def _lines(raw: str | None) -> tuple[str, ...]:
+    """An address as one variable: lines separated by `|` or newlines."""
+    text = (raw or "").replace("\n", "|")
+    return tuple(part.strip() for part in text.split("|") if part.strip())
+
+
 def _secrets(raw: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (raw or "").split(",") if s.strip())
 
@@ -66,6 +76,16 @@ class Settings:
     health_degrade_at: float = 0.5
     health_recover_below: float = 0.25
     health_degrade_p95_ms: int = 10_000
+    # invoices and credit notes
+    seller_name: str = "Kassa Demo Shop"
+    seller_address: tuple[str, ...] = ()
+    seller_tax_id: str | None = None
+    seller_email: str | None = None
+    tax_label: str = "VAT"
+    tax_rate_bp: int | None = None
+    document_locale: str = "en_US"
+    # reconciliation
+    stuck_payment_after_s: int = 15 * 60
 
     @property
     def default_provider(self) -> str:
@@ -100,4 +120,12 @@ class Settings:
             health_degrade_at=_float(env, "KASSA_HEALTH_DEGRADE_AT", 0.5),
             health_recover_below=_float(env, "KASSA_HEALTH_RECOVER_BELOW", 0.25),
             health_degrade_p95_ms=_int(env, "KASSA_HEALTH_DEGRADE_P95_MS", 10_000),
+            seller_name=env.get("KASSA_SELLER_NAME") or "Kassa Demo Shop",
+            seller_address=_lines(env.get("KASSA_SELLER_ADDRESS")),
+            seller_tax_id=env.get("KASSA_SELLER_TAX_ID") or None,
+            seller_email=env.get("KASSA_SELLER_EMAIL") or None,
+            tax_label=env.get("KASSA_TAX_LABEL") or "VAT",
+            tax_rate_bp=_optional_int(env, "KASSA_TAX_RATE_BP"),
+            document_locale=env.get("KASSA_DOCUMENT_LOCALE") or "en_US",
+            stuck_payment_after_s=_int(env, "KASSA_STUCK_PAYMENT_AFTER_S", 15 * 60),
         )

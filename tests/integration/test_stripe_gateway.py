@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from kassa.api.app import create_app
 from kassa.config import Settings
-from kassa.providers.base import IntentRequest, IntentStatus, ProviderError, RefundStatus
+from kassa.domain.refunds import RefundStatus
+from kassa.providers.base import IntentRequest, IntentStatus, ProviderError
 from kassa.providers.stripe_gateway import StripeGateway
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext

@@ -10,9 +10,9 @@ from kassa.domain.orders import (
     ALLOWED_TRANSITIONS,
     CatalogueEntry,
     LineRequest,
+    OrderRefundStatus,
     OrderStatus,
     ProductStatus,
-    RefundStatus,
     check_stock,
     order_number,
     price_order,
@@ -136,12 +136,12 @@ def test_stock_check_refuses_only_the_impossible() -> None:
 @pytest.mark.parametrize(
     ("paid", "refunded", "expected"),
     [
-        (1000, 0, RefundStatus.NONE),
-        (1000, 1, RefundStatus.PARTIAL),
-        (1000, 1000, RefundStatus.FULL),
+        (1000, 0, OrderRefundStatus.NONE),
+        (1000, 1, OrderRefundStatus.PARTIAL),
+        (1000, 1000, OrderRefundStatus.FULL),
     ],
 )
-def test_refund_status(paid: int, refunded: int, expected: RefundStatus) -> None:
+def test_refund_status(paid: int, refunded: int, expected: OrderRefundStatus) -> None:
     assert refund_status(paid, refunded) is expected
 
 

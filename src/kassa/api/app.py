@@ -11,6 +11,7 @@ from starlette.responses import Response
 from kassa.api.problems import install_problem_handlers
 from kassa.api.routers.audit import audit
 from kassa.api.routers.customers import customers
+from kassa.api.routers.documents import documents
 from kassa.api.routers.health import health
 from kassa.api.routers.mock_provider import mock_provider
 from kassa.api.routers.orders import orders
@@ -57,6 +58,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         payments,
         mock_provider,
         refunds,
+        documents,
         wallets,
         webhooks,
         audit,

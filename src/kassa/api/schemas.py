@@ -363,3 +363,46 @@ class WalletAdjustOut(BaseModel):
     prev_balance: int
     new_balance: int
     currency: str
+
+
+class PartyOut(Output):
+    name: str
+    lines: list[str]
+    tax_id: str | None
+    email: str | None
+
+
+class DocumentLineOut(Output):
+    description: str
+    quantity: int
+    unit_amount: int
+    amount: int
+
+
+class TaxLineOut(Output):
+    label: str
+    rate_bp: int
+    amount: int
+
+
+class DocumentOut(Output):
+    """An issued invoice or credit note, as frozen when it was issued."""
+
+    id: str
+    object: str
+    number: str
+    order: str
+    refund: str | None
+    currency: str
+    total: int
+    tax: int
+    issued_at: datetime
+    seller: PartyOut
+    buyer: PartyOut
+    lines: list[DocumentLineOut]
+    taxes: list[TaxLineOut]
+    reference: str | None
+    notes: str | None
+    locale: str
+    pdf_url: str
+    html_url: str

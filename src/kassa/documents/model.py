@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from babel import Locale, UnknownLocaleError
 
@@ -184,3 +184,62 @@ class Document:
         """ "Invoice INV-2026-000001" or "Credit note CN-2026-000001"."""
         label = "Invoice" if self.kind == "invoice" else "Credit note"
         return f"{label} {self.number}"
+
+
+# --------------------------------------------------------------------------- storage form
+
+
+def document_to_json(doc: Document) -> dict[str, Any]:
+    """The document as plain JSON values: what an issued document stores, frozen."""
+
+    def party(p: Party) -> dict[str, Any]:
+        return {"name": p.name, "lines": list(p.lines), "tax_id": p.tax_id, "email": p.email}
+
+    return {
+        "kind": doc.kind,
+        "number": doc.number,
+        "issued_at": doc.issued_at.isoformat(),
+        "currency": doc.currency,
+        "seller": party(doc.seller),
+        "buyer": party(doc.buyer),
+        "lines": [
+            {
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_amount": line.unit_amount,
+                "amount": line.amount,
+            }
+            for line in doc.lines
+        ],
+        "subtotal": doc.subtotal,
+        "taxes": [
+            {"label": tax.label, "rate_bp": tax.rate_bp, "amount": tax.amount} for tax in doc.taxes
+        ],
+        "total": doc.total,
+        "reference": doc.reference,
+        "notes": doc.notes,
+        "locale": doc.locale,
+    }
+
+
+def document_from_json(data: dict[str, Any]) -> Document:
+    """Rebuild (and re-validate) a document stored by `document_to_json`."""
+
+    def party(p: dict[str, Any]) -> Party:
+        return Party(name=p["name"], lines=tuple(p["lines"]), tax_id=p["tax_id"], email=p["email"])
+
+    return Document(
+        kind=data["kind"],
+        number=data["number"],
+        issued_at=datetime.fromisoformat(data["issued_at"]),
+        currency=data["currency"],
+        seller=party(data["seller"]),
+        buyer=party(data["buyer"]),
+        lines=tuple(DocumentLine(**line) for line in data["lines"]),
+        subtotal=data["subtotal"],
+        taxes=tuple(TaxLine(**tax) for tax in data["taxes"]),
+        total=data["total"],
+        reference=data["reference"],
+        notes=data["notes"],
+        locale=data["locale"],
+    )

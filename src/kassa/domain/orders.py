@@ -42,18 +42,18 @@ def transition(current: OrderStatus, target: OrderStatus) -> OrderStatus:
     return target
 
 
-class RefundStatus(StrEnum):
+class OrderRefundStatus(StrEnum):
     NONE = "none"
     PARTIAL = "partial"
     FULL = "full"
 
 
-def refund_status(amount_paid: int, amount_refunded: int) -> RefundStatus:
+def refund_status(amount_paid: int, amount_refunded: int) -> OrderRefundStatus:
     if amount_refunded <= 0:
-        return RefundStatus.NONE
+        return OrderRefundStatus.NONE
     if amount_refunded >= amount_paid:
-        return RefundStatus.FULL
-    return RefundStatus.PARTIAL
+        return OrderRefundStatus.FULL
+    return OrderRefundStatus.PARTIAL
 
 
 class ProductStatus(StrEnum):

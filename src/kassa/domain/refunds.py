@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 
 from kassa.domain.errors import FieldProblem, conflict, invalid
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 def refund_amount(amount_paid: int, committed: int, requested: int | None) -> int:

@@ -40,6 +40,7 @@ class Permission(StrEnum):
     READ_WALLETS = "read_wallets"
     TOP_UP_WALLETS = "top_up_wallets"
     ADJUST_WALLETS = "adjust_wallets"
+    READ_DOCUMENTS = "read_documents"
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -64,6 +65,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.READ_WALLETS: Role.ANALYST,
     Permission.TOP_UP_WALLETS: Role.OPS,
     Permission.ADJUST_WALLETS: Role.ADMIN,
+    Permission.READ_DOCUMENTS: Role.ANALYST,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(

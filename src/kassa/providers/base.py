@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from kassa.domain.payments import ProviderFailure
+from kassa.domain.refunds import RefundStatus
 
 
 class IntentStatus(StrEnum):
@@ -43,12 +44,6 @@ class ProviderIntent:
     client_secret: str | None = None
     next_action: dict[str, Any] | None = None
     last_error: ProviderFailure | None = None
-
-
-class RefundStatus(StrEnum):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,13 +21,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from kassa.domain.payments import ErrorType, ProviderFailure
+from kassa.domain.refunds import RefundStatus
 from kassa.providers.base import (
     IntentRequest,
     IntentStatus,
     ProviderError,
     ProviderIntent,
     ProviderRefund,
-    RefundStatus,
 )
 from kassa.providers.mock_events import emit
 from kassa.storage.database import Database

@@ -12,13 +12,13 @@ from typing import Any
 import stripe
 
 from kassa.domain.payments import ErrorType, ProviderFailure
+from kassa.domain.refunds import RefundStatus
 from kassa.providers.base import (
     IntentRequest,
     IntentStatus,
     ProviderError,
     ProviderIntent,
     ProviderRefund,
-    RefundStatus,
 )
 
 NAME = "stripe"

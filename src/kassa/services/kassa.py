@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from kassa.config import Settings
+from kassa.documents import Party
 from kassa.domain.payments import HealthThresholds, RetryPolicy
 from kassa.providers.base import PaymentProvider
 from kassa.providers.mock import MockProvider
@@ -23,6 +24,12 @@ from kassa.services.context import Clock, utc_now
 from kassa.services.customers import Customers
 from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import IdempotencyStore
+from kassa.services.invoices import (
+    ISSUE_CREDIT_NOTE,
+    ISSUE_INVOICE,
+    Invoices,
+    SellerProfile,
+)
 from kassa.services.jobs import JobHandler, JobQueue
 from kassa.services.orders import Orders
 from kassa.services.payment_analytics import Analytics
@@ -103,6 +110,21 @@ class Kassa:
             sleep=sleep,
             rng=rng,
         )
+        self.invoices = Invoices(
+            self.db,
+            clock,
+            SellerProfile(
+                Party(
+                    name=settings.seller_name,
+                    lines=settings.seller_address,
+                    tax_id=settings.seller_tax_id,
+                    email=settings.seller_email,
+                ),
+                locale=settings.document_locale,
+                tax_label=settings.tax_label,
+                tax_rate_bp=settings.tax_rate_bp,
+            ),
+        )
         self.jobs = JobQueue(self.db, clock, lease_s=settings.job_lease_s)
         self.webhooks = Webhooks(
             self.db,
@@ -123,6 +145,8 @@ class Kassa:
         return {
             APPLY_EVENT: JobHandler(self.webhooks.apply),
             DELIVER_EVENT: JobHandler(self.mock_events.deliver, in_transaction=False),
+            ISSUE_INVOICE: JobHandler(self.invoices.issue_invoice),
+            ISSUE_CREDIT_NOTE: JobHandler(self.invoices.issue_credit_note),
         }
 
     def close(self) -> None:

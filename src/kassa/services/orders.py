@@ -23,9 +23,9 @@ from kassa.domain.ids import new_id
 from kassa.domain.money import normalize_currency
 from kassa.domain.orders import (
     LineRequest,
+    OrderRefundStatus,
     OrderStatus,
     ProductStatus,
-    RefundStatus,
     check_stock,
     order_number,
     price_order,
@@ -66,7 +66,7 @@ class OrderView:
     total: int
     amount_paid: int
     amount_refunded: int
-    refund_status: RefundStatus
+    refund_status: OrderRefundStatus
     refunded_at: datetime | None
     stock_shortage: bool
     disputed: bool

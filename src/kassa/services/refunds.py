@@ -25,20 +25,21 @@ from sqlalchemy.orm import Session
 from kassa.domain.errors import FieldProblem, invalid, not_found
 from kassa.domain.ids import new_id
 from kassa.domain.payments import PaymentStatus, RetryPolicy, classify
-from kassa.domain.refunds import allocate_refund, refund_amount
+from kassa.domain.refunds import RefundStatus, allocate_refund, refund_amount
 from kassa.domain.wallet import EntryKind
 from kassa.providers.base import ProviderError, ProviderRefund
 from kassa.providers.registry import ProviderRegistry
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
+from kassa.services.invoices import request_credit_note
 from kassa.services.orders import lock_order
 from kassa.services.payments import failure_json, provider_idempotency_base
 from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
 from kassa.storage.tables import Order, Payment, Refund
 
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+PENDING, SUCCEEDED, FAILED = (s.value for s in RefundStatus)
 ORIGINAL, WALLET = "original", "wallet"
 REFUND_ISSUED = "refund.succeeded"
 
@@ -76,6 +77,17 @@ def group_status(statuses: list[str]) -> str:
     return PENDING
 
 
+def mark_refund_succeeded(session: Session, refund: Refund, now: datetime) -> None:
+    """The one way a refund row becomes `succeeded` (kassa's own refunds, wallet refunds,
+    provider webhooks): the credit note is requested in the same transaction."""
+    if refund.status == SUCCEEDED:
+        return
+    refund.status = SUCCEEDED
+    refund.updated_at = now
+    session.flush()
+    request_credit_note(session, refund.id, now)
+
+
 def recompute_order_refunds(session: Session, order: Order, now: datetime) -> None:
     """The order's refund totals, from its succeeded refund rows (never incremented)."""
     total = int(
@@ -101,7 +113,6 @@ class Refunds:
         *,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        on_succeeded: Callable[[Session, str, datetime], None] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -109,7 +120,6 @@ class Refunds:
         self._policy = policy
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._on_succeeded = on_succeeded
 
     def create(
         self,
@@ -171,7 +181,7 @@ class Refunds:
                         payment_id=payment_id,
                         amount=part_amount,
                         currency=order.currency,
-                        status=SUCCEEDED if destination == WALLET else PENDING,
+                        status=PENDING,
                         destination=destination,
                         provider=None,
                         provider_refund_id=None,
@@ -326,13 +336,11 @@ class Refunds:
             self._succeeded(session, part_id, now)
             recompute_order_refunds(session, order, now)
 
-    def _succeeded(self, session: Session, part_id: str, now: datetime) -> None:
+    @staticmethod
+    def _succeeded(session: Session, part_id: str, now: datetime) -> None:
         part = session.scalar(select(Refund).where(Refund.id == part_id))
         assert part is not None
-        part.status = SUCCEEDED
-        part.updated_at = now
-        if self._on_succeeded is not None:
-            self._on_succeeded(session, part_id, now)
+        mark_refund_succeeded(session, part, now)
 
     # -- reading ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from kassa.domain.payments import PaymentStatus
 from kassa.domain.wallet import EntryKind
 from kassa.services import audit
 from kassa.services.context import RequestContext
+from kassa.services.invoices import request_invoice
 from kassa.services.orders import lock_order
 from kassa.services.wallets import post_entry
 from kassa.storage.tables import Order, OrderLine, Payment, Product
@@ -79,6 +80,7 @@ def payment_succeeded(
         order.paid_at = now
         order.reservation_expires_at = None
         _take_goods(session, order)
+        request_invoice(session, order.id, now)
         audit.record(
             session,
             ctx,

@@ -35,7 +35,7 @@ from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orders import lock_order
 from kassa.services.payments import failure_json
-from kassa.services.refunds import recompute_order_refunds
+from kassa.services.refunds import mark_refund_succeeded, recompute_order_refunds
 from kassa.services.settlement import lock_payment, payment_succeeded
 from kassa.storage.database import Database
 from kassa.storage.tables import Payment, ProviderEvent, Refund
@@ -255,8 +255,8 @@ class Webhooks:
                 ours = self._kassa_refund(session, item)
                 if ours is not None:  # a refund kassa itself asked for
                     if ours.status == "pending" and isinstance(item.get("id"), str):
-                        ours.status, ours.provider_refund_id = "succeeded", item["id"]
-                        ours.provider, ours.updated_at = provider, now
+                        ours.provider_refund_id, ours.provider = item["id"], provider
+                        mark_refund_succeeded(session, ours, now)
                     continue
                 if (
                     isinstance(item, dict)
@@ -272,22 +272,22 @@ class Webhooks:
             if isinstance(total, int) and total > recorded:
                 new.append((f"{obj.get('id')}@{total}", total - recorded))
         for refund_id, amount in new:
-            session.add(
-                Refund(
-                    id=new_id("re"),
-                    order_id=order.id,
-                    payment_id=payment.id,
-                    amount=amount,
-                    currency=payment.currency,
-                    status="succeeded",
-                    destination="original",
-                    provider=provider,
-                    provider_refund_id=refund_id,
-                    origin="provider",
-                    reason="refunded at the provider",
-                    created_at=now,
-                )
+            external = Refund(
+                id=new_id("re"),
+                order_id=order.id,
+                payment_id=payment.id,
+                amount=amount,
+                currency=payment.currency,
+                status="pending",
+                destination="original",
+                provider=provider,
+                provider_refund_id=refund_id,
+                origin="provider",
+                reason="refunded at the provider",
+                created_at=now,
             )
+            session.add(external)
+            mark_refund_succeeded(session, external, now)
         session.flush()
         recompute_order_refunds(session, order, now)
         if new:

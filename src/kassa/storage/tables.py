@@ -475,3 +475,51 @@ class WalletEntry(Base):
         CheckConstraint("kind IN ('top_up', 'payment', 'refund', 'adjustment')", name="kind"),
         UniqueConstraint("kind", "reference", name="uq_wallet_entries_kind_reference"),
     )
+
+
+# -- invoices and credit notes ----------------------------------------------------------
+
+
+class DocumentCounter(Base):
+    """The last number issued per series and year. Incremented under its row lock in the
+    transaction that inserts the document, so numbers are gap-free and never reused."""
+
+    __tablename__ = "document_counters"
+    series: Mapped[str] = mapped_column(String(10), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class IssuedDocument(Base):
+    """An invoice (for a paid order) or a credit note (for a succeeded refund). Immutable:
+    `content` is the complete printed document, frozen when issued; the database refuses
+    UPDATE and DELETE (see migration 0005)."""
+
+    __tablename__ = "documents"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    series: Mapped[str] = mapped_column(String(10))
+    year: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    # Set only on invoices: one invoice per order.
+    invoiced_order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), unique=True)
+    # Set only on credit notes: one credit note per refund.
+    refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[int] = mapped_column(BigInteger)
+    tax: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("kind IN ('invoice', 'credit_note')", name="kind"),
+        CheckConstraint(
+            "(kind = 'invoice' AND invoiced_order_id IS NOT NULL AND refund_id IS NULL) OR "
+            "(kind = 'credit_note' AND refund_id IS NOT NULL AND invoiced_order_id IS NULL)",
+            name="subject",
+        ),
+        CheckConstraint("sequence > 0 AND total >= 0 AND tax >= 0", name="amounts"),
+        UniqueConstraint("series", "year", "sequence", name="uq_documents_series_year_sequence"),
+    )

@@ -1,0 +1,92 @@
+"""Invoices and credit notes: JSON, and the PDF and HTML renderings of the frozen document."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.responses import HTMLResponse, Response
+
+from kassa.api.auth import kassa_of, require
+from kassa.api.routers.common import router
+from kassa.api.schemas import DocumentOut, ListOf
+from kassa.domain.roles import Permission
+from kassa.services.context import RequestContext
+from kassa.services.invoices import CREDIT_NOTE, INVOICE, DocumentView
+from kassa.services.kassa import Kassa
+
+documents = router("", "invoices and credit notes")
+Core = Annotated[Kassa, Depends(kassa_of)]
+Reader = Annotated[RequestContext, Depends(require(Permission.READ_DOCUMENTS))]
+_PATHS: dict[str, str] = {INVOICE: "/v1/invoices", CREDIT_NOTE: "/v1/credit-notes"}
+
+
+def document_out(view: DocumentView) -> DocumentOut:
+    content = view.content
+    base = f"{_PATHS[view.kind]}/{view.id}"
+    return DocumentOut.model_validate(
+        {
+            **content,
+            "id": view.id,
+            "object": view.kind,
+            "order": view.order_id,
+            "refund": view.refund_id,
+            "total": view.total,
+            "tax": view.tax,
+            "issued_at": view.issued_at,
+            "pdf_url": base + ".pdf",
+            "html_url": base + ".html",
+        }
+    )
+
+
+def _pdf(body: bytes, number: str) -> Response:
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{number}.pdf"'},
+    )
+
+
+@documents.get("/v1/orders/{order_id}/invoice", response_model=DocumentOut)
+def order_invoice(order_id: str, ctx: Reader, kassa: Core) -> object:
+    return document_out(kassa.invoices.invoice_of(order_id))
+
+
+@documents.get("/v1/orders/{order_id}/credit-notes", response_model=ListOf[DocumentOut])
+def order_credit_notes(order_id: str, ctx: Reader, kassa: Core) -> object:
+    notes = kassa.invoices.credit_notes_of(order_id)
+    return {"data": [document_out(view) for view in notes], "has_more": False}
+
+
+# The suffixed routes come first: `{document_id}` alone would also match "inv_x.pdf".
+@documents.get("/v1/invoices/{document_id}.pdf", response_class=Response)
+def invoice_pdf(document_id: str, ctx: Reader, kassa: Core) -> Response:
+    view = kassa.invoices.get(document_id, INVOICE)
+    return _pdf(kassa.invoices.pdf(document_id, INVOICE), view.number)
+
+
+@documents.get("/v1/invoices/{document_id}.html", response_class=HTMLResponse)
+def invoice_html(document_id: str, ctx: Reader, kassa: Core) -> HTMLResponse:
+    return HTMLResponse(kassa.invoices.html(document_id, INVOICE))
+
+
+@documents.get("/v1/invoices/{document_id}", response_model=DocumentOut)
+def get_invoice(document_id: str, ctx: Reader, kassa: Core) -> object:
+    return document_out(kassa.invoices.get(document_id, INVOICE))
+
+
+@documents.get("/v1/credit-notes/{document_id}.pdf", response_class=Response)
+def credit_note_pdf(document_id: str, ctx: Reader, kassa: Core) -> Response:
+    view = kassa.invoices.get(document_id, CREDIT_NOTE)
+    return _pdf(kassa.invoices.pdf(document_id, CREDIT_NOTE), view.number)
+
+
+@documents.get("/v1/credit-notes/{document_id}.html", response_class=HTMLResponse)
+def credit_note_html(document_id: str, ctx: Reader, kassa: Core) -> HTMLResponse:
+    return HTMLResponse(kassa.invoices.html(document_id, CREDIT_NOTE))
+
+
+@documents.get("/v1/credit-notes/{document_id}", response_model=DocumentOut)
+def get_credit_note(document_id: str, ctx: Reader, kassa: Core) -> object:
+    return document_out(kassa.invoices.get(document_id, CREDIT_NOTE))

@@ -1,0 +1,338 @@
+"""Invoices and credit notes: issued by the worker, numbered gap-free, never changed.
+
+An order becoming paid enqueues `documents.issue_invoice`; a refund succeeding enqueues
+`documents.issue_credit_note` (both in the transaction of that state change, so the
+request exists if and only if the cause committed). The job's own transaction allocates
+the next number of the series and year from its counter row (an UPDATE that holds the
+row lock until commit) and inserts the document: if anything fails, both roll back, so a
+number is never skipped, and concurrent issuers queue on the counter row instead of
+taking the same number. Unique constraints (one invoice per order, one credit note per
+refund) make a job that runs twice a no-op.
+
+The stored `content` is the complete document as printed (seller, buyer, lines, taxes,
+locale), frozen when issued: a later change of seller details or tax configuration
+never alters an issued document, and the HTML and PDF are rendered from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from kassa.documents import (
+    Document,
+    DocumentKind,
+    DocumentLine,
+    Party,
+    TaxLine,
+    document_from_json,
+    document_to_json,
+    render_html,
+    render_pdf,
+)
+from kassa.domain.documents import Series, format_number, included_tax
+from kassa.domain.errors import not_found
+from kassa.domain.ids import new_id
+from kassa.domain.refunds import RefundStatus
+from kassa.services import audit
+from kassa.services.context import Clock, RequestContext
+from kassa.services.jobs import RetryLater, enqueue
+from kassa.storage.database import Database
+from kassa.storage.tables import Customer, DocumentCounter, IssuedDocument, Order, Refund
+from kassa.storage.upsert import insert_unless_exists
+
+ISSUE_INVOICE = "documents.issue_invoice"
+ISSUE_CREDIT_NOTE = "documents.issue_credit_note"
+INVOICE: DocumentKind = "invoice"
+CREDIT_NOTE: DocumentKind = "credit_note"
+
+
+def request_invoice(session: Session, order_id: str, now: datetime) -> None:
+    """Ask the worker for the order's invoice, inside the transaction that paid it."""
+    enqueue(session, ISSUE_INVOICE, {"order": order_id}, now)
+
+
+def request_credit_note(session: Session, refund_id: str, now: datetime) -> None:
+    """Ask the worker for a refund's credit note, inside the transaction it succeeded in."""
+    enqueue(session, ISSUE_CREDIT_NOTE, {"refund": refund_id}, now)
+
+
+def allocate_number(session: Session, series: Series, year: int) -> int:
+    """The next number of a series and year, taken under the counter row's lock: it stays
+    locked until the caller's transaction ends, and a rollback returns the number."""
+    insert_unless_exists(
+        session,
+        DocumentCounter,
+        {"series": series.value, "year": year, "last_number": 0},
+        ["series", "year"],
+    )
+    number = session.execute(
+        update(DocumentCounter)
+        .where(DocumentCounter.series == series.value, DocumentCounter.year == year)
+        .values(last_number=DocumentCounter.last_number + 1)
+        .returning(DocumentCounter.last_number)
+    ).scalar_one()
+    return int(number)
+
+
+@dataclass(frozen=True, slots=True)
+class SellerProfile:
+    """Who issues the documents, and the tax their prices include (from configuration)."""
+
+    party: Party
+    locale: str = "en_US"
+    tax_label: str = "VAT"
+    tax_rate_bp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentView:
+    id: str
+    kind: str
+    number: str
+    order_id: str
+    refund_id: str | None
+    currency: str
+    total: int
+    tax: int
+    issued_at: datetime
+    content: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: IssuedDocument) -> DocumentView:
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            number=row.number,
+            order_id=row.order_id,
+            refund_id=row.refund_id,
+            currency=row.currency,
+            total=row.total,
+            tax=row.tax,
+            issued_at=row.issued_at,
+            content=dict(row.content),
+        )
+
+    @property
+    def document(self) -> Document:
+        return document_from_json(self.content)
+
+
+class Invoices:
+    def __init__(self, db: Database, clock: Clock, seller: SellerProfile) -> None:
+        self._db = db
+        self._clock = clock
+        self._seller = seller
+
+    # -- issuing (job handlers: they run in the job's transaction) ----------------------
+
+    def issue_invoice(self, session: Session, payload: dict[str, Any]) -> None:
+        order_id = str(payload["order"])
+        if self._issued(session, IssuedDocument.invoiced_order_id == order_id):
+            return
+        order = session.scalar(select(Order).where(Order.id == order_id))
+        if order is None:
+            raise LookupError(f"no order {order_id!r} to invoice")
+        if order.paid_at is None:
+            return  # never paid (the job outlived a rollback it cannot see): nothing to bill
+        lines = tuple(
+            DocumentLine(
+                description=f"{line.title} ({line.sku})",
+                quantity=line.quantity,
+                unit_amount=line.unit_amount,
+                amount=line.amount,
+            )
+            for line in order.lines
+        )
+        total = sum(line.amount for line in lines)
+        self._issue(
+            session,
+            order,
+            kind=INVOICE,
+            series=Series.INVOICE,
+            lines=lines,
+            total=total,
+            tax_rate_bp=self._seller.tax_rate_bp,
+            reference=f"Order {order.number or order.id}, paid {order.paid_at.date()}",
+            notes=None,
+            refund_id=None,
+        )
+
+    def issue_credit_note(self, session: Session, payload: dict[str, Any]) -> None:
+        refund_id = str(payload["refund"])
+        if self._issued(session, IssuedDocument.refund_id == refund_id):
+            return
+        refund = session.scalar(select(Refund).where(Refund.id == refund_id))
+        if refund is None:
+            raise LookupError(f"no refund {refund_id!r} to credit")
+        if refund.status != RefundStatus.SUCCEEDED:
+            return
+        order = session.scalar(select(Order).where(Order.id == refund.order_id))
+        assert order is not None
+        invoice = session.scalar(
+            select(IssuedDocument).where(IssuedDocument.invoiced_order_id == order.id)
+        )
+        if invoice is None and order.paid_at is not None:
+            # The credit note corrects the invoice, so it waits for it (the invoice job
+            # was enqueued first and normally has run).
+            raise RetryLater(f"order {order.id} has no invoice yet")
+        reference = f"Order {order.number or order.id}"
+        tax_rate_bp = self._seller.tax_rate_bp
+        if invoice is not None:
+            reference = f"Credit for invoice {invoice.number}; {reference}"
+            taxes = invoice.content.get("taxes") or []
+            tax_rate_bp = taxes[0]["rate_bp"] if taxes else None  # the invoice's own rate
+        self._issue(
+            session,
+            order,
+            kind=CREDIT_NOTE,
+            series=Series.CREDIT_NOTE,
+            lines=(
+                DocumentLine(
+                    description=f"Refund of order {order.number or order.id}"
+                    + (" to the customer's wallet" if refund.destination == "wallet" else ""),
+                    quantity=1,
+                    unit_amount=refund.amount,
+                    amount=refund.amount,
+                ),
+            ),
+            total=refund.amount,
+            tax_rate_bp=tax_rate_bp,
+            reference=reference,
+            notes=refund.reason,
+            refund_id=refund.id,
+        )
+
+    @staticmethod
+    def _issued(session: Session, condition: Any) -> bool:
+        return session.scalar(select(IssuedDocument.pk).where(condition)) is not None
+
+    def _issue(
+        self,
+        session: Session,
+        order: Order,
+        *,
+        kind: DocumentKind,
+        series: Series,
+        lines: tuple[DocumentLine, ...],
+        total: int,
+        tax_rate_bp: int | None,
+        reference: str,
+        notes: str | None,
+        refund_id: str | None,
+    ) -> None:
+        now = self._clock()
+        sequence = allocate_number(session, series, now.year)
+        number = format_number(series, now.year, sequence)
+        taxes = (
+            (TaxLine(self._seller.tax_label, tax_rate_bp, included_tax(total, tax_rate_bp)),)
+            if tax_rate_bp
+            else ()
+        )
+        document = Document(
+            kind=kind,
+            number=number,
+            issued_at=now,
+            currency=order.currency,
+            seller=self._seller.party,
+            buyer=self._buyer(session, order),
+            lines=lines,
+            subtotal=total,
+            taxes=taxes,
+            total=total,
+            reference=reference,
+            notes=notes or None,
+            locale=self._seller.locale,
+        )
+        document_id = new_id("inv" if kind == INVOICE else "cn")
+        session.add(
+            IssuedDocument(
+                id=document_id,
+                kind=kind,
+                series=series.value,
+                year=now.year,
+                sequence=sequence,
+                number=number,
+                order_id=order.id,
+                invoiced_order_id=order.id if kind == INVOICE else None,
+                refund_id=refund_id,
+                currency=order.currency,
+                total=total,
+                tax=sum(tax.amount for tax in taxes),
+                content=document_to_json(document),
+                issued_at=now,
+            )
+        )
+        audit.record(
+            session,
+            RequestContext.system("worker"),
+            now,
+            f"{kind}.issued",
+            document_id,
+            None,
+            {"number": number, "order": order.id, "refund": refund_id, "total": total},
+        )
+
+    @staticmethod
+    def _buyer(session: Session, order: Order) -> Party:
+        address = [
+            str(value)
+            for value in (order.shipping_address or {}).values()
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip()
+        ]
+        customer = (
+            session.scalar(select(Customer).where(Customer.id == order.customer_id))
+            if order.customer_id
+            else None
+        )
+        email = customer.email if customer is not None else order.email
+        name = (customer.name if customer is not None else None) or email or order.id
+        return Party(name=name, lines=tuple(address), email=email)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, document_id: str, kind: str) -> DocumentView:
+        with self._db.transaction(read_only=True) as session:
+            row = session.scalar(
+                select(IssuedDocument).where(
+                    IssuedDocument.id == document_id, IssuedDocument.kind == kind
+                )
+            )
+            if row is None:
+                raise not_found(f"{kind}_not_found", f"no {kind.replace('_', ' ')} {document_id!r}")
+            return DocumentView.of(row)
+
+    def invoice_of(self, order_id: str) -> DocumentView:
+        with self._db.transaction(read_only=True) as session:
+            if session.scalar(select(Order.pk).where(Order.id == order_id)) is None:
+                raise not_found("order_not_found", f"no order {order_id!r}")
+            row = session.scalar(
+                select(IssuedDocument).where(IssuedDocument.invoiced_order_id == order_id)
+            )
+            if row is None:
+                raise not_found(
+                    "invoice_not_found",
+                    f"order {order_id!r} has no invoice (it is issued once the order is paid)",
+                )
+            return DocumentView.of(row)
+
+    def credit_notes_of(self, order_id: str) -> list[DocumentView]:
+        with self._db.transaction(read_only=True) as session:
+            if session.scalar(select(Order.pk).where(Order.id == order_id)) is None:
+                raise not_found("order_not_found", f"no order {order_id!r}")
+            rows = session.scalars(
+                select(IssuedDocument)
+                .where(IssuedDocument.order_id == order_id, IssuedDocument.kind == CREDIT_NOTE)
+                .order_by(IssuedDocument.pk)
+            ).all()
+            return [DocumentView.of(row) for row in rows]
+
+    def html(self, document_id: str, kind: str) -> str:
+        return render_html(self.get(document_id, kind).document)
+
+    def pdf(self, document_id: str, kind: str) -> bytes:
+        return render_pdf(self.get(document_id, kind).document)
