@@ -87,7 +87,7 @@ class FakeStripe:
 def start_fake_stripe() -> Iterator[FakeStripe]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localstripe", "--port", str(port)],
+        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

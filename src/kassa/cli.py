@@ -1,4 +1,4 @@
-"""The `kassa` command line: serve, migrate, keys, demo."""
+"""The `kassa` command line: serve, worker, jobs, migrate, keys, check, demo."""
 
 from __future__ import annotations
 
@@ -195,6 +195,57 @@ def keys_revoke(key_id: str) -> None:
     finally:
         kassa.close()
     err.print(f"revoked {key_id}")
+
+
+@app.command()
+def check(
+    fail_on_issues: Annotated[
+        bool, typer.Option("--fail-on-issues", help="Exit 1 if anything is inconsistent.")
+    ] = False,
+    stuck_after: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds after which a processing payment or a missing invoice is an issue "
+            "(default KASSA_STUCK_PAYMENT_AFTER_S, 900)."
+        ),
+    ] = None,
+    window_days: Annotated[
+        int, typer.Option(help="How many days of provider records to compare.")
+    ] = 30,
+    providers: Annotated[
+        bool, typer.Option("--providers/--no-providers", help="Compare with the providers.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per issue.")] = False,
+) -> None:
+    """Reconcile: payments, refunds, wallets, stock, document numbers, stuck payments,
+    and kassa's records against the providers'. Prints each inconsistency."""
+    import json
+
+    from kassa.services.checks import CHECK_NAMES
+
+    kassa = _kassa()
+    try:
+        findings = kassa.reconciliation.run(
+            stuck_after_s=stuck_after, provider_window_days=window_days, with_providers=providers
+        )
+    finally:
+        kassa.close()
+    out = Console(highlight=False, soft_wrap=True)
+    for finding in findings:
+        if as_json:
+            print(
+                json.dumps(
+                    {"check": finding.check, "subject": finding.subject, "detail": finding.detail}
+                )
+            )
+        else:
+            out.print(f"{finding.check}  {finding.subject}  {finding.detail}", markup=False)
+    counts = {name: sum(f.check == name for f in findings) for name in CHECK_NAMES}
+    ran = [n for n in CHECK_NAMES if providers or n != "provider_records"]
+    summary = ", ".join(f"{n}: {counts[n] or 'ok'}" for n in ran)
+    err.print(f"{len(findings)} issue(s) found. {summary}", markup=False)
+    if findings and fail_on_issues:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -8,7 +8,9 @@ same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -44,6 +46,7 @@ class ProviderIntent:
     client_secret: str | None = None
     next_action: dict[str, Any] | None = None
     last_error: ProviderFailure | None = None
+    reference: str | None = None  # kassa's payment id, as stored at the provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class ProviderRefund:
     amount: int
     currency: str
     status: RefundStatus
+    reference: str | None = None  # kassa's refund id, as stored at the provider
 
 
 class ProviderError(Exception):
@@ -84,3 +88,11 @@ class PaymentProvider(Protocol):
     ) -> ProviderRefund: ...
 
     def retrieve_refund(self, refund_id: str) -> ProviderRefund: ...
+
+    def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
+        """Every intent created at or after `since` (for reconciliation)."""
+        ...
+
+    def list_refunds(self, since: datetime) -> Iterator[ProviderRefund]:
+        """Every refund created at or after `since` (for reconciliation)."""
+        ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -571,6 +571,22 @@ class MockProvider:
             self._clock(),
         )
 
+    def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
+        with self._db.transaction(read_only=True) as session:
+            rows = session.scalars(
+                select(MockIntent).where(MockIntent.created_at >= since).order_by(MockIntent.pk)
+            ).all()
+            views = [self._view(row) for row in rows]
+        yield from views
+
+    def list_refunds(self, since: datetime) -> Iterator[ProviderRefund]:
+        with self._db.transaction(read_only=True) as session:
+            rows = session.scalars(
+                select(MockRefund).where(MockRefund.created_at >= since).order_by(MockRefund.pk)
+            ).all()
+            views = [self._refund_view(row) for row in rows]
+        yield from views
+
     def _reference_of(self, intent_id: str) -> str:
         with self._db.transaction(read_only=True) as session:
             reference = session.scalar(
@@ -612,6 +628,7 @@ class MockProvider:
                 else None
             ),
             last_error=_failure_from(intent.last_error) if intent.last_error else None,
+            reference=intent.reference,
         )
 
     @staticmethod
@@ -622,4 +639,5 @@ class MockProvider:
             amount=row.amount,
             currency=row.currency,
             status=RefundStatus(row.status),
+            reference=row.reference,
         )

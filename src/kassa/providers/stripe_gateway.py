@@ -7,6 +7,8 @@ idempotency key. `api_base` points the SDK at a local fake (localstripe) in test
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -79,6 +81,7 @@ def _intent(sdk_obj: Any) -> ProviderIntent:
         client_secret=obj.get("client_secret"),
         next_action=next_action,
         last_error=last,
+        reference=(obj.get("metadata") or {}).get(REFERENCE_KEY),
     )
 
 
@@ -93,6 +96,7 @@ def _refund(sdk_obj: Any) -> ProviderRefund:
         status=RefundStatus(status)
         if status in RefundStatus.__members__.values()
         else (RefundStatus.FAILED if status == "canceled" else RefundStatus.PENDING),
+        reference=(obj.get("metadata") or {}).get(REFERENCE_KEY),
     )
 
 
@@ -170,3 +174,24 @@ class StripeGateway:
 
     def retrieve_refund(self, refund_id: str) -> ProviderRefund:
         return _refund(self._call(self._client.v1.refunds.retrieve, refund_id))
+
+    def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
+        for obj in self._newest_first(self._client.v1.payment_intents.list, since):
+            yield _intent(obj)
+
+    def list_refunds(self, since: datetime) -> Iterator[ProviderRefund]:
+        for obj in self._newest_first(self._client.v1.refunds.list, since):
+            yield _refund(obj)
+
+    def _newest_first(self, list_fn: Any, since: datetime) -> Iterator[Any]:
+        """Page through a Stripe list (newest first) until objects get older than `since`.
+
+        No `created[gte]` filter is sent: Stripe lists newest first, so stopping at the
+        first older object is equivalent, and localstripe refuses the filter (400)."""
+        floor = int(since.timestamp())
+        page = self._call(list_fn, params={"limit": 100})
+        for obj in page.auto_paging_iter():
+            created = getattr(obj, "created", None)
+            if isinstance(created, int) and created < floor:
+                return
+            yield obj

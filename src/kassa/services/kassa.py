@@ -20,6 +20,7 @@ from kassa.providers.registry import ProviderRegistry, stripe_from
 from kassa.services.api_keys import ApiKeys
 from kassa.services.audit import AuditLog
 from kassa.services.catalogue import Catalogue
+from kassa.services.checks import Reconciliation
 from kassa.services.context import Clock, utc_now
 from kassa.services.customers import Customers
 from kassa.services.gateway_health import GatewayHealth
@@ -124,6 +125,9 @@ class Kassa:
                 tax_label=settings.tax_label,
                 tax_rate_bp=settings.tax_rate_bp,
             ),
+        )
+        self.reconciliation = Reconciliation(
+            self.db, clock, self.providers, stuck_after_s=settings.stuck_payment_after_s
         )
         self.jobs = JobQueue(self.db, clock, lease_s=settings.job_lease_s)
         self.webhooks = Webhooks(

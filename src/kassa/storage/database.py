@@ -67,12 +67,26 @@ class Database:
         self._read = sessionmaker(
             bind=self.engine.execution_options(**{_WRITE: False}), expire_on_commit=False
         )
+        snapshot_options: dict[str, Any] = (
+            {_WRITE: False} if self.is_sqlite else {"isolation_level": "REPEATABLE READ"}
+        )
+        self._snapshot = sessionmaker(
+            bind=self.engine.execution_options(**snapshot_options), expire_on_commit=False
+        )
 
     @contextmanager
     def transaction(self, *, read_only: bool = False) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
         factory = self._read if read_only else self._write
         with factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only transaction that sees one consistent state from its first query to
+        its end (REPEATABLE READ on PostgreSQL; a WAL read transaction on SQLite), for
+        checks that compare several tables."""
+        with self._snapshot() as session, session.begin():
             yield session
 
     def ping(self) -> bool:

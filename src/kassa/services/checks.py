@@ -1,0 +1,477 @@
+"""Reconciliation: does every cent add up? (`kassa check`)
+
+Each check compares two records that kassa keeps in step inside one transaction (an
+order's `amount_paid` and its succeeded payments, a wallet's balance and its ledger, a
+document counter and the documents it numbered), or kassa's records and the provider's.
+A healthy database yields no finding; every finding names the check, the subject and
+what disagrees, so staff can act on it.
+
+The database checks read one consistent snapshot (`Database.snapshot`), so a change
+committed while the check runs can never look like an inconsistency. The provider
+check lists the provider's intents and refunds of the window through its API (the
+mock's own tables; Stripe's list endpoints through the SDK) and compares them with
+kassa's payments and refunds, both ways.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from kassa.domain.documents import Series, format_number, sequence_problems
+from kassa.domain.payments import PaymentStatus
+from kassa.domain.refunds import RefundStatus
+from kassa.domain.wallet import EntryKind
+from kassa.providers.base import IntentStatus, ProviderError, ProviderIntent, ProviderRefund
+from kassa.providers.registry import ProviderRegistry
+from kassa.services.context import Clock
+from kassa.storage.database import Database
+from kassa.storage.tables import (
+    DocumentCounter,
+    IssuedDocument,
+    Order,
+    Payment,
+    Product,
+    Refund,
+    WalletBalance,
+    WalletEntry,
+)
+
+SUCCEEDED = PaymentStatus.SUCCEEDED.value
+REFUND_SUCCEEDED = RefundStatus.SUCCEEDED.value
+WALLET_PROVIDER = "wallet"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str
+    subject: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    now: datetime
+    stuck_after: timedelta
+    provider_window: timedelta
+
+
+DatabaseCheck = Callable[[Session, CheckOptions], list[Finding]]
+
+
+def order_payments(session: Session, options: CheckOptions) -> list[Finding]:
+    """An order's `amount_paid` is the sum of its succeeded payments."""
+    paid = (
+        select(Payment.order_id, func.sum(Payment.amount).label("total"))
+        .where(Payment.status == SUCCEEDED, Payment.order_id.is_not(None))
+        .group_by(Payment.order_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Order.id, Order.amount_paid, func.coalesce(paid.c.total, 0))
+        .outerjoin(paid, paid.c.order_id == Order.id)
+        .where(Order.amount_paid != func.coalesce(paid.c.total, 0))
+        .order_by(Order.pk)
+    ).all()
+    return [
+        Finding(
+            "order_payments",
+            order_id,
+            f"amount_paid is {amount_paid} but its succeeded payments sum to {int(total)}",
+        )
+        for order_id, amount_paid, total in rows
+    ]
+
+
+def order_refunds(session: Session, options: CheckOptions) -> list[Finding]:
+    """Never more refunded than paid; `amount_refunded` is the sum of succeeded refunds."""
+    refunded = (
+        select(Refund.order_id, func.sum(Refund.amount).label("total"))
+        .where(Refund.status == REFUND_SUCCEEDED)
+        .group_by(Refund.order_id)
+        .subquery()
+    )
+    total = func.coalesce(refunded.c.total, 0)
+    rows = session.execute(
+        select(Order.id, Order.amount_paid, Order.amount_refunded, total)
+        .outerjoin(refunded, refunded.c.order_id == Order.id)
+        .where((Order.amount_refunded != total) | (total > Order.amount_paid))
+        .order_by(Order.pk)
+    ).all()
+    findings = []
+    for order_id, amount_paid, amount_refunded, refunds in rows:
+        if int(refunds) > amount_paid or amount_refunded > amount_paid:
+            findings.append(
+                Finding(
+                    "order_refunds",
+                    order_id,
+                    f"refunded {max(int(refunds), amount_refunded)} exceeds paid {amount_paid}",
+                )
+            )
+        if amount_refunded != int(refunds):
+            findings.append(
+                Finding(
+                    "order_refunds",
+                    order_id,
+                    f"amount_refunded is {amount_refunded} but its succeeded refunds sum "
+                    f"to {int(refunds)}",
+                )
+            )
+    return findings
+
+
+def wallet_ledger(session: Session, options: CheckOptions) -> list[Finding]:
+    """Each wallet's balance is the sum of its entries; each wallet payment has its entry."""
+    sums = {
+        (customer, currency): int(total)
+        for customer, currency, total in session.execute(
+            select(
+                WalletEntry.customer_id, WalletEntry.currency, func.sum(WalletEntry.amount)
+            ).group_by(WalletEntry.customer_id, WalletEntry.currency)
+        )
+    }
+    balances = {
+        (row.customer_id, row.currency): row.balance
+        for row in session.scalars(select(WalletBalance))
+    }
+    findings = [
+        Finding(
+            "wallet_ledger",
+            f"{customer}/{currency}",
+            f"balance is {balances.get((customer, currency), 0)} but its ledger sums to "
+            f"{sums.get((customer, currency), 0)}",
+        )
+        for customer, currency in sorted(set(sums) | set(balances))
+        if balances.get((customer, currency), 0) != sums.get((customer, currency), 0)
+    ]
+    entries = {
+        reference: amount
+        for reference, amount in session.execute(
+            select(WalletEntry.reference, WalletEntry.amount).where(
+                WalletEntry.kind == EntryKind.PAYMENT.value
+            )
+        )
+    }
+    for payment_id, amount in session.execute(
+        select(Payment.id, Payment.amount)
+        .where(Payment.provider == WALLET_PROVIDER, Payment.status == SUCCEEDED)
+        .order_by(Payment.pk)
+    ):
+        if entries.get(payment_id) != -amount:
+            findings.append(
+                Finding(
+                    "wallet_ledger",
+                    payment_id,
+                    f"wallet payment of {amount} has ledger entry {entries.get(payment_id)}",
+                )
+            )
+    return findings
+
+
+def stock(session: Session, options: CheckOptions) -> list[Finding]:
+    """No product has negative stock."""
+    return [
+        Finding("stock", product_id, f"stock is {level} (below zero)")
+        for product_id, level in session.execute(
+            select(Product.id, Product.stock).where(Product.stock < 0).order_by(Product.pk)
+        )
+    ]
+
+
+def document_numbers(session: Session, options: CheckOptions) -> list[Finding]:
+    """Per series and year: numbers 1..counter, each once, and each printed as numbered."""
+    counters = {
+        (row.series, row.year): row.last_number for row in session.scalars(select(DocumentCounter))
+    }
+    issued: dict[tuple[str, int], list[int]] = defaultdict(list)
+    findings = []
+    for series, year, sequence, number in session.execute(
+        select(
+            IssuedDocument.series,
+            IssuedDocument.year,
+            IssuedDocument.sequence,
+            IssuedDocument.number,
+        )
+    ):
+        issued[(series, year)].append(sequence)
+        if number != format_number(Series(series), year, sequence):
+            findings.append(
+                Finding("document_numbers", number, f"stored as {series} {year} #{sequence}")
+            )
+    for series, year in sorted(set(counters) | set(issued)):
+        found = sequence_problems(issued.get((series, year), []), counters.get((series, year), 0))
+        subject = f"{series}-{year}"
+        if found.missing:
+            findings.append(Finding("document_numbers", subject, f"gap: {_few(found.missing)}"))
+        if found.duplicated:
+            findings.append(
+                Finding("document_numbers", subject, f"duplicated: {_few(found.duplicated)}")
+            )
+        if found.beyond_counter:
+            findings.append(
+                Finding(
+                    "document_numbers",
+                    subject,
+                    f"numbers beyond the counter: {_few(found.beyond_counter)}",
+                )
+            )
+    return findings
+
+
+def missing_documents(session: Session, options: CheckOptions) -> list[Finding]:
+    """Paid orders have an invoice and succeeded refunds a credit note, once the worker has
+    had `stuck_after` to issue them."""
+    cutoff = options.now - options.stuck_after
+    invoiced = select(IssuedDocument.invoiced_order_id).where(
+        IssuedDocument.invoiced_order_id.is_not(None)
+    )
+    credited = select(IssuedDocument.refund_id).where(IssuedDocument.refund_id.is_not(None))
+    findings = [
+        Finding("missing_documents", order_id, f"paid at {paid_at:%Y-%m-%d %H:%M} but no invoice")
+        for order_id, paid_at in session.execute(
+            select(Order.id, Order.paid_at)
+            .where(Order.paid_at.is_not(None), Order.paid_at < cutoff, Order.id.not_in(invoiced))
+            .order_by(Order.pk)
+        )
+    ]
+    findings += [
+        Finding("missing_documents", refund_id, "succeeded refund without a credit note")
+        for (refund_id,) in session.execute(
+            select(Refund.id)
+            .where(
+                Refund.status == REFUND_SUCCEEDED,
+                func.coalesce(Refund.updated_at, Refund.created_at) < cutoff,
+                Refund.id.not_in(credited),
+            )
+            .order_by(Refund.pk)
+        )
+    ]
+    return findings
+
+
+def stuck_payments(session: Session, options: CheckOptions) -> list[Finding]:
+    """No payment stays `processing` (outcome unknown) for longer than `stuck_after`."""
+    cutoff = options.now - options.stuck_after
+    return [
+        Finding(
+            "stuck_payments",
+            payment_id,
+            f"processing since {created_at:%Y-%m-%d %H:%M:%S} UTC ({provider})",
+        )
+        for payment_id, created_at, provider in session.execute(
+            select(Payment.id, Payment.created_at, Payment.provider)
+            .where(
+                Payment.status == PaymentStatus.PROCESSING.value,
+                func.coalesce(Payment.updated_at, Payment.created_at) < cutoff,
+            )
+            .order_by(Payment.pk)
+        )
+    ]
+
+
+DATABASE_CHECKS: tuple[DatabaseCheck, ...] = (
+    order_payments,
+    order_refunds,
+    wallet_ledger,
+    stock,
+    document_numbers,
+    missing_documents,
+    stuck_payments,
+)
+CHECK_NAMES = (*(check.__name__ for check in DATABASE_CHECKS), "provider_records")
+
+
+def _received(intent: ProviderIntent) -> int:
+    """What a succeeded intent took. kassa never captures partially, so a succeeded intent
+    took its amount; `amount_received` says so at Stripe, but localstripe leaves it 0."""
+    return intent.amount_received or intent.amount
+
+
+def _few(numbers: tuple[int, ...], shown: int = 10) -> str:
+    text = ", ".join(str(n) for n in numbers[:shown])
+    return text + (f" … ({len(numbers)} in all)" if len(numbers) > shown else "")
+
+
+class Reconciliation:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        providers: ProviderRegistry,
+        *,
+        stuck_after_s: int,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._providers = providers
+        self._stuck_after = timedelta(seconds=stuck_after_s)
+
+    def run(
+        self,
+        *,
+        stuck_after_s: int | None = None,
+        provider_window_days: int = 30,
+        with_providers: bool = True,
+    ) -> list[Finding]:
+        options = CheckOptions(
+            now=self._clock(),
+            stuck_after=(
+                timedelta(seconds=stuck_after_s) if stuck_after_s is not None else self._stuck_after
+            ),
+            provider_window=timedelta(days=provider_window_days),
+        )
+        findings: list[Finding] = []
+        with self._db.snapshot() as session:
+            for check in DATABASE_CHECKS:
+                findings += check(session, options)
+        if with_providers:
+            for name in self._providers.names:
+                findings += self.provider_records(name, options)
+        return findings
+
+    def provider_records(self, name: str, options: CheckOptions) -> list[Finding]:
+        """kassa's payments and refunds at provider `name` against the provider's own list,
+        both ways, over the window."""
+        since = options.now - options.provider_window
+        provider = self._providers.get(name)
+        try:
+            intents = list(provider.list_intents(since))
+            refunds = list(provider.list_refunds(since))
+        except ProviderError as exc:
+            return [Finding("provider_records", name, f"could not list the provider: {exc}")]
+        with self._db.snapshot() as session:
+            payments = session.scalars(
+                select(Payment).where(
+                    Payment.provider == name,
+                    (Payment.created_at >= since)
+                    | Payment.provider_payment_id.in_([i.id for i in intents]),
+                )
+            ).all()
+            ours = session.scalars(
+                select(Refund).where(
+                    Refund.provider == name,
+                    (Refund.created_at >= since)
+                    | Refund.provider_refund_id.in_([r.id for r in refunds]),
+                )
+            ).all()
+            return self._compare_payments(name, payments, intents, since) + self._compare_refunds(
+                name, ours, refunds, since
+            )
+
+    @staticmethod
+    def _compare_payments(
+        name: str, payments: Sequence[Payment], intents: list[ProviderIntent], since: datetime
+    ) -> list[Finding]:
+        findings = []
+        by_id = {intent.id: intent for intent in intents}
+        by_payment = {p.id: p for p in payments}
+        by_intent = {p.provider_payment_id: p for p in payments if p.provider_payment_id}
+        for payment in payments:
+            if payment.status != SUCCEEDED:
+                continue
+            intent = by_id.get(payment.provider_payment_id or "")
+            if intent is None:
+                if payment.created_at >= since:
+                    findings.append(
+                        Finding(
+                            "provider_records",
+                            payment.id,
+                            f"succeeded in kassa, but {name} lists no intent "
+                            f"{payment.provider_payment_id}",
+                        )
+                    )
+                continue
+            if intent.status is not IntentStatus.SUCCEEDED:
+                findings.append(
+                    Finding(
+                        "provider_records",
+                        payment.id,
+                        f"succeeded in kassa, but {intent.status.value} at {name} ({intent.id})",
+                    )
+                )
+            elif (_received(intent), intent.currency) != (payment.amount, payment.currency):
+                findings.append(
+                    Finding(
+                        "provider_records",
+                        payment.id,
+                        f"kassa recorded {payment.amount} {payment.currency}, {name} received "
+                        f"{_received(intent)} {intent.currency} ({intent.id})",
+                    )
+                )
+        for intent in intents:
+            if intent.status is not IntentStatus.SUCCEEDED:
+                continue
+            match = by_intent.get(intent.id) or by_payment.get(intent.reference or "")
+            if match is None or match.status != SUCCEEDED:
+                state = "unknown to kassa" if match is None else f"{match.status} in kassa"
+                findings.append(
+                    Finding(
+                        "provider_records",
+                        intent.id,
+                        f"{name} received {_received(intent)} {intent.currency}, but the "
+                        f"payment is {state}" + (f" ({match.id})" if match is not None else ""),
+                    )
+                )
+        return findings
+
+    @staticmethod
+    def _compare_refunds(
+        name: str, ours: Sequence[Refund], theirs: list[ProviderRefund], since: datetime
+    ) -> list[Finding]:
+        findings = []
+        by_id = {refund.id: refund for refund in theirs}
+        known = {r.provider_refund_id for r in ours if r.provider_refund_id}
+        by_reference = {r.id: r for r in ours}
+        for refund in ours:
+            if refund.status != REFUND_SUCCEEDED or refund.destination != "original":
+                continue
+            at_provider = by_id.get(refund.provider_refund_id or "")
+            if at_provider is None:
+                if refund.created_at >= since and refund.origin == "kassa":
+                    findings.append(
+                        Finding(
+                            "provider_records",
+                            refund.id,
+                            f"succeeded in kassa, but {name} lists no refund "
+                            f"{refund.provider_refund_id}",
+                        )
+                    )
+                continue
+            if at_provider.status is not RefundStatus.SUCCEEDED:
+                findings.append(
+                    Finding(
+                        "provider_records",
+                        refund.id,
+                        f"succeeded in kassa, but {at_provider.status.value} at {name}",
+                    )
+                )
+            elif at_provider.amount != refund.amount:
+                findings.append(
+                    Finding(
+                        "provider_records",
+                        refund.id,
+                        f"kassa refunded {refund.amount}, {name} {at_provider.amount}",
+                    )
+                )
+        for listed in theirs:
+            if listed.status is not RefundStatus.SUCCEEDED or listed.id in known:
+                continue
+            ours_by_ref = by_reference.get(listed.reference or "")
+            state = (
+                "unknown to kassa"
+                if ours_by_ref is None
+                else f"{ours_by_ref.status} in kassa ({ours_by_ref.id})"
+            )
+            findings.append(
+                Finding(
+                    "provider_records",
+                    listed.id,
+                    f"{name} refunded {listed.amount} {listed.currency}, but the refund is {state}",
+                )
+            )
+        return findings
