@@ -258,3 +258,51 @@ def test_admin_adjustment_cases(shop: Kassa, client: TestClient, keys: Keys) -> 
                 )
             )
             assert row.balance == ledger
+
+
+class SlowRefunds:
+    """The mock gateway, but its refunds come back `pending` (as Stripe's do for some
+    payment methods) and the provider's event settles them later."""
+
+    name = "slow"
+
+    def __init__(self, mock: Any) -> None:
+        self._mock = mock
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._mock, attr)
+
+    def refund(self, intent_id: str, amount: int, **kw: Any) -> Any:
+        from dataclasses import replace
+
+        from kassa.domain.refunds import RefundStatus
+
+        return replace(self._mock.refund(intent_id, amount, **kw), status=RefundStatus.PENDING)
+
+
+def test_a_refund_pending_at_the_provider_stays_pending(
+    settings: Any, clock: Any, sleeps: Any, system: RequestContext
+) -> None:
+    from kassa.services.orders import LineRequest, NewOrder
+
+    probe = Kassa(settings, clock=clock, sleep=sleeps)
+    core = Kassa(
+        settings, clock=clock, sleep=sleeps, extra_providers={"slow": SlowRefunds(probe.mock)}
+    )
+    try:
+        core.catalogue.create(system, NewProduct("MUG", "Mug", 1000, "EUR", stock=None))
+        order = core.orders.create(system, NewOrder("EUR", [LineRequest("MUG", 1)], email="p@x.io"))
+        assert (
+            core.payments.pay(
+                system, order.id, provider="slow", payment_method="pm_card_visa"
+            ).status
+            == "succeeded"
+        )
+        refund = core.refunds.create(system, order.id, amount=400)
+        assert refund.status == "pending" and refund.provider_refund_id
+        assert core.orders.get(system, order.id).amount_refunded == 0
+        again = core.refunds.create(system, order.id)  # the pending 400 is spoken for
+        assert again.amount == 600
+    finally:
+        core.close()
+        probe.close()

@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session
 
 from kassa.domain.errors import FieldProblem, invalid, not_found
 from kassa.domain.ids import new_id
-from kassa.domain.payments import PaymentStatus, RetryPolicy, classify
+from kassa.domain.payments import (
+    ErrorType,
+    PaymentStatus,
+    ProviderFailure,
+    RetryPolicy,
+    classify,
+)
 from kassa.domain.refunds import RefundStatus, allocate_refund, refund_amount
 from kassa.domain.wallet import EntryKind
 from kassa.providers.base import ProviderError, ProviderRefund
@@ -288,9 +294,22 @@ class Refunds:
                 return  # a provider event settled it meanwhile
             part.provider = provider_name
             part.updated_at = now
-            if result is not None:
+            if result is not None and result.status is not RefundStatus.FAILED:
                 part.provider_refund_id = result.id
-                self._succeeded(session, part_id, now)
+                if result.status is RefundStatus.SUCCEEDED:
+                    self._succeeded(session, part_id, now)
+                # else pending at the provider (slow payment methods): its webhook settles it
+            elif result is not None:
+                part.provider_refund_id = result.id
+                part.status = FAILED
+                part.failure = failure_json(
+                    ProviderFailure(
+                        ErrorType.INVALID_REQUEST, "the provider failed the refund", "refund_failed"
+                    )
+                )
+                audit.record(
+                    session, ctx, now, "refund.failed", part_id, None, {"failure": part.failure}
+                )
             else:
                 assert failure is not None
                 part.status = FAILED

@@ -254,7 +254,11 @@ class Webhooks:
             for item in listed:
                 ours = self._kassa_refund(session, item)
                 if ours is not None:  # a refund kassa itself asked for
-                    if ours.status == "pending" and isinstance(item.get("id"), str):
+                    if (
+                        ours.status == "pending"
+                        and isinstance(item.get("id"), str)
+                        and item.get("status") in (None, "succeeded")
+                    ):
                         ours.provider_refund_id, ours.provider = item["id"], provider
                         mark_refund_succeeded(session, ours, now)
                     continue
