@@ -27,3 +27,5 @@ check-migrations: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/orders.py
+	$(BIN)/python bench/orchestrator.py
+	$(BIN)/python bench/webhooks.py

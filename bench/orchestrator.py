@@ -50,28 +50,28 @@ calls) comes first. The run is bounded by `--payments` and by `--time-limit`.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import random
-import secrets
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psycopg
+from harness import (
+    DATABASES,
+    MAX_ERROR_SAMPLES,
+    BenchParser,
+    describe,
+    percentile,
+    ratio,
+    recorded_params,
+    run_benchmark,
+    scratch_database,
+)
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from kassa.config import Settings
 from kassa.domain.orders import LineRequest
@@ -82,12 +82,8 @@ from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.services.payments import PaymentView
-from kassa.storage.migrate import upgrade
 from kassa.storage.tables import MockCharge, Order
 
-DATABASES = ("sqlite", "postgresql")
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CURRENCY = "EUR"
 SKU = "BENCH"
 UNIT_AMOUNT = 1000  # cents
@@ -102,7 +98,6 @@ FAULT_KINDS = (
 )
 RESOLVED_BY_LOOKUP = "timeout_after_send"  # the outcome is looked up, not retried
 WARMUP = 20
-MAX_ERROR_SAMPLES = 5
 DELAY_LIMIT_MS = 3_000  # the contract: every retry delay is under 3 s
 
 T = TypeVar("T")
@@ -122,10 +117,8 @@ class Params:
 
 
 def parse_args(argv: list[str] | None = None) -> Params:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--payments", type=int, default=None, help="payments to make (default 10000; 1000 quick)"
-    )
+    parser = BenchParser(description=__doc__.splitlines()[0])
+    parser.add_sized("--payments", "payments to make", default=10_000, quick=1000)
     parser.add_argument(
         "--fault-rate",
         type=float,
@@ -136,31 +129,22 @@ def parse_args(argv: list[str] | None = None) -> Params:
     parser.add_argument(
         "--database", choices=DATABASES, default="sqlite", help="sqlite (default) or postgresql"
     )
-    parser.add_argument("--quick", action="store_true", help="a small run: 1000 payments")
-    parser.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="seconds allowed for the measured loop (default 1800; 300 quick)",
+    parser.add_quick("a small run: 1000 payments")
+    parser.add_sized(
+        "--time-limit", "seconds allowed for the measured loop", default=1800, quick=300, kind=float
     )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("KASSA_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-        help="admin URL used to create and drop the scratch PostgreSQL database",
-    )
-    args = parser.parse_args(argv)
-    payments = args.payments if args.payments is not None else (1000 if args.quick else 10_000)
-    time_limit = args.time_limit if args.time_limit is not None else (300 if args.quick else 1800)
-    if payments < 1 or time_limit <= 0:
+    parser.add_postgres_url()
+    args = parser.parse(argv)
+    if args.payments < 1 or args.time_limit <= 0:
         parser.error("--payments and --time-limit must be positive")
     if not 0.0 <= args.fault_rate <= 1.0:
         parser.error("--fault-rate must be between 0 and 1")
     return Params(
-        payments=payments,
+        payments=args.payments,
         fault_rate=args.fault_rate,
         seed=args.seed,
         database=args.database,
-        time_limit_s=time_limit,
+        time_limit_s=args.time_limit,
         postgres_url=args.postgres_url,
     )
 
@@ -280,57 +264,11 @@ class TimedProvider:
     def retrieve_refund(self, refund_id: str) -> ProviderRefund:
         return self._timed(lambda: self.inner.retrieve_refund(refund_id))
 
+    def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
+        return self.inner.list_intents(since)
 
-def percentile(values: list[float], pct: int) -> float:
-    """Nearest-rank percentile; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, -(-pct * len(ordered) // 100))  # ceil(pct/100 * n)
-    return ordered[rank - 1]
-
-
-def ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else float("nan")
-
-
-# --------------------------------------------------------------------------- databases
-
-
-def _plain_postgres_url(url: str, database: str | None = None) -> str:
-    """A libpq URL (what psycopg takes), optionally pointing at another database."""
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    workdir = Path(tempfile.mkdtemp(prefix="kassa-bench-"))
-    try:
-        yield f"sqlite:///{workdir / 'kassa-bench.db'}"
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"kassa_bench_{secrets.token_hex(4)}"
-    admin = _plain_postgres_url(admin_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _plain_postgres_url(admin_url, name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def scratch_database(params: Params) -> AbstractContextManager[str]:
-    if params.database == "sqlite":
-        return sqlite_database()
-    return postgres_database(params.postgres_url)
+    def list_refunds(self, since: datetime) -> Iterator[ProviderRefund]:
+        return self.inner.list_refunds(since)
 
 
 # --------------------------------------------------------------------------- one run
@@ -539,14 +477,6 @@ def read_ledger(bench: Bench, run: Run) -> Ledger:
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count() or 0
-    return {"nproc": nproc, "platform": platform.platform(), "python": platform.python_version()}
-
-
 def _latency(values: list[float]) -> dict[str, float]:
     """p50 and p99 of `values` (ms)."""
     return {"p50": round(percentile(values, 50), 3), "p99": round(percentile(values, 99), 3)}
@@ -678,7 +608,7 @@ def render(params: Params, host: dict[str, Any], s: dict[str, Any]) -> str:
     lines = [
         f"kassa payment orchestrator vs the mock gateway: {s['payments']} payments, "
         f"fault rate {params.fault_rate:.0%}, seed {params.seed}, {params.database}; "
-        f"nproc {host['nproc']}, Python {host['python']}",
+        f"{describe(host)}",
         "fault model: the first provider call fails with p; a retried call fails again with p;",
         "  kinds uniform over the six transient ones; timeout_after_send is looked up, not retried",
         "retry delays are recorded, not slept: this measures the orchestrator, not the waiting",
@@ -722,29 +652,12 @@ def render(params: Params, host: dict[str, Any], s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(params: Params, host: dict[str, Any], summary: dict[str, Any]) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"orchestrator-{stamp}.json"
-    document = {
-        "benchmark": "orchestrator",
-        "timestamp": stamp,
-        "params": {k: v for k, v in asdict(params).items() if k != "postgres_url"},
-        "machine": host,
-        "warmup_payments": WARMUP,
-        "result": summary,
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
-
-
 # --------------------------------------------------------------------------- main
 
 
-def bench_once(params: Params) -> dict[str, Any]:
-    with scratch_database(params) as url:
-        upgrade(url)
-        bench = Bench(url, params.seed)
+def bench_once(params: Params, workdir: Path) -> dict[str, Any]:
+    with scratch_database(params.database, workdir, params.postgres_url) as target:
+        bench = Bench(target.url, params.seed)
         try:
             warm_up(bench)
             print(
@@ -759,26 +672,24 @@ def bench_once(params: Params) -> dict[str, Any]:
             bench.close()
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `finally`: database, files
+def document(params: Params, host: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "params": recorded_params(params),
+        "machine": host,
+        "warmup_payments": WARMUP,
+        "result": summary,
+    }
 
 
-def main(argv: list[str] | None = None) -> int:
-    params = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    host = machine()
-    try:
-        summary = bench_once(params)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print()
-    print(render(params, host, summary))
-    print(f"\nresults written to {write_json(params, host, summary)}")
+def passed(summary: dict[str, Any]) -> bool:
     found = problems(summary)
     for problem in found:
         print(f"FAIL: {problem}", file=sys.stderr)
-    return 1 if found else 0
+    return not found
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_benchmark("orchestrator", parse_args(argv), bench_once, render, document, passed)
 
 
 if __name__ == "__main__":

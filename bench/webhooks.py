@@ -12,11 +12,10 @@ into paid orders.
 
 For each database (SQLite, PostgreSQL) this script:
 
-1. creates a fresh database (a temporary SQLite file, or `kassa_bench_<random>` on the
-   PostgreSQL server), migrates it and adds an unlimited-stock product;
-2. measures the *baseline*: C threads running a bare insert-and-commit loop (one INSERT of
-   one row into a scratch table, then COMMIT) through the same driver kassa uses (sqlite3
-   in WAL mode with a busy timeout; psycopg), N inserts in all;
+1. creates a fresh, migrated database (`harness.scratch_database`) and adds an
+   unlimited-stock product;
+2. measures the *baseline* (`harness.measure_baseline`): C threads running a bare
+   insert-and-commit loop through the same driver kassa uses, N inserts in all;
 3. prepares N orders, each with a browser-flow mock payment (`requires_action`, with a
    provider intent id), through the service layer directly;
 4. starts kassa under uvicorn (W worker processes, loopback only, no embedded job worker
@@ -29,20 +28,18 @@ For each database (SQLite, PostgreSQL) this script:
    time. That time includes the workers' start-up (imports, connections); "steady/s" is
    the rate between the first and the last job finishing, without it;
 6. verifies that every order is `paid`, every payment `succeeded`, every event applied
-   and every job done, and that each acknowledged event was stored exactly once;
+   and every apply job done, and that each acknowledged event was stored exactly once
+   (the invoice each paid order enqueues is follow-on work, not timed or required here);
 7. prints the figures, writes them to `bench/results/webhooks-<timestamp>.json`, removes
    everything it created, and exits non-zero if anything failed or did not match.
 
 With `--workers-procs 1,2` step 4-5 is repeated (a fresh batch of N payments each time)
 for each number of worker processes.
 
-Why ratios: absolute figures say more about the machine (CPU, disk, fsync, noisy
-neighbours) than about kassa. The baseline runs in the same process, against the same kind
-of database, at the same concurrency, a few seconds apart, so "acks/s / inserts/s" and
-"effects/s / inserts/s" -- the fraction of the database's raw commit rate that survives
-the whole stack -- are comparable between runs and machines where the raw numbers are
-not. The clients run in this process too, so on a small machine they compete with the
-server for CPU; that is part of what is measured and is the same in every run.
+Why ratios (the reasoning is in `harness.measure_baseline`): "acks/s / inserts/s"
+and "effects/s / inserts/s" are the fractions of the database's raw commit rate that
+survive the whole stack, and are comparable between runs and machines where the raw
+numbers are not.
 
 The acknowledge phase is preceded by an unmeasured warm-up (2 x C extra payments and
 events, applied in-process before the measured run), the baseline by a warm-up too. Every
@@ -56,51 +53,58 @@ is reported as such.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import secrets
-import shutil
-import signal
-import socket
-import sqlite3
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
+from harness import (
+    BASELINE_TABLE,
+    MAX_ERROR_SAMPLES,
+    BenchParser,
+    LoadResult,
+    Op,
+    Stored,
+    Target,
+    background_process,
+    create_baseline_table,
+    database_env,
+    describe,
+    http_client,
+    kassa_server,
+    log_tail,
+    measure_baseline,
+    ratio,
+    recorded_params,
+    run_benchmark,
+    run_load,
+    scratch_database,
+    stored_mismatches,
+    stored_rows,
+    stored_summary,
+    table_head,
+)
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from kassa.config import Settings
 from kassa.domain import signatures
 from kassa.domain.orders import LineRequest
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
+from kassa.services.invoices import ISSUE_INVOICE
 from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.services.webhooks import APPLY_EVENT
-from kassa.storage.database import SQLITE_BUSY_TIMEOUT_MS
-from kassa.storage.migrate import upgrade
 from kassa.storage.tables import Job, Order, Payment, ProviderEvent
 from kassa.worker import Worker
 
-DATABASES = ("sqlite", "postgresql")
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-HOST = "127.0.0.1"
 PROVIDER = "mock"
 # The mock's default webhook secret; the server and workers are started with it explicitly,
 # so an ambient KASSA_MOCK_WEBHOOK_SECRET cannot make every delivery a 400.
@@ -113,14 +117,6 @@ EMAIL = "bench@example.com"
 BASELINE_PAYLOAD = json.dumps({"email": EMAIL, "sku": PRODUCT.sku, "quantity": 1})
 WORKER_POLL_S = 0.05
 JOB_POLL_S = 0.02
-REQUEST_TIMEOUT_S = 30.0
-SERVER_START_TIMEOUT_S = 60.0
-SERVER_STOP_TIMEOUT_S = 15.0
-MAX_ERROR_SAMPLES = 5
-
-# One unit of work: returns None on success, else a short description of what went wrong.
-Op = Callable[[], str | None]
-OpFactory = Callable[[], AbstractContextManager[Op]]
 
 
 # --------------------------------------------------------------------------- parameters
@@ -147,16 +143,10 @@ def _positive_ints(raw: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> Params:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
-    parser.add_argument(
-        "--events", type=int, default=None, help="events per database (default 2000; 300 quick)"
-    )
-    parser.add_argument(
-        "--databases",
-        default=",".join(DATABASES),
-        help="comma-separated: sqlite,postgresql (default both)",
-    )
+    parser.add_sized("--events", "events per database", default=2000, quick=300)
+    parser.add_databases()
     parser.add_argument(
         "--workers", type=int, default=2, help="uvicorn worker processes (default 2)"
     )
@@ -166,307 +156,36 @@ def parse_args(argv: list[str] | None = None) -> Params:
         help="`kassa worker` processes applying the events; a comma-separated list runs one "
         "round per entry, each with N fresh events (default 1)",
     )
-    parser.add_argument("--quick", action="store_true", help="a small smoke run")
-    parser.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="seconds allowed per measured phase (default 300; 60 quick)",
+    parser.add_quick("a small smoke run")
+    parser.add_sized(
+        "--time-limit", "seconds allowed per measured phase", default=300, quick=60, kind=float
     )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("KASSA_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-        help="admin URL used to create and drop the scratch PostgreSQL database",
-    )
-    args = parser.parse_args(argv)
-    databases = tuple(d.strip() for d in args.databases.split(",") if d.strip())
-    unknown = sorted(set(databases) - set(DATABASES))
-    if unknown or not databases:
-        parser.error(f"--databases takes {', '.join(DATABASES)}; got {args.databases!r}")
+    parser.add_postgres_url()
+    args = parser.parse(argv)
     worker_procs = _positive_ints(args.workers_procs)
     if not worker_procs:
         parser.error(f"--workers-procs takes positive integers; got {args.workers_procs!r}")
-    events = args.events if args.events is not None else (300 if args.quick else 2000)
-    time_limit = args.time_limit if args.time_limit is not None else (60 if args.quick else 300)
-    if args.clients < 1 or events < 1 or args.workers < 1 or time_limit <= 0:
+    if args.clients < 1 or args.events < 1 or args.workers < 1 or args.time_limit <= 0:
         parser.error("--clients, --events, --workers and --time-limit must be positive")
     return Params(
         clients=args.clients,
-        events=events,
+        events=args.events,
         workers=args.workers,
         worker_procs=worker_procs,
-        databases=databases,
-        time_limit_s=time_limit,
+        databases=args.databases,
+        time_limit_s=args.time_limit,
         warmup=2 * args.clients,
         postgres_url=args.postgres_url,
     )
 
 
-# --------------------------------------------------------------------------- load runner
-
-
-@dataclass
-class LoadResult:
-    """What one measured phase did: successes, failures, wall time, latencies."""
-
-    succeeded: int
-    failed: int
-    wall_s: float
-    latencies_ms: list[float] = field(repr=False)
-    errors: list[str]
-    timed_out: bool
-
-    @property
-    def per_second(self) -> float:
-        return self.succeeded / self.wall_s if self.wall_s > 0 else 0.0
-
-    def percentile_ms(self, pct: int) -> float:
-        """Nearest-rank percentile of the successful operations' latencies."""
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        rank = max(1, -(-pct * len(ordered) // 100))  # ceil(pct/100 * n)
-        return ordered[rank - 1]
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "wall_s": round(self.wall_s, 3),
-            "per_second": round(self.per_second, 1),
-            "p50_ms": round(self.percentile_ms(50), 2),
-            "p99_ms": round(self.percentile_ms(99), 2),
-            "timed_out": self.timed_out,
-            "error_samples": self.errors,
-        }
-
-
-class Tickets:
-    """Hands out at most `total` units of work, and none once the deadline has passed."""
-
-    def __init__(self, total: int) -> None:
-        self._left = total
-        self._deadline = float("inf")
-        self._lock = threading.Lock()
-        self.timed_out = False
-
-    def start(self, time_limit_s: float) -> None:
-        self._deadline = time.monotonic() + time_limit_s
-
-    def take(self) -> bool:
-        with self._lock:
-            if self._left <= 0:
-                return False
-            if time.monotonic() > self._deadline:
-                self.timed_out = True
-                return False
-            self._left -= 1
-            return True
-
-
-@dataclass
-class _ThreadLog:
-    latencies_ms: list[float] = field(default_factory=list)
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-    crash: BaseException | None = None
-
-
-def _work(factory: OpFactory, tickets: Tickets, start: threading.Barrier, log: _ThreadLog) -> None:
-    try:
-        with factory() as op:
-            start.wait()
-            while tickets.take():
-                began = time.perf_counter()
-                try:
-                    problem = op()
-                except Exception as exc:
-                    problem = f"{type(exc).__name__}: {exc}"
-                elapsed_ms = (time.perf_counter() - began) * 1000
-                if problem is None:
-                    log.latencies_ms.append(elapsed_ms)
-                else:
-                    log.failed += 1
-                    if len(log.errors) < MAX_ERROR_SAMPLES:
-                        log.errors.append(problem)
-    except BaseException as exc:
-        log.crash = exc
-        start.abort()
-
-
-def run_load(factory: OpFactory, clients: int, total: int, time_limit_s: float) -> LoadResult:
-    """Run `total` ops over `clients` threads, each with its own `factory()` resource.
-
-    The clock starts once every thread has its connection open, and stops when the last
-    thread has finished.
-    """
-    tickets = Tickets(total)
-    start = threading.Barrier(clients + 1)
-    logs = [_ThreadLog() for _ in range(clients)]
-    threads = [
-        threading.Thread(target=_work, args=(factory, tickets, start, log), daemon=True)
-        for log in logs
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        start.wait(timeout=SERVER_START_TIMEOUT_S)
-    except threading.BrokenBarrierError:
-        for thread in threads:
-            thread.join(timeout=REQUEST_TIMEOUT_S)
-        crash = next((log.crash for log in logs if log.crash is not None), None)
-        raise RuntimeError(f"a client could not start: {crash!r}") from crash
-    tickets.start(time_limit_s)
-    began = time.perf_counter()
-    join_by = time.monotonic() + time_limit_s + 2 * REQUEST_TIMEOUT_S
-    for thread in threads:
-        thread.join(timeout=max(0.0, join_by - time.monotonic()))
-        if thread.is_alive():
-            raise RuntimeError("a client thread did not finish in time")
-    wall_s = time.perf_counter() - began
-    crash = next((log.crash for log in logs if log.crash is not None), None)
-    if crash is not None:
-        raise RuntimeError(f"a client thread crashed: {crash!r}") from crash
-    return LoadResult(
-        succeeded=sum(len(log.latencies_ms) for log in logs),
-        failed=sum(log.failed for log in logs),
-        wall_s=wall_s,
-        latencies_ms=[ms for log in logs for ms in log.latencies_ms],
-        errors=[e for log in logs for e in log.errors][:MAX_ERROR_SAMPLES],
-        timed_out=tickets.timed_out,
-    )
-
-
-# --------------------------------------------------------------------------- databases
-
-
-@dataclass(frozen=True)
-class Target:
-    """A fresh, migrated database for one run."""
-
-    kind: str
-    url: str  # SQLAlchemy / KASSA_DATABASE_URL form
-    sqlite_path: Path | None = None
-
-
-@contextmanager
-def sqlite_database(workdir: Path) -> Iterator[Target]:
-    path = workdir / "kassa-bench.db"
-    yield Target("sqlite", f"sqlite:///{path}", sqlite_path=path)
-    # The file goes with `workdir`.
-
-
-def _plain_postgres_url(url: str, database: str | None = None) -> str:
-    """A libpq URL (what psycopg takes), optionally pointing at another database."""
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[Target]:
-    name = f"kassa_bench_{secrets.token_hex(4)}"
-    admin = _plain_postgres_url(admin_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield Target("postgresql", _plain_postgres_url(admin_url, name))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+# --------------------------------------------------------------------------- database
 
 
 def prepare(target: Target, kassa: Kassa) -> None:
-    """Migrate, add the scratch table and the product."""
-    upgrade(target.url)
+    """Add the scratch table and the product."""
     create_baseline_table(target)
     kassa.catalogue.create(RequestContext.system("bench"), PRODUCT)
-
-
-# --------------------------------------------------------------------------- baseline
-
-
-def _open_sqlite(path: Path) -> sqlite3.Connection:
-    """The same settings kassa applies to its own SQLite connections."""
-    conn = sqlite3.connect(
-        path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-    )
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
-def create_baseline_table(target: Target) -> None:
-    if target.sqlite_path is not None:
-        conn = _open_sqlite(target.sqlite_path)
-        try:
-            conn.execute("CREATE TABLE bench_baseline (id INTEGER PRIMARY KEY, payload TEXT)")
-        finally:
-            conn.close()
-    else:
-        with psycopg.connect(target.url, autocommit=True) as pg:
-            pg.execute("CREATE TABLE bench_baseline (id BIGSERIAL PRIMARY KEY, payload TEXT)")
-
-
-@contextmanager
-def sqlite_inserter(path: Path) -> Iterator[Op]:
-    conn = _open_sqlite(path)
-
-    def insert() -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO bench_baseline (payload) VALUES (?)", (BASELINE_PAYLOAD,))
-            conn.execute("COMMIT")
-        except Exception:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    try:
-        yield insert
-    finally:
-        conn.close()
-
-
-@contextmanager
-def postgres_inserter(url: str) -> Iterator[Op]:
-    with psycopg.connect(url) as conn:
-
-        def insert() -> None:
-            try:
-                conn.execute(
-                    "INSERT INTO bench_baseline (payload) VALUES (%s)", (BASELINE_PAYLOAD,)
-                )
-                conn.commit()
-            except Exception:
-                conn.rollback()
-                raise
-
-        yield insert
-
-
-def baseline_factory(target: Target) -> OpFactory:
-    path = target.sqlite_path
-    if path is not None:
-        return lambda: sqlite_inserter(path)
-    return lambda: postgres_inserter(target.url)
-
-
-def count_rows(target: Target, table: str) -> int:
-    """Rows in one of our own tables (a cross-check that every success was stored)."""
-    query = f"SELECT count(*) FROM {table}"
-    if target.sqlite_path is not None:
-        conn = _open_sqlite(target.sqlite_path)
-        try:
-            count: int = conn.execute(query).fetchone()[0]
-        finally:
-            conn.close()
-        return count
-    with psycopg.connect(target.url) as pg:
-        row = pg.execute(query).fetchone()
-        return int(row[0]) if row else 0
 
 
 # --------------------------------------------------------------------------- payments
@@ -517,96 +236,11 @@ def event_body(event_id: str, payment: BenchPayment) -> bytes:
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group (e.g. uvicorn's manager and workers), SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=SERVER_STOP_TIMEOUT_S)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _tail(log: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def kassa_env(url: str) -> dict[str, str]:
     """The server's and workers' environment: this database, no mock event delivery."""
-    env = {**os.environ, "KASSA_DATABASE_URL": url, "KASSA_MOCK_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    env = {**database_env(url), "KASSA_MOCK_WEBHOOK_SECRET": WEBHOOK_SECRET}
     env.pop("KASSA_MOCK_WEBHOOK_URL", None)
     return env
-
-
-@contextmanager
-def _process(
-    command: list[str], env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        # A session of its own: Ctrl-C reaches only us, and we stop the whole group.
-        proc = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        _stop(proc)
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    with httpx.Client(base_url=base_url, timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}:\n{_tail(log)}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError(f"the server was not healthy after {SERVER_START_TIMEOUT_S}s:\n{_tail(log)}")
-
-
-@contextmanager
-def kassa_server(url: str, workers: int, log: Path) -> Iterator[str]:
-    """kassa under uvicorn on a free loopback port, no job worker; yields its base URL."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "kassa.api.app:create_app",
-        "--factory",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
-    with _process(command, kassa_env(url), log) as proc:
-        base_url = f"http://{HOST}:{port}"
-        _wait_healthy(proc, base_url, log)
-        yield base_url
 
 
 WORKER_COMMAND = [sys.executable, "-m", "kassa.cli", "worker", "--poll", str(WORKER_POLL_S)]
@@ -630,7 +264,7 @@ class EventFeed:
 
 @contextmanager
 def webhook_client(base_url: str, feed: EventFeed) -> Iterator[Op]:
-    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, trust_env=False) as client:
+    with http_client(base_url) as client:
 
         def deliver() -> str | None:
             body = feed.take()
@@ -742,7 +376,9 @@ def apply_events(
         began = time.perf_counter()
         workers = [
             stack.enter_context(
-                _process(WORKER_COMMAND, kassa_env(target.url), workdir / f"worker-{n}.log")
+                background_process(
+                    WORKER_COMMAND, kassa_env(target.url), workdir / f"worker-{n}.log"
+                )
             )
             for n in range(procs)
         ]
@@ -754,7 +390,7 @@ def apply_events(
             exited = [(n, w.returncode) for n, w in enumerate(workers) if w.poll() is not None]
             if exited:
                 n, code = exited[0]
-                problem = f"worker {n} exited with {code}:\n{_tail(workdir / f'worker-{n}.log')}"
+                problem = f"worker {n} exited with {code}:\n{log_tail(workdir / f'worker-{n}.log')}"
                 break
             if time.monotonic() > deadline:
                 timed_out = True
@@ -833,8 +469,15 @@ def verify(kassa: Kassa, payments: list[BenchPayment], event_ids: list[str]) -> 
         problems.append(f"{len(odd)} event(s) with another outcome: {_sample(odd)}")
     if len(events) != len(event_ids):
         problems.append(f"{len(events)} events stored, {len(event_ids)} sent")
+    # Paying an order also enqueues its invoice: follow-on work, not timed here (the
+    # workers stop once every event is applied), so those jobs may be in any state.
     apply_done = jobs.get((APPLY_EVENT, "done"), 0)
-    if apply_done != len(event_ids) or sum(jobs.values()) != apply_done:
+    others = sum(n for (kind, _), n in jobs.items() if kind not in (APPLY_EVENT, ISSUE_INVOICE))
+    if (
+        apply_done != len(event_ids)
+        or others
+        or sum(n for (kind, _), n in jobs.items() if kind == APPLY_EVENT) != apply_done
+    ):
         problems.append(f"jobs: {len(event_ids)} {APPLY_EVENT} done expected, found {jobs}")
     return problems
 
@@ -855,13 +498,9 @@ class Round:
             "prepare_s": round(self.prepare_s, 3),
             "acks": self.acks.summary(),
             "effects": self.effects.summary(),
-            "ack_ratio": round(_ratio(self.acks.per_second, baseline), 4),
-            "effect_ratio": round(_ratio(self.effects.per_second, baseline), 4),
+            "ack_ratio": round(ratio(self.acks.per_second, baseline), 4),
+            "effect_ratio": round(ratio(self.effects.per_second, baseline), 4),
         }
-
-
-def _ratio(value: float, base: float) -> float:
-    return value / base if base > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -869,8 +508,7 @@ class DatabaseResult:
     database: str
     baseline: LoadResult
     rounds: list[Round]
-    # Successes (warm-up + measured) against the rows found afterwards, per table.
-    stored: dict[str, tuple[int, int]]
+    stored: Stored
     problems: list[str]
 
     def summary(self) -> dict[str, Any]:
@@ -879,34 +517,29 @@ class DatabaseResult:
             "database": self.database,
             "baseline": self.baseline.summary(),
             "rounds": [r.summary(base) for r in self.rounds],
-            "stored": {t: {"expected": e, "found": f} for t, (e, f) in self.stored.items()},
+            "stored": stored_summary(self.stored),
             "verification_problems": self.problems,
         }
 
     def mismatches(self) -> list[str]:
-        stored = [f"{t}: {e} expected, {f} found" for t, (e, f) in self.stored.items() if e != f]
-        return stored + self.problems
+        return stored_mismatches(self.stored) + self.problems
 
 
 def bench_database(kind: str, params: Params, workdir: Path) -> DatabaseResult:
     with ExitStack() as stack:
-        if kind == "sqlite":
-            target = stack.enter_context(sqlite_database(workdir))
-        else:
-            target = stack.enter_context(postgres_database(params.postgres_url))
+        target = stack.enter_context(scratch_database(kind, workdir, params.postgres_url))
         kassa = Kassa(Settings(database_url=target.url))
         stack.callback(kassa.close)
         prepare(target, kassa)
 
         n, c = params.events, params.clients
-        print(f"[{kind}] baseline: {n} insert-and-commit, {c} threads")
-        factory = baseline_factory(target)
-        baseline_warmup = run_load(factory, c, params.warmup, params.time_limit_s)
-        baseline = run_load(factory, c, n, params.time_limit_s)
+        baseline_warmup, baseline = measure_baseline(
+            target, BASELINE_PAYLOAD, c, params.warmup, n, params.time_limit_s
+        )
 
         print(f"[{kind}] warm-up: {params.warmup} payments, events and effects")
         base_url = stack.enter_context(
-            kassa_server(target.url, params.workers, workdir / f"server-{kind}.log")
+            kassa_server(kassa_env(target.url), params.workers, workdir / f"server-{kind}.log")
         )
         payments = create_payments(kassa, params.warmup, c)
         event_ids = [f"evt_bench_warmup_{i}" for i in range(len(payments))]
@@ -934,49 +567,30 @@ def bench_database(kind: str, params: Params, workdir: Path) -> DatabaseResult:
             rounds.append(Round(procs, prepare_s, acks, effects))
 
         problems = verify(kassa, payments, event_ids)
-        stored = {
-            "provider_events": (acked, count_rows(target, "provider_events")),
-            "bench_baseline": (
-                baseline_warmup.succeeded + baseline.succeeded,
-                count_rows(target, "bench_baseline"),
-            ),
-        }
+        stored = stored_rows(
+            target,
+            {"provider_events": acked, BASELINE_TABLE: baseline_warmup + baseline.succeeded},
+        )
         return DatabaseResult(kind, baseline, rounds, stored, problems)
 
 
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count() or 0
-    return {
-        "nproc": nproc,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
 def render(params: Params, host: dict[str, Any], results: list[DatabaseResult]) -> str:
-    header = (
+    rows = table_head(
         f"kassa signed webhook events: {params.clients} clients, {params.events} events per "
-        f"round, {params.workers} uvicorn workers; nproc {host['nproc']}, "
-        f"Python {host['python']}"
-    )
-    columns = (
+        f"round, {params.workers} uvicorn workers; {describe(host)}",
         f"{'database':<12}{'procs':>6}{'baseline ins/s':>16}{'acks/s':>9}{'ratio':>8}"
-        f"{'effects/s':>11}{'ratio':>8}{'steady/s':>10}{'ack p50 ms':>12}{'ack p99 ms':>12}"
+        f"{'effects/s':>11}{'ratio':>8}{'steady/s':>10}{'ack p50 ms':>12}{'ack p99 ms':>12}",
     )
-    rows = [header, "", columns, "-" * len(columns)]
     for r in results:
         base = r.baseline.per_second
         for rnd in r.rounds:
             rows.append(
                 f"{r.database:<12}{rnd.procs:>6}{base:>16.1f}{rnd.acks.per_second:>9.1f}"
-                f"{_ratio(rnd.acks.per_second, base):>8.3f}{rnd.effects.per_second:>11.1f}"
-                f"{_ratio(rnd.effects.per_second, base):>8.3f}"
+                f"{ratio(rnd.acks.per_second, base):>8.3f}{rnd.effects.per_second:>11.1f}"
+                f"{ratio(rnd.effects.per_second, base):>8.3f}"
                 f"{rnd.effects.steady_per_second:>10.1f}"
                 f"{rnd.acks.percentile_ms(50):>12.1f}{rnd.acks.percentile_ms(99):>12.1f}"
             )
@@ -989,11 +603,7 @@ def render(params: Params, host: dict[str, Any], results: list[DatabaseResult]) 
             (f"acks ({rnd.procs} procs)", rnd.acks) for rnd in r.rounds
         ]
         for label, load in loads:
-            if load.timed_out:
-                rows.append(f"WARNING {r.database} {label}: stopped by the time limit")
-            if load.failed:
-                rows.append(f"WARNING {r.database} {label}: {load.failed} failed, e.g.:")
-                rows.extend(f"  {e}" for e in load.errors)
+            rows.extend(load.warnings(r.database, label))
         for rnd in r.rounds:
             e = rnd.effects
             label = f"effects ({e.procs} procs)"
@@ -1005,22 +615,6 @@ def render(params: Params, host: dict[str, Any], results: list[DatabaseResult]) 
                 rows.append(f"WARNING {r.database} {label}: {e.done}/{e.expected} done")
         rows.extend(f"MISMATCH {r.database}: {m}" for m in r.mismatches())
     return "\n".join(rows)
-
-
-def write_json(params: Params, host: dict[str, Any], results: list[DatabaseResult]) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"webhooks-{stamp}.json"
-    document = {
-        "benchmark": "webhooks",
-        "timestamp": stamp,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "params": {k: v for k, v in asdict(params).items() if k != "postgres_url"},
-        "machine": host,
-        "results": [r.summary() for r in results],
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
 
 
 def clean(results: list[DatabaseResult]) -> bool:
@@ -1036,28 +630,21 @@ def clean(results: list[DatabaseResult]) -> bool:
     return True
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `finally`: processes, database
+def bench_databases(params: Params, workdir: Path) -> list[DatabaseResult]:
+    return [bench_database(kind, params, workdir) for kind in params.databases]
+
+
+def document(params: Params, host: dict[str, Any], results: list[DatabaseResult]) -> dict[str, Any]:
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "params": recorded_params(params),
+        "machine": host,
+        "results": [r.summary() for r in results],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    params = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    host = machine()
-    workdir = Path(tempfile.mkdtemp(prefix="kassa-bench-"))
-    results: list[DatabaseResult] = []
-    try:
-        for kind in params.databases:
-            results.append(bench_database(kind, params, workdir))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    print()
-    print(render(params, host, results))
-    print(f"\nresults written to {write_json(params, host, results)}")
-    return 0 if clean(results) else 1
+    return run_benchmark("webhooks", parse_args(argv), bench_databases, render, document, clean)
 
 
 if __name__ == "__main__":
