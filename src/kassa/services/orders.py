@@ -227,8 +227,29 @@ class Orders:
             for line in priced.lines:
                 check_stock(catalogue[line.sku], line.quantity)
 
+            order_id = new_id("ord")
+            lines = [
+                OrderLine(
+                    order_id=order_id,
+                    position=position,
+                    product_id=products[line.sku].id,
+                    sku=line.sku,
+                    title=line.title,
+                    unit_amount=line.unit_amount,
+                    quantity=line.quantity,
+                    amount=line.amount,
+                    # as the order leaves it: a unique item is reserved for it below
+                    product_status=(
+                        ProductStatus.RESERVED.value
+                        if line.sku in unique_skus
+                        else products[line.sku].status
+                    ),
+                    unique=products[line.sku].unique,
+                )
+                for position, line in enumerate(priced.lines)
+            ]
             order = Order(
-                id=new_id("ord"),
+                id=order_id,
                 status=OrderStatus.PENDING.value,
                 currency=currency,
                 subtotal=priced.subtotal.amount,
@@ -244,32 +265,16 @@ class Orders:
                 created_by_key=ctx.actor_key_id,
                 reservation_expires_at=(now + self._ttl) if unique_skus else None,
                 created_at=now,
+                lines=lines,  # snapshots of the catalogue as it is now, inserted with the order
             )
             session.add(order)
             session.flush()
             order.number = order_number(order.pk)
             for sku in unique_skus:
                 self._reserve(session, ctx, products[sku], order.id, now)
-            for position, line in enumerate(priced.lines):
-                product = products[line.sku]
-                session.add(
-                    OrderLine(
-                        order_id=order.id,
-                        position=position,
-                        product_id=product.id,
-                        sku=line.sku,
-                        title=line.title,
-                        unit_amount=line.unit_amount,
-                        quantity=line.quantity,
-                        amount=line.amount,
-                        product_status=product.status,
-                        unique=product.unique,
-                    )
-                )
             session.flush()
             audit.record(session, ctx, now, "order.created", order.id, None, _summary(order))
             attach_resource(session, ctx, "order", order.id)
-            session.refresh(order, ["lines"])
             return OrderView.of(order)
 
     def _reserve(
