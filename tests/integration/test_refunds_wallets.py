@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
+from kassa.services.refunds import RESUME_AFTER_S
 from kassa.storage.tables import MockRefund, WalletBalance, WalletEntry
-from tests.conftest import Keys
+from kassa.worker import Worker
+from tests.conftest import FakeClock, Keys
 
 
 @pytest.fixture
@@ -124,14 +126,28 @@ def test_a_refund_retried_after_a_lost_answer_is_one_provider_refund(
     assert order(client, keys, o["id"])["amount_refunded"] == 900
 
 
-def test_a_hard_provider_refusal_fails_the_refund_and_frees_the_amount(
-    shop: Kassa, client: TestClient, keys: Keys
+def test_a_refund_the_provider_keeps_failing_stays_pending_until_the_worker_settles_it(
+    shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock
 ) -> None:
+    # two 500s from the provider: it may or may not have refunded, so kassa must not guess
     o = paid_order(client, keys, method="pm_card_visa|ok,ok,api_error,api_error")
     r = refund(client, keys, o["id"], amount=900).json()
-    assert r["status"] == "failed" and r["failure"]["category"] == "soft"
+    assert r["status"] == "pending" and r["failure"]["category"] == "soft", r
     assert order(client, keys, o["id"])["amount_refunded"] == 0
-    assert refund(client, keys, o["id"]).json()["amount"] == 3000  # nothing was held back
+    assert refund(client, keys, o["id"]).json()["amount"] == 2100  # the 900 is held back
+    assert provider_refunds(shop, o["id"]) == [2100]
+
+    Worker(shop, name="w").drain()  # too early: the resume job waits for the request to end
+    assert client.get(f"/v1/refunds/{r['id']}", headers=keys.headers("ops")).json()["status"] == (
+        "pending"
+    )
+    clock.advance(RESUME_AFTER_S + 1)
+    Worker(shop, name="w").drain()
+    settled = client.get(f"/v1/refunds/{r['id']}", headers=keys.headers("ops")).json()
+    assert settled["status"] == "succeeded" and settled["provider_refund_id"]
+    assert provider_refunds(shop, o["id"]) == [900, 2100]
+    assert order(client, keys, o["id"])["amount_refunded"] == 3000
+    assert shop.reconciliation.run() == []
 
 
 def test_refund_to_wallet(shop: Kassa, client: TestClient, keys: Keys) -> None:
@@ -303,6 +319,53 @@ def test_a_refund_pending_at_the_provider_stays_pending(
         assert core.orders.get(system, order.id).amount_refunded == 0
         again = core.refunds.create(system, order.id)  # the pending 400 is spoken for
         assert again.amount == 600
+    finally:
+        core.close()
+        probe.close()
+
+
+class RefusingRefunds(SlowRefunds):
+    """The mock gateway, but every refund is refused outright (as Stripe refuses a refund of
+    a charge that was disputed, say): a hard failure."""
+
+    name = "refusing"
+
+    def refund(self, intent_id: str, amount: int, **kw: Any) -> Any:
+        from kassa.domain.payments import ErrorType, ProviderFailure
+        from kassa.providers.base import ProviderError
+
+        raise ProviderError(
+            ProviderFailure(ErrorType.INVALID_REQUEST, "charge is disputed", "charge_disputed")
+        )
+
+
+def test_a_hard_provider_refusal_fails_the_refund_and_frees_the_amount(
+    settings: Any, clock: Any, sleeps: Any, system: RequestContext
+) -> None:
+    from kassa.services.orders import LineRequest, NewOrder
+
+    probe = Kassa(settings, clock=clock, sleep=sleeps)
+    core = Kassa(
+        settings,
+        clock=clock,
+        sleep=sleeps,
+        extra_providers={"refusing": RefusingRefunds(probe.mock)},
+    )
+    try:
+        core.catalogue.create(system, NewProduct("MUG", "Mug", 1000, "EUR", stock=None))
+        order_ = core.orders.create(
+            system, NewOrder("EUR", [LineRequest("MUG", 3)], email="h@x.io")
+        )
+        paid = core.payments.pay(
+            system, order_.id, provider="refusing", payment_method="pm_card_visa"
+        )
+        assert paid.status == "succeeded"
+        refused = core.refunds.create(system, order_.id, amount=900)
+        assert refused.status == "failed" and refused.failure is not None
+        assert (
+            refused.failure["category"] == "hard" and refused.failure["code"] == "charge_disputed"
+        )
+        assert core.refunds.create(system, order_.id).amount == 3000  # nothing was held back
     finally:
         core.close()
         probe.close()

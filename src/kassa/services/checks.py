@@ -255,9 +255,22 @@ def missing_documents(session: Session, options: CheckOptions) -> list[Finding]:
 
 
 def stuck_payments(session: Session, options: CheckOptions) -> list[Finding]:
-    """No payment stays `processing` (outcome unknown) for longer than `stuck_after`."""
+    """No payment stays `processing` (outcome unknown), and no refund `pending`, for longer
+    than `stuck_after`."""
     cutoff = options.now - options.stuck_after
-    return [
+    refunds = [
+        Finding(
+            "stuck_payments",
+            refund_id,
+            f"refund pending since {created_at:%Y-%m-%d %H:%M:%S} UTC ({provider or 'no answer'})",
+        )
+        for refund_id, created_at, provider in session.execute(
+            select(Refund.id, Refund.created_at, Refund.provider)
+            .where(Refund.status == RefundStatus.PENDING.value, Refund.created_at < cutoff)
+            .order_by(Refund.pk)
+        )
+    ]
+    return refunds + [
         Finding(
             "stuck_payments",
             payment_id,

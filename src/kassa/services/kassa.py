@@ -35,7 +35,7 @@ from kassa.services.jobs import JobHandler, JobQueue
 from kassa.services.orders import Orders
 from kassa.services.payment_analytics import Analytics
 from kassa.services.payments import Payments
-from kassa.services.refunds import Refunds
+from kassa.services.refunds import RESUME_REFUND, Refunds
 from kassa.services.wallets import Wallets
 from kassa.services.webhooks import APPLY_EVENT, Webhooks
 from kassa.storage.database import Database
@@ -149,6 +149,7 @@ class Kassa:
         return {
             APPLY_EVENT: JobHandler(self.webhooks.apply),
             DELIVER_EVENT: JobHandler(self.mock_events.deliver, in_transaction=False),
+            RESUME_REFUND: JobHandler(self.refunds.resume, in_transaction=False),
             ISSUE_INVOICE: JobHandler(self.invoices.issue_invoice),
             ISSUE_CREDIT_NOTE: JobHandler(self.invoices.issue_credit_note),
         }

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -39,6 +39,7 @@ from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
 from kassa.services.invoices import request_credit_note
+from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orders import lock_order
 from kassa.services.payments import failure_json, provider_idempotency_base
 from kassa.services.wallets import post_entry
@@ -46,6 +47,12 @@ from kassa.storage.database import Database
 from kassa.storage.tables import Order, Payment, Refund
 
 PENDING, SUCCEEDED, FAILED = (s.value for s in RefundStatus)
+RESUME_REFUND = "refunds.resume"
+# Long enough that the request itself has given up on the provider (two calls of at most
+# the provider timeout, plus the retry delay), so the job rarely races it (it may: the
+# same idempotency key and the part's row lock keep that safe).
+RESUME_AFTER_S = 300
+RESUME_MAX_ATTEMPTS = 20
 ORIGINAL, WALLET = "original", "wallet"
 REFUND_ISSUED = "refund.succeeded"
 
@@ -201,6 +208,17 @@ class Refunds:
                     )
                 )
                 parts.append((part_id, payment_id))
+                if destination == ORIGINAL:
+                    # The outbox guarantee: should this process die before the provider
+                    # answers, or the answer stay unknown, the worker finishes the part.
+                    enqueue(
+                        session,
+                        RESUME_REFUND,
+                        {"refund": part_id},
+                        now,
+                        run_after=now + timedelta(seconds=RESUME_AFTER_S),
+                        max_attempts=RESUME_MAX_ATTEMPTS,
+                    )
             session.flush()
             if destination == WALLET:
                 assert order.customer_id is not None
@@ -260,16 +278,24 @@ class Refunds:
 
     # -- 2. execute -------------------------------------------------------------------
 
-    def _execute(self, ctx: RequestContext, part_id: str, payment_id: str | None) -> None:
+    def _execute(self, ctx: RequestContext, part_id: str, payment_id: str | None) -> str:
+        """Refund one part at its provider; returns the part's status afterwards.
+
+        Only a definitive refusal fails a part. When the outcome stays unknown (the
+        request may have reached the provider, e.g. a timeout after sending) or the
+        provider stays unavailable, the part remains `pending` (its amount stays
+        reserved) and the `refunds.resume` job asks again later with the same
+        idempotency key, which the provider answers with the refund it made, if any."""
         with self._db.transaction(read_only=True) as session:
             part = session.scalar(select(Refund).where(Refund.id == part_id))
             payment = session.scalar(select(Payment).where(Payment.id == payment_id))
             assert part is not None and payment is not None
+            if part.status != PENDING:
+                return part.status
             amount, key = part.amount, f"{part.idempotency_base}"
             provider_name, intent = payment.provider, payment.provider_payment_id
         if provider_name == "wallet":  # paid from the wallet: give it back there
-            self._back_to_wallet(ctx, part_id)
-            return
+            return self._back_to_wallet(ctx, part_id)
         provider = self._providers.get(provider_name)
         result: ProviderRefund | None = None
         failure = None
@@ -291,7 +317,7 @@ class Refunds:
         with self._db.transaction() as session:
             order, part = self._lock_part(session, part_id)
             if part.status != PENDING:
-                return  # a provider event settled it meanwhile
+                return part.status  # a provider event or the resume job settled it meanwhile
             part.provider = provider_name
             part.updated_at = now
             if result is not None and result.status is not RefundStatus.FAILED:
@@ -312,12 +338,42 @@ class Refunds:
                 )
             else:
                 assert failure is not None
-                part.status = FAILED
-                part.failure = failure_json(failure)
-                audit.record(
-                    session, ctx, now, "refund.failed", part_id, None, {"failure": part.failure}
-                )
+                part.failure = failure_json(failure)  # the last error, for staff
+                if classify(failure).retryable:
+                    audit.record(
+                        session,
+                        ctx,
+                        now,
+                        "refund.outcome_unknown",
+                        part_id,
+                        None,
+                        {"failure": part.failure, "resumed_by": RESUME_REFUND},
+                    )
+                else:
+                    part.status = FAILED
+                    audit.record(
+                        session, ctx, now, "refund.failed", part_id, None, {"failure": part.failure}
+                    )
             recompute_order_refunds(session, order, now)
+            return part.status
+
+    def resume(self, payload: dict[str, Any]) -> None:
+        """Job handler: finish a part still `pending` (see `_execute`). Raises while the
+        provider's answer stays unknown, so the job queue retries with backoff."""
+        part_id = str(payload["refund"])
+        with self._db.transaction(read_only=True) as session:
+            part = session.scalar(select(Refund).where(Refund.id == part_id))
+            if part is None or part.status != PENDING:
+                return
+            payment_id = part.payment_id
+        if self._execute(RequestContext.system("worker"), part_id, payment_id) == PENDING:
+            with self._db.transaction(read_only=True) as session:
+                waiting_for_provider = session.scalar(
+                    select(Refund.provider_refund_id).where(Refund.id == part_id)
+                )
+            if waiting_for_provider is None:  # still no answer at all: ask again later
+                raise RetryLater(f"refund {part_id}: the provider's answer is still unknown")
+            # pending at the provider itself: its event settles it
 
     @staticmethod
     def _lock_part(session: Session, part_id: str) -> tuple[Order, Refund]:
@@ -335,10 +391,12 @@ class Refunds:
         assert order is not None and part is not None
         return order, part
 
-    def _back_to_wallet(self, ctx: RequestContext, part_id: str) -> None:
+    def _back_to_wallet(self, ctx: RequestContext, part_id: str) -> str:
         now = self._clock()
         with self._db.transaction() as session:
             order, part = self._lock_part(session, part_id)
+            if part.status != PENDING:
+                return part.status
             assert order.customer_id is not None
             post_entry(
                 session,
@@ -354,6 +412,7 @@ class Refunds:
             part.provider = "wallet"
             self._succeeded(session, part_id, now)
             recompute_order_refunds(session, order, now)
+            return SUCCEEDED
 
     @staticmethod
     def _succeeded(session: Session, part_id: str, now: datetime) -> None:
