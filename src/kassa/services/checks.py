@@ -205,21 +205,15 @@ def document_numbers(session: Session, options: CheckOptions) -> list[Finding]:
             )
     for series, year in sorted(set(counters) | set(issued)):
         found = sequence_problems(issued.get((series, year), []), counters.get((series, year), 0))
-        subject = f"{series}-{year}"
-        if found.missing:
-            findings.append(Finding("document_numbers", subject, f"gap: {_few(found.missing)}"))
-        if found.duplicated:
-            findings.append(
-                Finding("document_numbers", subject, f"duplicated: {_few(found.duplicated)}")
+        findings += [
+            Finding("document_numbers", f"{series}-{year}", f"{problem}: {_few(numbers)}")
+            for problem, numbers in (
+                ("gap", found.missing),
+                ("duplicated", found.duplicated),
+                ("numbers beyond the counter", found.beyond_counter),
             )
-        if found.beyond_counter:
-            findings.append(
-                Finding(
-                    "document_numbers",
-                    subject,
-                    f"numbers beyond the counter: {_few(found.beyond_counter)}",
-                )
-            )
+            if numbers
+        ]
     return findings
 
 

@@ -59,34 +59,28 @@ def order_credit_notes(order_id: str, ctx: Reader, kassa: Core) -> object:
     return {"data": [document_out(view) for view in notes], "has_more": False}
 
 
-# The suffixed routes come first: `{document_id}` alone would also match "inv_x.pdf".
-@documents.get("/v1/invoices/{document_id}.pdf", response_class=Response)
-def invoice_pdf(document_id: str, ctx: Reader, kassa: Core) -> Response:
-    view = kassa.invoices.get(document_id, INVOICE)
-    return _pdf(kassa.invoices.pdf(document_id, INVOICE), view.number)
+def _document_routes(kind: str, path: str, label: str) -> None:
+    """GET {path}/{id}.pdf, .html and the JSON, for one kind of document. The suffixed
+    routes come first: `{document_id}` alone would also match "inv_x.pdf"."""
+
+    def pdf(document_id: str, ctx: Reader, kassa: Core) -> Response:
+        view = kassa.invoices.get(document_id, kind)
+        return _pdf(kassa.invoices.pdf(document_id, kind), view.number)
+
+    def html(document_id: str, ctx: Reader, kassa: Core) -> HTMLResponse:
+        return HTMLResponse(kassa.invoices.html(document_id, kind))
+
+    def one(document_id: str, ctx: Reader, kassa: Core) -> object:
+        return document_out(kassa.invoices.get(document_id, kind))
+
+    documents.get(
+        path + "/{document_id}.pdf", response_class=Response, summary=f"The {label} as PDF"
+    )(pdf)
+    documents.get(
+        path + "/{document_id}.html", response_class=HTMLResponse, summary=f"The {label} as HTML"
+    )(html)
+    documents.get(path + "/{document_id}", response_model=DocumentOut, summary=f"A {label}")(one)
 
 
-@documents.get("/v1/invoices/{document_id}.html", response_class=HTMLResponse)
-def invoice_html(document_id: str, ctx: Reader, kassa: Core) -> HTMLResponse:
-    return HTMLResponse(kassa.invoices.html(document_id, INVOICE))
-
-
-@documents.get("/v1/invoices/{document_id}", response_model=DocumentOut)
-def get_invoice(document_id: str, ctx: Reader, kassa: Core) -> object:
-    return document_out(kassa.invoices.get(document_id, INVOICE))
-
-
-@documents.get("/v1/credit-notes/{document_id}.pdf", response_class=Response)
-def credit_note_pdf(document_id: str, ctx: Reader, kassa: Core) -> Response:
-    view = kassa.invoices.get(document_id, CREDIT_NOTE)
-    return _pdf(kassa.invoices.pdf(document_id, CREDIT_NOTE), view.number)
-
-
-@documents.get("/v1/credit-notes/{document_id}.html", response_class=HTMLResponse)
-def credit_note_html(document_id: str, ctx: Reader, kassa: Core) -> HTMLResponse:
-    return HTMLResponse(kassa.invoices.html(document_id, CREDIT_NOTE))
-
-
-@documents.get("/v1/credit-notes/{document_id}", response_model=DocumentOut)
-def get_credit_note(document_id: str, ctx: Reader, kassa: Core) -> object:
-    return document_out(kassa.invoices.get(document_id, CREDIT_NOTE))
+for _kind, _path in _PATHS.items():
+    _document_routes(_kind, _path, _kind.replace("_", " "))
