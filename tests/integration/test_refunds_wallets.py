@@ -12,7 +12,7 @@ from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.services.refunds import RESUME_AFTER_S
-from kassa.storage.tables import MockRefund, WalletBalance, WalletEntry
+from kassa.storage.tables import AuditRecord, MockRefund, WalletBalance, WalletEntry
 from kassa.worker import Worker
 from tests.conftest import FakeClock, Keys
 
@@ -148,6 +148,17 @@ def test_a_refund_the_provider_keeps_failing_stays_pending_until_the_worker_sett
     assert provider_refunds(shop, o["id"]) == [900, 2100]
     assert order(client, keys, o["id"])["amount_refunded"] == 3000
     assert shop.reconciliation.run() == []
+    with shop.db.transaction(read_only=True) as s:
+        trail = s.execute(
+            select(AuditRecord.action, AuditRecord.actor_key_id)
+            .where(AuditRecord.subject_id == r["id"])
+            .order_by(AuditRecord.pk)
+        ).all()
+    assert [tuple(row) for row in trail] == [
+        ("refund.created", keys.ids["ops"]),
+        ("refund.outcome_unknown", keys.ids["ops"]),
+        ("refund.succeeded", "worker"),
+    ]
 
 
 def test_refund_to_wallet(shop: Kassa, client: TestClient, keys: Keys) -> None:

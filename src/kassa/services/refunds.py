@@ -54,7 +54,6 @@ RESUME_REFUND = "refunds.resume"
 RESUME_AFTER_S = 300
 RESUME_MAX_ATTEMPTS = 20
 ORIGINAL, WALLET = "original", "wallet"
-REFUND_ISSUED = "refund.succeeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +89,9 @@ def group_status(statuses: list[str]) -> str:
     return PENDING
 
 
-def mark_refund_succeeded(session: Session, refund: Refund, now: datetime) -> None:
+def mark_refund_succeeded(
+    session: Session, ctx: RequestContext, refund: Refund, now: datetime
+) -> None:
     """The one way a refund row becomes `succeeded` (kassa's own refunds, wallet refunds,
     provider webhooks): the credit note is requested in the same transaction."""
     if refund.status == SUCCEEDED:
@@ -98,6 +99,15 @@ def mark_refund_succeeded(session: Session, refund: Refund, now: datetime) -> No
     refund.status = SUCCEEDED
     refund.updated_at = now
     session.flush()
+    audit.record(
+        session,
+        ctx,
+        now,
+        "refund.succeeded",
+        refund.id,
+        {"status": "pending"},
+        {"status": SUCCEEDED, "amount": refund.amount, "provider": refund.provider},
+    )
     request_credit_note(session, refund.id, now)
 
 
@@ -236,7 +246,7 @@ class Refunds:
                         reason=reason,
                         actor=ctx.actor_key_id,
                     )
-                    self._succeeded(session, part_id, now)
+                    self._succeeded(session, ctx, part_id, now)
                 recompute_order_refunds(session, order, now)
             audit.record(
                 session,
@@ -323,7 +333,7 @@ class Refunds:
             if result is not None and result.status is not RefundStatus.FAILED:
                 part.provider_refund_id = result.id
                 if result.status is RefundStatus.SUCCEEDED:
-                    self._succeeded(session, part_id, now)
+                    self._succeeded(session, ctx, part_id, now)
                 # else pending at the provider (slow payment methods): its webhook settles it
             elif result is not None:
                 part.provider_refund_id = result.id
@@ -410,15 +420,15 @@ class Refunds:
                 actor=ctx.actor_key_id,
             )
             part.provider = "wallet"
-            self._succeeded(session, part_id, now)
+            self._succeeded(session, ctx, part_id, now)
             recompute_order_refunds(session, order, now)
             return SUCCEEDED
 
     @staticmethod
-    def _succeeded(session: Session, part_id: str, now: datetime) -> None:
+    def _succeeded(session: Session, ctx: RequestContext, part_id: str, now: datetime) -> None:
         part = session.scalar(select(Refund).where(Refund.id == part_id))
         assert part is not None
-        mark_refund_succeeded(session, part, now)
+        mark_refund_succeeded(session, ctx, part, now)
 
     # -- reading ----------------------------------------------------------------------
 

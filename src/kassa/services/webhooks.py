@@ -260,7 +260,7 @@ class Webhooks:
                         and item.get("status") in (None, "succeeded")
                     ):
                         ours.provider_refund_id, ours.provider = item["id"], provider
-                        mark_refund_succeeded(session, ours, now)
+                        mark_refund_succeeded(session, ctx, ours, now)
                     continue
                 if (
                     isinstance(item, dict)
@@ -291,7 +291,7 @@ class Webhooks:
                 created_at=now,
             )
             session.add(external)
-            mark_refund_succeeded(session, external, now)
+            mark_refund_succeeded(session, ctx, external, now)
         session.flush()
         recompute_order_refunds(session, order, now)
         if new:
