@@ -84,15 +84,17 @@ class Kassa:
                 degrade_p95_ms=settings.health_degrade_p95_ms,
             ),
         )
+        # One policy for every provider call: payments, top-ups and refunds retry alike.
+        retry_policy = RetryPolicy(
+            max_retries=settings.payment_max_retries,
+            base_delay_ms=settings.retry_base_delay_ms,
+            max_delay_ms=settings.retry_max_delay_ms,
+        )
         self.payments = Payments(
             self.db,
             clock,
             self.providers,
-            RetryPolicy(
-                max_retries=settings.payment_max_retries,
-                base_delay_ms=settings.retry_base_delay_ms,
-                max_delay_ms=settings.retry_max_delay_ms,
-            ),
+            retry_policy,
             self.gateway_health,
             sleep=sleep,
             rng=rng,
@@ -103,11 +105,7 @@ class Kassa:
             self.db,
             clock,
             self.providers,
-            RetryPolicy(
-                max_retries=settings.payment_max_retries,
-                base_delay_ms=settings.retry_base_delay_ms,
-                max_delay_ms=settings.retry_max_delay_ms,
-            ),
+            retry_policy,
             sleep=sleep,
             rng=rng,
         )

@@ -231,22 +231,10 @@ class Refunds:
                     )
             session.flush()
             if destination == WALLET:
-                assert order.customer_id is not None
                 for part_id, _ in parts:
                     part = session.scalar(select(Refund).where(Refund.id == part_id))
                     assert part is not None
-                    post_entry(
-                        session,
-                        order.customer_id,
-                        order.currency,
-                        part.amount,
-                        EntryKind.REFUND,
-                        now,
-                        reference=part_id,
-                        reason=reason,
-                        actor=ctx.actor_key_id,
-                    )
-                    self._succeeded(session, ctx, part_id, now)
+                    self._credit_wallet(session, ctx, order, part, now)
                 recompute_order_refunds(session, order, now)
             audit.record(
                 session,
@@ -407,22 +395,30 @@ class Refunds:
             order, part = self._lock_part(session, part_id)
             if part.status != PENDING:
                 return part.status
-            assert order.customer_id is not None
-            post_entry(
-                session,
-                order.customer_id,
-                part.currency,
-                part.amount,
-                EntryKind.REFUND,
-                now,
-                reference=part_id,
-                reason=part.reason,
-                actor=ctx.actor_key_id,
-            )
             part.provider = "wallet"
-            self._succeeded(session, ctx, part_id, now)
+            self._credit_wallet(session, ctx, order, part, now)
             recompute_order_refunds(session, order, now)
             return SUCCEEDED
+
+    @classmethod
+    def _credit_wallet(
+        cls, session: Session, ctx: RequestContext, order: Order, part: Refund, now: datetime
+    ) -> None:
+        """Settle a part by crediting the customer's wallet: a refund to the wallet, or of a
+        payment that came from it."""
+        assert order.customer_id is not None
+        post_entry(
+            session,
+            order.customer_id,
+            part.currency,
+            part.amount,
+            EntryKind.REFUND,
+            now,
+            reference=part.id,
+            reason=part.reason,
+            actor=ctx.actor_key_id,
+        )
+        cls._succeeded(session, ctx, part.id, now)
 
     @staticmethod
     def _succeeded(session: Session, ctx: RequestContext, part_id: str, now: datetime) -> None:
