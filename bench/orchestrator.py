@@ -76,7 +76,7 @@ from sqlalchemy import func, select
 from kassa.config import Settings
 from kassa.domain.orders import LineRequest
 from kassa.providers.base import IntentRequest, ProviderIntent, ProviderRefund
-from kassa.providers.mock import MockProvider
+from kassa.providers.mock import FAULT_KINDS, MockProvider
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
@@ -88,14 +88,6 @@ CURRENCY = "EUR"
 SKU = "BENCH"
 UNIT_AMOUNT = 1000  # cents
 CARD = "pm_card_visa"
-FAULT_KINDS = (
-    "api_error",
-    "rate_limit",
-    "server_error",
-    "timeout_before_send",
-    "timeout_after_send",
-    "connection_error",
-)
 RESOLVED_BY_LOOKUP = "timeout_after_send"  # the outcome is looked up, not retried
 WARMUP = 20
 DELAY_LIMIT_MS = 3_000  # the contract: every retry delay is under 3 s

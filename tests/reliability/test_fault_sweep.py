@@ -11,21 +11,14 @@ import itertools
 from sqlalchemy import func, select
 
 from kassa.domain.orders import LineRequest
+from kassa.providers.mock import FAULT_KINDS
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.storage.tables import MockCharge, Order
 
-KINDS = [
-    "ok",
-    "api_error",
-    "rate_limit",
-    "server_error",
-    "timeout_before_send",
-    "timeout_after_send",
-    "connection_error",
-]
+KINDS = ["ok", *FAULT_KINDS]
 SCRIPTS = [",".join(combo) for n in (1, 2, 3) for combo in itertools.product(KINDS, repeat=n)]
 
 

@@ -63,15 +63,14 @@ TEST_PAYMENT_METHODS: dict[str, str] = {
     "4000002500003155": Card.AUTHENTICATE,
 }
 
-FAULT_KINDS = frozenset(
-    {
-        "api_error",
-        "rate_limit",
-        "server_error",
-        "timeout_before_send",
-        "timeout_after_send",
-        "connection_error",
-    }
+# The faults a payment-method script may inject (besides `ok` and `latency=<ms>`).
+FAULT_KINDS = (
+    "api_error",
+    "rate_limit",
+    "server_error",
+    "timeout_before_send",
+    "timeout_after_send",
+    "connection_error",
 )
 
 
@@ -232,6 +231,25 @@ class MockProvider:
 
     # -- idempotency ------------------------------------------------------------------
 
+    def _remember(
+        self,
+        session: Session,
+        key: str,
+        operation: str,
+        object_id: str,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """Store what the first request with `key` produced, for `_replay`."""
+        session.add(
+            MockIdempotency(
+                key=key,
+                operation=operation,
+                object_id=object_id,
+                error=error,
+                created_at=self._clock(),
+            )
+        )
+
     @staticmethod
     def _replay(session: Session, key: str, operation: str) -> MockIdempotency | None:
         row = session.get(MockIdempotency, key)
@@ -282,14 +300,7 @@ class MockProvider:
                 )
                 intent.client_secret = f"{intent.id}_secret_{secrets.token_hex(8)}"
                 session.add(intent)
-                session.add(
-                    MockIdempotency(
-                        key=idempotency_key,
-                        operation="create_intent",
-                        object_id=intent.id,
-                        created_at=self._clock(),
-                    )
-                )
+                self._remember(session, idempotency_key, "create_intent", intent.id)
                 session.flush()
                 result = self._view(intent)
         self._after(after)
@@ -310,14 +321,12 @@ class MockProvider:
             else:
                 intent = self._locked_intent(session, intent_id)
                 failure = self._confirm(session, intent)
-                session.add(
-                    MockIdempotency(
-                        key=idempotency_key,
-                        operation="confirm_intent",
-                        object_id=intent.id,
-                        error=_failure_json(failure) if failure else None,
-                        created_at=self._clock(),
-                    )
+                self._remember(
+                    session,
+                    idempotency_key,
+                    "confirm_intent",
+                    intent.id,
+                    error=_failure_json(failure) if failure else None,
                 )
                 result = self._view(intent)
         self._after(after)
@@ -410,14 +419,7 @@ class MockProvider:
                     created_at=self._clock(),
                 )
                 session.add(row)
-                session.add(
-                    MockIdempotency(
-                        key=idempotency_key,
-                        operation="refund",
-                        object_id=row.id,
-                        created_at=self._clock(),
-                    )
-                )
+                self._remember(session, idempotency_key, "refund", row.id)
                 session.flush()
                 result = self._refund_view(row)
         self._after(after)
