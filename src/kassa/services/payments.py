@@ -140,6 +140,45 @@ def provider_idempotency_base(payment_id: str, actor_key_id: str, request_key: s
     return f"kassa:req:{digest}"
 
 
+def open_gateway_payment(
+    session: Session,
+    ctx: RequestContext,
+    now: datetime,
+    request_key: str | None,
+    *,
+    provider: str,
+    amount: int,
+    currency: str,
+    payment_method: str | None,
+    order_id: str | None = None,
+    top_up_customer_id: str | None = None,
+) -> tuple[str, str]:
+    """Insert a `processing` payment (for an order, or a wallet top-up) before the
+    provider is called; returns its id and its provider idempotency key prefix."""
+    payment_id = new_id("pay")
+    base = provider_idempotency_base(payment_id, ctx.actor_key_id, request_key)
+    session.add(
+        Payment(
+            id=payment_id,
+            order_id=order_id,
+            top_up_customer_id=top_up_customer_id,
+            provider=provider,
+            idempotency_base=base,
+            status=PaymentStatus.PROCESSING.value,
+            amount=amount,
+            currency=currency,
+            # the card alone: a sandbox fault script after "|" is not the customer's data
+            payment_method=payment_method.split("|", 1)[0] if payment_method else None,
+            retry_count=0,
+            recovered_by_retry=False,
+            created_by_key=ctx.actor_key_id,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return payment_id, base
+
+
 class Payments:
     def __init__(
         self,
@@ -278,25 +317,16 @@ class Payments:
         with self._db.transaction() as session:
             if session.scalar(select(Customer.pk).where(Customer.id == customer_id)) is None:
                 raise not_found("customer_not_found", f"no customer {customer_id!r}")
-            payment_id = new_id("pay")
-            base = provider_idempotency_base(payment_id, ctx.actor_key_id, request_key)
-            session.add(
-                Payment(
-                    id=payment_id,
-                    order_id=None,
-                    top_up_customer_id=customer_id,
-                    provider=gateway.name,
-                    idempotency_base=base,
-                    status=PaymentStatus.PROCESSING.value,
-                    amount=amount,
-                    currency=code,
-                    payment_method=payment_method.split("|", 1)[0],
-                    retry_count=0,
-                    recovered_by_retry=False,
-                    created_by_key=ctx.actor_key_id,
-                    created_at=now,
-                    updated_at=now,
-                )
+            payment_id, base = open_gateway_payment(
+                session,
+                ctx,
+                now,
+                request_key,
+                provider=gateway.name,
+                amount=amount,
+                currency=code,
+                payment_method=payment_method,
+                top_up_customer_id=customer_id,
             )
             audit.record(
                 session,
@@ -357,24 +387,16 @@ class Payments:
         with self._db.transaction() as session:
             order = self._payable_order(session, ctx, order_id)
             amount = order.total - order.amount_paid
-            payment_id = new_id("pay")
-            base = provider_idempotency_base(payment_id, ctx.actor_key_id, request_key)
-            session.add(
-                Payment(
-                    id=payment_id,
-                    order_id=order.id,
-                    provider=provider,
-                    idempotency_base=base,
-                    status=PaymentStatus.PROCESSING.value,
-                    amount=amount,
-                    currency=order.currency,
-                    payment_method=payment_method.split("|", 1)[0] if payment_method else None,
-                    retry_count=0,
-                    recovered_by_retry=False,
-                    created_by_key=ctx.actor_key_id,
-                    created_at=now,
-                    updated_at=now,
-                )
+            payment_id, base = open_gateway_payment(
+                session,
+                ctx,
+                now,
+                request_key,
+                provider=provider,
+                amount=amount,
+                currency=order.currency,
+                payment_method=payment_method,
+                order_id=order.id,
             )
             audit.record(
                 session,
