@@ -25,6 +25,7 @@ from kassa.domain.payments import (
 from kassa.services.context import Clock
 from kassa.storage.database import Database
 from kassa.storage.tables import GatewayStateRow, PaymentAttempt
+from kassa.storage.upsert import insert_unless_exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +61,21 @@ class GatewayHealth:
             ]
             stats = health_stats(samples)
             row = session.get(GatewayStateRow, provider, with_for_update=True)
-            previous = GatewayState(row.state) if row else GatewayState.HEALTHY
-            state = next_state(previous, stats, self.thresholds)
             if row is None:
-                session.add(GatewayStateRow(provider=provider, state=state.value, changed_at=now))
-            elif row.state != state.value:
+                # The first reports on a fresh database race to create the row: one
+                # insert wins, the others wait for it and then lock the winner's row.
+                insert_unless_exists(
+                    session,
+                    GatewayStateRow,
+                    {"provider": provider, "state": GatewayState.HEALTHY.value, "changed_at": now},
+                    ["provider"],
+                )
+                row = session.get(
+                    GatewayStateRow, provider, with_for_update=True, populate_existing=True
+                )
+                assert row is not None
+            state = next_state(GatewayState(row.state), stats, self.thresholds)
+            if row.state != state.value:
                 row.state = state.value
                 row.changed_at = now
         report = HealthReport(provider, state, self.thresholds.window_s, stats)
