@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from kassa.api.docs import install_docs
 from kassa.api.problems import install_problem_handlers
 from kassa.api.routers.audit import audit
 from kassa.api.routers.customers import customers
@@ -34,6 +35,8 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         title="kassa",
         version="1",
         description="Order, payment and refund engine for Stripe-first shops.",
+        docs_url=None,  # served from the package's own assets by install_docs
+        redoc_url=None,
     )
     app.state.kassa = core
 
@@ -50,6 +53,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
 
     app.add_middleware(RejectUnstorableText)
     install_problem_handlers(app)
+    install_docs(app)
     for router in (
         health,
         products,
