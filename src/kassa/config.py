@@ -84,6 +84,8 @@ class Settings:
     tax_label: str = "VAT"
     tax_rate_bp: int | None = None
     document_locale: str = "en_US"
+    # TTF/OTF files for characters the bundled DejaVu Sans lacks (CJK, ...), tried in order.
+    document_fallback_fonts: tuple[str, ...] = ()
     # reconciliation
     stuck_payment_after_s: int = 15 * 60
 
@@ -127,5 +129,6 @@ class Settings:
             tax_label=env.get("KASSA_TAX_LABEL") or "VAT",
             tax_rate_bp=_optional_int(env, "KASSA_TAX_RATE_BP"),
             document_locale=env.get("KASSA_DOCUMENT_LOCALE") or "en_US",
+            document_fallback_fonts=_secrets(env.get("KASSA_DOCUMENT_FALLBACK_FONTS")),
             stuck_payment_after_s=_int(env, "KASSA_STUCK_PAYMENT_AFTER_S", 15 * 60),
         )

@@ -1,4 +1,4 @@
-"""Render a `Document` as a printable HTML page or as an A4 PDF. Pure: no I/O but templates.
+"""Render a `Document` as a printable HTML page or an A4 PDF. No I/O but templates and fonts.
 
 Both renderers share one *view*: every text of the document (labels, formatted amounts,
 the issue date) is computed once by `_view`, so the HTML and the PDF say the same thing.
@@ -10,20 +10,20 @@ HTML: `templates/document.html.j2`, rendered by Jinja2 with autoescaping on, so 
 descriptions from customers can never inject markup. The page is self-contained (inline
 CSS, no fonts, images or scripts from elsewhere) and prints on A4.
 
-PDF: fpdf2 with its built-in Helvetica, encoded as cp1252 (WinAnsi). Font choice, on
-purpose: the core fonts need no font file, keep the PDF small, make the output
-byte-for-byte deterministic, and their text extracts cleanly. PyPI has no small, well-kept
-package that bundles a broad Unicode TTF (the candidates are unmaintained multi-megabyte
-CJK fonts, or matplotlib's DejaVu that covers no CJK either), and relying on fonts of the
-host would make output differ between machines. The cost is coverage: cp1252 holds
-Western European text and the € sign, but not Cyrillic, Greek, CJK or emoji. So every
-text goes through `pdf_safe_text` first, which never raises: characters that cp1252 can
-encode are kept; others are folded to a compatible form when one exists (NFKD:
-"ő" -> "o", "ﬁ" -> "fi", fullwidth "￥" -> "¥", narrow no-break space -> no-break space);
-combining marks and invisible format characters (variation selectors, zero-width joiners)
-are dropped; anything else becomes "?". The HTML rendering keeps every character, so it is
-the faithful rendering for non-Latin names. A Unicode TTF can be added later by
-registering it with `FPDF.add_font` in `_DocumentPDF.__init__` and skipping the folding.
+PDF: fpdf2 with DejaVu Sans (regular and bold), shipped in `fonts/` and embedded as a
+subset of the glyphs used, so Latin, Greek and Cyrillic print as they are on every host.
+Characters DejaVu Sans lacks (CJK, ...) use fallback fonts: the files named by
+`KASSA_DOCUMENT_FALLBACK_FONTS`, then the installed ones of `KNOWN_FALLBACK_FONTS` (Noto
+CJK, Droid Sans Fallback, ...). A fallback font is embedded only in documents that need it,
+so a document the bundled font covers is byte-for-byte the same wherever it is rendered.
+Every text goes through `pdf_safe_text` first, which never raises: it NFC-normalises, keeps
+what some font prints, turns control characters into spaces, drops invisible format
+characters, folds the rest to a printable compatible form when one exists (NFKD:
+fullwidth "￥" -> "¥", Devanagari digits -> 0-9) and replaces what is left by "?". There is no text
+shaping (that would need uharfbuzz): right-to-left scripts print in logical order and
+Arabic letters unjoined. The HTML rendering keeps every character and is the faithful
+rendering for such text. Cost: an embedded font makes a PDF ~25 KB instead of ~2 KB and
+rendering slower (font parsing and subsetting, more so with a large CJK fallback font).
 
 The PDF is deterministic: its creation date is `doc.issued_at`, and fpdf2 derives the
 file identifier from the content, so the same document always gives the same bytes.
@@ -31,23 +31,27 @@ file identifier from the content, so the same document always gives the same byt
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import Literal
 
 from babel.dates import format_date
 from babel.numbers import format_decimal, format_percent, get_currency_symbol
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from fpdf import FPDF
 from fpdf.enums import Align, MethodReturnValue, XPos, YPos
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from kassa.config import Settings
 from kassa.documents.model import Document, Party
 from kassa.domain.money import Money
 
-__all__ = ["pdf_safe_text", "render_html", "render_pdf"]
+__all__ = ["KNOWN_FALLBACK_FONTS", "fallback_fonts", "pdf_safe_text", "render_html", "render_pdf"]
 
 # --------------------------------------------------------------------------- the view
 
@@ -114,15 +118,16 @@ def _rate(rate_bp: int, locale: str) -> str:
     )
 
 
-def _view(doc: Document, *, pdf: bool = False) -> DocumentView:
-    """The texts of `doc`; with `pdf`, amounts and dates stay legible in the core font.
+def _view(doc: Document, *, pdf: bool = False, fallbacks: tuple[str, ...] = ()) -> DocumentView:
+    """The texts of `doc`; with `pdf`, amounts and dates stay legible in the PDF's fonts.
 
-    For the PDF a currency symbol outside cp1252 ("₹", "zł", "￥") is replaced by the ISO
-    code ("INR1,234.00"), and a date that cp1252 cannot spell ("2026年3月5日") is given in
-    ISO 8601 ("2026-03-05"), rather than letting `pdf_safe_text` turn them into "?".
+    For the PDF a currency symbol that neither the bundled font nor a fallback font prints
+    ("￥" without a CJK font) is replaced by the ISO code ("JPY123,456"), and such a date
+    ("2026年3月5日") is given in ISO 8601 ("2026-03-05"), rather than letting
+    `pdf_safe_text` turn them into "?".
     """
     symbol = str(get_currency_symbol(doc.currency, locale=doc.locale))
-    replace_symbol = pdf and not _printable(symbol)
+    replace_symbol = pdf and not _printable(symbol, fallbacks)
 
     def money(amount: int) -> str:
         text = Money(amount, doc.currency).format(doc.locale)
@@ -131,7 +136,7 @@ def _view(doc: Document, *, pdf: bool = False) -> DocumentView:
     invoice = doc.kind == "invoice"
     issued_on = doc.issued_at.date()
     issued_text = str(format_date(issued_on, "long", locale=doc.locale))
-    if pdf and not _printable(issued_text):
+    if pdf and not _printable(issued_text, fallbacks):
         issued_text = issued_on.isoformat()
     meta = [MetaRow("Issue date", issued_text, issued_on.isoformat())]
     if doc.reference:
@@ -186,25 +191,101 @@ def render_html(doc: Document) -> str:
     return template.render(doc=_view(doc))
 
 
+# --------------------------------------------------------------------------- PDF fonts
+
+FONT_DIR = Path(__file__).parent / "fonts"
+# DejaVu Sans, shipped in the package (Bitstream Vera licence, see fonts/LICENSE).
+_MAIN_FAMILY = "dejavusans"
+_MAIN_FONTS: dict[str, Path] = {
+    "": FONT_DIR / "DejaVuSans.ttf",
+    "B": FONT_DIR / "DejaVuSans-Bold.ttf",
+}
+# Broad-coverage fonts often installed (Debian/Ubuntu, Fedora, Arch, Alpine paths); those
+# present are tried after the configured ones, for characters DejaVu Sans lacks.
+KNOWN_FALLBACK_FONTS: tuple[str, ...] = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-sans-cjk-fonts/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJKjp-Regular.otf",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/truetype/droid/DroidSansFallback.ttf",
+    "/usr/share/fonts/google-droid-sans-fonts/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/wenquanyi/wqy-zenhei/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/unifont/unifont.ttf",
+)
+_FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _cmap(path: str) -> frozenset[int]:
+    """The code points the font file at `path` has glyphs for; empty if it is unusable."""
+    if not path.lower().endswith(_FONT_SUFFIXES):
+        log.warning("document font %s ignored: not a TTF/OTF/TTC file", path)
+        return frozenset()
+    try:
+        font = TTFont(path, lazy=True, fontNumber=0)
+        try:
+            return frozenset(font.getBestCmap() or {})
+        finally:
+            font.close()
+    except Exception as exc:  # a missing, unreadable or broken file: render without it
+        log.warning("document font %s ignored: %s", path, exc)
+        return frozenset()
+
+
+@cache
+def _main_cmap() -> frozenset[int]:
+    """What both styles of the bundled font can print."""
+    regular, bold = (_cmap(str(path)) for path in _MAIN_FONTS.values())
+    return regular & bold
+
+
+def fallback_fonts(configured: Sequence[str | Path] | None = None) -> tuple[str, ...]:
+    """The fallback fonts, in order: `configured` (by default `KASSA_DOCUMENT_FALLBACK_FONTS`),
+    then those of `KNOWN_FALLBACK_FONTS` that are installed. Unusable files are left out."""
+    if configured is None:
+        configured = Settings.from_env().document_fallback_fonts
+    found = [str(path) for path in configured]
+    found += [path for path in KNOWN_FALLBACK_FONTS if Path(path).is_file()]
+    return tuple(path for path in dict.fromkeys(found) if _cmap(path))
+
+
+@lru_cache(maxsize=8192)
+def _font_for(char: str, fallbacks: tuple[str, ...]) -> int | None:
+    """-1 if the bundled font prints `char`, else the index of the first fallback that
+    does, else None."""
+    code = ord(char)
+    if code in _main_cmap():
+        return -1
+    for index, path in enumerate(fallbacks):
+        if code in _cmap(path):
+            return index
+    return None
+
+
 # --------------------------------------------------------------------------- PDF text
 
-_PDF_ENCODING = "cp1252"
 # Spaces that must not break (Babel puts U+202F between digit groups in fr_FR, for one).
 _NO_BREAK_SPACES = frozenset("\u00a0\u2007\u202f\u2060\ufeff")
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+_SOFT_HYPHEN = "\u00ad"
 
 
-@lru_cache(maxsize=4096)
-def _encodable(char: str) -> bool:
-    try:
-        char.encode(_PDF_ENCODING)
-    except UnicodeEncodeError:
+def _invisible(char: str) -> bool:
+    """Format characters (zero-width joiners, direction marks) and variation selectors:
+    without a shaping engine they do nothing but risk an empty box."""
+    if char == _SOFT_HYPHEN:
         return False
-    return True
+    return unicodedata.category(char) == "Cf" or "VARIATION SELECTOR" in unicodedata.name(char, "")
 
 
-@lru_cache(maxsize=4096)
-def _fold(char: str, multiline: bool) -> str:
+@lru_cache(maxsize=8192)
+def _fold(char: str, multiline: bool, fallbacks: tuple[str, ...]) -> str:
     if char == "\n":
         return "\n" if multiline else " "
     if char in _NO_BREAK_SPACES:
@@ -212,34 +293,46 @@ def _fold(char: str, multiline: bool) -> str:
     category = unicodedata.category(char)
     if char.isspace() or category == "Cc":
         return " "
-    if _encodable(char):
+    if _invisible(char):
+        return ""
+    if _font_for(char, fallbacks) is not None:
         return char
-    if char.isdecimal():  # Arabic-Indic, Devanagari, fullwidth ... digits
+    if char.isdecimal():  # digits of scripts no font covers
         return str(unicodedata.decimal(char))
     folded = "".join(
         part
         for part in unicodedata.normalize("NFKD", char)
-        if _encodable(part) and unicodedata.category(part) not in _DROPPED_CATEGORIES
+        if _font_for(part, fallbacks) is not None
+        and unicodedata.category(part) not in _DROPPED_CATEGORIES
     )
     if folded:
         return folded
     return "" if category in _DROPPED_CATEGORIES else "?"
 
 
-def _printable(text: str) -> bool:
-    """True if the core font prints `text` as it is (digits of any script count)."""
-    return all(_encodable(char) or char.isdecimal() or char.isspace() for char in text)
+def _printable(text: str, fallbacks: tuple[str, ...]) -> bool:
+    """True if the PDF's fonts print `text` as it is (digits of any script count)."""
+    return all(
+        _font_for(char, fallbacks) is not None or char.isdecimal() or char.isspace()
+        for char in unicodedata.normalize("NFC", text)
+    )
 
 
-def pdf_safe_text(text: str, *, multiline: bool = False) -> str:
-    """`text` made printable with the PDF's cp1252 core font; never raises.
+def pdf_safe_text(
+    text: str, *, multiline: bool = False, fallbacks: Sequence[str | Path] = ()
+) -> str:
+    """`text` made printable with the PDF's fonts; never raises.
 
-    Control characters and unusual spaces become spaces (newlines too, unless
-    `multiline`), characters outside cp1252 are folded or replaced by "?" (see the
-    module docstring).
+    The text is NFC-normalised (a letter and its combining accent become one character).
+    Characters that the bundled DejaVu Sans or one of the `fallbacks` font files print are
+    kept. Control characters and unusual spaces become spaces (newlines too, unless
+    `multiline`); invisible format characters and variation selectors are dropped; other
+    characters are folded to a compatible form the fonts print when one exists (NFKD:
+    "ﬁ" -> "fi", digits of any script -> 0-9), else replaced by "?".
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(_fold(char, multiline) for char in text)
+    keys = tuple(str(path) for path in fallbacks)
+    return "".join(_fold(char, multiline, keys) for char in unicodedata.normalize("NFC", text))
 
 
 # --------------------------------------------------------------------------- PDF layout
@@ -262,10 +355,13 @@ FontStyle = Literal["", "B", "I", "BI"]
 class _DocumentPDF(FPDF):
     """A4 in mm; a running header on continuation pages, and a footer on every page."""
 
-    def __init__(self, view: DocumentView) -> None:
+    def __init__(self, view: DocumentView, fallbacks: tuple[str, ...] = ()) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
         self.view = view
-        self.core_fonts_encoding = _PDF_ENCODING
+        self.fallbacks = fallbacks
+        self.fallbacks_in_use: list[str] = []  # font families, in the order first needed
+        for style, path in _MAIN_FONTS.items():
+            self.add_font(_MAIN_FAMILY, style, path)
         self.set_margins(_MARGIN, _MARGIN, _MARGIN)
         self.set_auto_page_break(auto=True, margin=_MARGIN + 6)
         self.in_table = False
@@ -273,8 +369,28 @@ class _DocumentPDF(FPDF):
         # contain this alias (with fpdf2's default "{nb}", a description could).
         self.alias_nb_pages(_PAGE_COUNT_ALIAS)
 
+    def safe(self, text: str, *, multiline: bool = False) -> str:
+        """`pdf_safe_text(text)`, embedding each fallback font the first time it is needed.
+
+        A fallback font is added only to documents that use it, so a document in Latin,
+        Greek or Cyrillic is the same on every host, whatever fonts are installed there.
+        """
+        safe = pdf_safe_text(text, multiline=multiline, fallbacks=self.fallbacks)
+        for char in set(safe):
+            index = _font_for(char, self.fallbacks)
+            if index is None or index < 0:
+                continue
+            family = f"fallback{index}"
+            if family not in self.fallbacks_in_use:
+                self.add_font(family, "", self.fallbacks[index])
+                self.fallbacks_in_use.append(family)
+                # In fallback order, for bold text too (fallback fonts come in one style).
+                ordered = sorted(self.fallbacks_in_use, key=lambda name: int(name[8:]))
+                self.set_fallback_fonts(ordered, exact_match=False)
+        return safe
+
     def text_style(self, size: float, style: FontStyle = "", color: tuple[int, ...] = _INK) -> None:
-        self.set_font("helvetica", style, size)
+        self.set_font(_MAIN_FAMILY, style, size)
         self.set_text_color(*color)
 
     def header(self) -> None:
@@ -283,7 +399,7 @@ class _DocumentPDF(FPDF):
             self.cell(
                 _BODY_WIDTH,
                 _RUNNING_HEADER_HEIGHT - 4,
-                pdf_safe_text(f"{self.view.title} (continued)"),
+                self.safe(f"{self.view.title} (continued)"),
                 new_x=XPos.LMARGIN,
                 new_y=YPos.NEXT,
             )
@@ -297,7 +413,7 @@ class _DocumentPDF(FPDF):
         self.cell(
             _BODY_WIDTH,
             5,
-            f"{pdf_safe_text(self.view.title)} \u00b7 Page {self.page_no()}/{_PAGE_COUNT_ALIAS}",
+            f"{self.safe(self.view.title)} \u00b7 Page {self.page_no()}/{_PAGE_COUNT_ALIAS}",
             align=Align.C,
         )
 
@@ -305,7 +421,7 @@ class _DocumentPDF(FPDF):
         self.text_style(9, "B")
         self.set_fill_color(*_HEADINGS_FILL)
         for (width, align), label in zip(_COLUMNS, self.view.columns, strict=True):
-            self.cell(width, _TABLE_HEADINGS_HEIGHT, label, align=align, fill=True)
+            self.cell(width, _TABLE_HEADINGS_HEIGHT, self.safe(label), align=align, fill=True)
         self.ln(_TABLE_HEADINGS_HEIGHT + 1)
 
     def fresh_page_room(self) -> float:
@@ -369,12 +485,12 @@ _COLUMNS = tuple(zip(_COLUMN_WIDTHS, (Align.L, Align.R, Align.R, Align.R), stric
 def _party_block(pdf: _DocumentPDF, party: PartyView, x: float, width: float) -> float:
     """Print one party at `x` from the current y; return the y below it."""
     pdf.text_style(8, "B", _MUTED)
-    pdf.row([(pdf_safe_text(party.heading.upper()), width, Align.L)], x=x)
+    pdf.row([(pdf.safe(party.heading.upper()), width, Align.L)], x=x)
     pdf.text_style(10, "B")
-    pdf.row([(pdf_safe_text(party.name), width, Align.L)], x=x)
+    pdf.row([(pdf.safe(party.name), width, Align.L)], x=x)
     pdf.text_style(10)
     for line in party.lines:
-        pdf.row([(pdf_safe_text(line), width, Align.L)], x=x)
+        pdf.row([(pdf.safe(line), width, Align.L)], x=x)
     return pdf.y
 
 
@@ -387,7 +503,7 @@ def _party_height(pdf: _DocumentPDF, party: PartyView, width: float) -> float:
     height = 0.0
     for size, style, text in texts:
         pdf.text_style(size, style)
-        height += pdf.text_height(width, pdf_safe_text(text))
+        height += pdf.text_height(width, pdf.safe(text))
     return height
 
 
@@ -422,7 +538,7 @@ def _lines_table(pdf: _DocumentPDF, view: DocumentView) -> None:
         texts = (line.description, line.quantity, line.unit_price, line.amount)
         pdf.row(
             [
-                (pdf_safe_text(text), width, align)
+                (pdf.safe(text), width, align)
                 for text, (width, align) in zip(texts, _COLUMNS, strict=True)
             ],
             line_height=_LINE_HEIGHT,
@@ -447,8 +563,8 @@ def _totals(pdf: _DocumentPDF, view: DocumentView) -> None:
             pdf.text_style(9.5, color=_MUTED if total.kind == "tax" else _INK)
         pdf.row(
             [
-                (pdf_safe_text(total.label), label_width, Align.R),
-                (pdf_safe_text(total.amount), amount_width, Align.R),
+                (pdf.safe(total.label), label_width, Align.R),
+                (pdf.safe(total.amount), amount_width, Align.R),
             ],
             line_height=6.0 if total.kind == "total" else _LINE_HEIGHT,
         )
@@ -457,14 +573,14 @@ def _totals(pdf: _DocumentPDF, view: DocumentView) -> None:
 def _write(pdf: _DocumentPDF, view: DocumentView) -> None:
     pdf.add_page()
     pdf.text_style(20, "B")
-    pdf.row([(pdf_safe_text(view.title), _BODY_WIDTH, Align.L)], line_height=9.0)
+    pdf.row([(pdf.safe(view.title), _BODY_WIDTH, Align.L)], line_height=9.0)
     pdf.ln(2)
     for meta in view.meta:
         pdf.text_style(10)
         pdf.row(
             [
-                (pdf_safe_text(f"{meta.label}:"), 30.0, Align.L),
-                (pdf_safe_text(meta.value), _BODY_WIDTH - 30.0, Align.L),
+                (pdf.safe(f"{meta.label}:"), 30.0, Align.L),
+                (pdf.safe(meta.value), _BODY_WIDTH - 30.0, Align.L),
             ],
             flow=1,
         )
@@ -476,18 +592,23 @@ def _write(pdf: _DocumentPDF, view: DocumentView) -> None:
     if view.notes:
         pdf.ln(10)
         pdf.text_style(8, "B", _MUTED)
-        pdf.row([(pdf_safe_text(view.notes_heading.upper()), _BODY_WIDTH, Align.L)])
+        pdf.row([(pdf.safe(view.notes_heading.upper()), _BODY_WIDTH, Align.L)])
         pdf.text_style(9.5)
-        pdf.row([(pdf_safe_text(view.notes, multiline=True), _BODY_WIDTH, Align.L)])
+        pdf.row([(pdf.safe(view.notes, multiline=True), _BODY_WIDTH, Align.L)])
 
 
-def render_pdf(doc: Document) -> bytes:
-    """`doc` as an A4 PDF (one or more pages) with extractable text; deterministic."""
-    view = _view(doc, pdf=True)
-    pdf = _DocumentPDF(view)
+def render_pdf(doc: Document, *, fallback_font_files: Sequence[str | Path] | None = None) -> bytes:
+    """`doc` as an A4 PDF (one or more pages) with extractable text; deterministic.
+
+    `fallback_font_files`: font files for characters DejaVu Sans lacks, by default those of
+    `KASSA_DOCUMENT_FALLBACK_FONTS`; installed `KNOWN_FALLBACK_FONTS` are tried after them.
+    """
+    fallbacks = fallback_fonts(fallback_font_files)
+    view = _view(doc, pdf=True, fallbacks=fallbacks)
+    pdf = _DocumentPDF(view, fallbacks)
     pdf.set_creation_date(doc.issued_at)
-    pdf.set_title(pdf_safe_text(view.title))
-    pdf.set_author(pdf_safe_text(doc.seller.name))
+    pdf.set_title(pdf_safe_text(view.title, fallbacks=fallbacks))
+    pdf.set_author(pdf_safe_text(doc.seller.name, fallbacks=fallbacks))
     pdf.set_creator("kassa")
     pdf.set_lang(view.lang)
     _write(pdf, view)
