@@ -11,7 +11,7 @@ from sqlalchemy import select
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
-from kassa.storage.tables import Job, ProviderEvent
+from kassa.storage.tables import Job, ProviderEvent, Refund
 from kassa.worker import Worker
 from tests.conftest import Keys
 
@@ -112,3 +112,73 @@ def test_undeliverable_events_are_retried_not_lost(
     with wired.db.transaction(read_only=True) as s:
         job = s.scalar(select(Job).where(Job.kind == "mock.deliver_event"))
         assert job is not None and job.state == "queued" and "503" in (job.last_error or "")
+
+
+def refund_rows(kassa: Kassa, order_id: str) -> list[tuple[int, str, str]]:
+    query = select(Refund).where(Refund.order_id == order_id).order_by(Refund.pk)
+    with kassa.db.transaction(read_only=True) as s:
+        return [(r.amount, r.status, r.origin) for r in s.scalars(query)]
+
+
+def refunded_event(kassa: Kassa) -> dict[str, Any]:
+    with kassa.db.transaction(read_only=True) as s:
+        payloads = [
+            e.payload
+            for e in s.scalars(select(ProviderEvent).order_by(ProviderEvent.pk))
+            if e.type == "charge.refunded"
+        ]
+    return dict(payloads[-1]["data"]["object"])
+
+
+def test_a_refund_through_kassa_is_reported_and_not_recorded_twice(
+    wired: Kassa, client: TestClient, keys: Keys
+) -> None:
+    o = order(client, keys)
+    p = client.post(
+        f"/v1/orders/{o['id']}/payments",
+        json={"payment_method": "pm_card_visa"},
+        headers=keys.headers("storefront"),
+    ).json()
+    r = client.post(
+        f"/v1/orders/{o['id']}/refunds", json={"amount": 400}, headers=keys.headers("ops")
+    )
+    assert r.status_code == 201 and r.json()["status"] == "succeeded"
+    for _ in range(3):
+        Worker(wired, name="w").drain()
+    assert events(wired) == [
+        ("payment_intent.succeeded", "already succeeded"),
+        ("charge.refunded", "0 refund(s) recorded"),  # kassa's own refund, already known
+    ]
+    obj = refunded_event(wired)
+    (part,) = obj["refunds"]["data"]
+    assert (obj["amount_refunded"], obj["refunded"]) == (400, False)
+    assert obj["payment_intent"] == p["provider_payment_id"]
+    assert part["id"] == r.json()["provider_refund_id"]
+    assert (part["amount"], part["status"]) == (400, "succeeded")
+    assert part["metadata"] == {"kassa_refund": r.json()["id"]}
+    got = client.get(f"/v1/orders/{o['id']}", headers=keys.headers("ops")).json()
+    assert (got["amount_refunded"], got["refund_status"]) == (400, "partial")
+    assert refund_rows(wired, o["id"]) == [(400, "succeeded", "kassa")]
+
+
+def test_a_refund_made_at_the_mock_is_recorded_from_its_event(
+    wired: Kassa, client: TestClient, keys: Keys
+) -> None:
+    o = order(client, keys)
+    p = client.post(
+        f"/v1/orders/{o['id']}/payments",
+        json={"payment_method": "pm_card_visa"},
+        headers=keys.headers("storefront"),
+    ).json()
+    made = wired.mock.refund(  # as from the provider's dashboard: kassa never asked
+        p["provider_payment_id"], 250, idempotency_key="dashboard-1", reference="dashboard"
+    )
+    for _ in range(3):
+        Worker(wired, name="w").drain()
+    assert events(wired)[-1] == ("charge.refunded", "1 refund(s) recorded")
+    obj = refunded_event(wired)
+    assert obj["payment_intent"] == p["provider_payment_id"]
+    assert [x["id"] for x in obj["refunds"]["data"]] == [made.id]
+    got = client.get(f"/v1/orders/{o['id']}", headers=keys.headers("ops")).json()
+    assert (got["amount_refunded"], got["refund_status"]) == (250, "partial")
+    assert refund_rows(wired, o["id"]) == [(250, "succeeded", "provider")]

@@ -421,6 +421,7 @@ class MockProvider:
                 session.add(row)
                 self._remember(session, idempotency_key, "refund", row.id)
                 session.flush()
+                self._emit_charge(session, "charge.refunded", charge)  # as Stripe reports it
                 result = self._refund_view(row)
         self._after(after)
         return result
@@ -546,6 +547,7 @@ class MockProvider:
             select(MockRefund).where(MockRefund.charge_id == charge.id).order_by(MockRefund.pk)
         ).all()
         intent = session.scalar(select(MockIntent).where(MockIntent.id == charge.intent_id))
+        refunded = sum(r.amount for r in refunds if r.status != "failed")
         emit(
             session,
             kind,
@@ -554,7 +556,9 @@ class MockProvider:
                 "object": "charge",
                 "payment_intent": charge.intent_id,
                 "amount": charge.amount,
-                "amount_refunded": sum(r.amount for r in refunds),
+                "amount_refunded": refunded,
+                "refunded": refunded >= charge.amount,
+                "status": charge.status,
                 "currency": charge.currency.lower(),
                 "metadata": dict(intent.metadata_ or {}) if intent else {},
                 "refunds": {
@@ -562,12 +566,17 @@ class MockProvider:
                     "data": [
                         {
                             "id": r.id,
+                            "object": "refund",
                             "amount": r.amount,
+                            "currency": r.currency.lower(),
+                            "charge": charge.id,
+                            "payment_intent": charge.intent_id,
                             "status": r.status,
                             "metadata": {"kassa_refund": r.reference},
                         }
                         for r in refunds
                     ],
+                    "has_more": False,
                 },
             },
             self._clock(),
