@@ -105,3 +105,39 @@ def test_allocation_rejects_meaningless_weights() -> None:
         Money(1, "EUR").allocate([0, 0])
     with pytest.raises(ValueError):
         Money(1, "EUR").allocate([1, -1])
+
+
+NOT_MONEY = [
+    "XXX",  # no currency
+    "XTS",  # reserved for testing
+    "XAU",  # gold
+    "XAG",  # silver
+    "XPT",  # platinum
+    "XPD",  # palladium
+    "XDR",  # IMF special drawing right
+    "XBA",  # European bond-market units
+    "XBB",
+    "XBC",
+    "XBD",
+    "XSU",  # SUCRE
+    "XUA",  # ADB unit of account
+    "XEU",  # withdrawn units
+    "XFU",
+]
+
+
+@pytest.mark.parametrize("code", NOT_MONEY + [c.lower() for c in NOT_MONEY[:3]])
+def test_iso_4217_codes_that_are_not_money_are_refused(code: str) -> None:
+    with pytest.raises(DomainError) as info:
+        normalize_currency(code, ("body", "currency"))
+    assert info.value.code == "unknown_currency"
+    assert [e.loc for e in info.value.errors] == [("body", "currency")]
+    assert "not money" in info.value.detail
+    with pytest.raises(DomainError):
+        Money(100, code)
+
+
+@pytest.mark.parametrize("code", ["XAF", "XOF", "XCD", "XCG", "XPF"])
+def test_the_currency_unions_x_codes_are_money(code: str) -> None:
+    assert normalize_currency(code.lower()) == code
+    assert Money(100, code).currency == code

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from kassa.api.docs import install_docs
+from kassa.api.problem_docs import install_problem_schema
 from kassa.api.problems import install_problem_handlers
 from kassa.api.routers.audit import audit
 from kassa.api.routers.customers import customers
@@ -53,6 +54,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
 
     app.add_middleware(RejectUnstorableText)
     install_problem_handlers(app)
+    install_problem_schema(app)
     install_docs(app)
     for router in (
         health,

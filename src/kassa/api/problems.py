@@ -45,6 +45,10 @@ _STATUS_CODE = {
 }
 
 
+# What FastAPI says of a body it could not even decode.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 class ApiProblem(Exception):
     """An HTTP-level problem raised by the adapter itself (auth, media type, headers)."""
 
@@ -121,6 +125,8 @@ def response_for(exc: Exception) -> Response | None:
         headers = dict(exc.headers) if exc.headers else None
         if exc.status_code == 404:
             return problem_response(404, "route_not_found", "no such route", headers=headers)
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:  # e.g. not UTF-8
+            return problem_response(400, "malformed_json", "the request body is not valid JSON")
         code = _STATUS_CODE.get(exc.status_code, "http_error")
         return problem_response(exc.status_code, code, str(exc.detail), headers=headers)
     return None

@@ -5,6 +5,7 @@ request with a key runs and its answer is stored; the same key with the same req
 replays that answer byte for byte (`Idempotent-Replayed: true`); with another request it
 is 422 `idempotency_key_reused`; while the first still runs it is 409
 `idempotency_key_in_use`. See `kassa.services.idempotency` for the storage side.
+Its routes document these answers, and the common ones of `DocumentedRoute`, in OpenAPI.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from kassa.api.auth import authenticate, kassa_of
+from kassa.api.problem_docs import common_problem_codes, document_problems
 from kassa.api.problems import ApiProblem, problem_response, response_for
 from kassa.services import idempotency
 from kassa.services.context import RequestContext
@@ -53,7 +55,30 @@ async def _enforce_json(request: Request) -> None:
         raise ApiProblem(415, "unsupported_media_type", "send the request body as application/json")
 
 
-class KassaRoute(APIRoute):
+class DocumentedRoute(APIRoute):
+    """A route whose OpenAPI operation lists the problems it can answer with."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.responses = document_problems(self.responses, self.problem_codes())
+
+    def problem_codes(self) -> dict[int, list[str]]:
+        return common_problem_codes(self)
+
+
+class KassaRoute(DocumentedRoute):
+    def problem_codes(self) -> dict[int, list[str]]:
+        codes = super().problem_codes()
+        methods = self.methods or set()
+        if methods & {"POST", "PATCH", "PUT"}:
+            codes[415] = ["unsupported_media_type"]
+        if "POST" in methods:  # Idempotency-Key
+            codes[400].append("invalid_idempotency_key")
+            codes.setdefault(401, ["missing_api_key", "invalid_api_key"])
+            codes.setdefault(409, []).append("idempotency_key_in_use")
+            codes.setdefault(422, []).append("idempotency_key_reused")
+        return codes
+
     def get_route_handler(self) -> Handler:
         inner = super().get_route_handler()
         route = self

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -21,6 +22,8 @@ from pydantic import (
 
 from kassa.api.text import is_storable_text
 from kassa.domain.money import MAX_AMOUNT
+from kassa.providers.base import ProviderError
+from kassa.providers.mock import parse_payment_method
 
 T = TypeVar("T")
 
@@ -198,8 +201,22 @@ class AuditOut(Output):
 # -- payments ---------------------------------------------------------------------------
 
 ProviderName = Annotated[str, StringConstraints(pattern=r"^[a-z]{1,20}$")]
+
+
+def _valid_fault_script(value: str) -> str:
+    """A sandbox fault script (after `|`) is checked here, before any payment is opened:
+    an unknown fault, or `latency=<ms>` over 5,000 ms, is a 422 on `payment_method`."""
+    try:
+        parse_payment_method(value)
+    except ProviderError as exc:
+        raise ValueError(exc.failure.message) from None
+    return value
+
+
 PaymentMethod = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_valid_fault_script),
 ]
 
 

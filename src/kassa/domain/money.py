@@ -26,16 +26,35 @@ class CurrencyMismatch(DomainError):
         super().__init__("currency_mismatch", f"cannot combine {left} with {right}")
 
 
+# ISO 4217 gives codes starting with "X" to things that are not any country's money: the
+# precious metals (XAU gold, XAG silver, XPT platinum, XPD palladium), the IMF's SDR (XDR),
+# the European bond-market units (XBA, XBB, XBC, XBD), the SUCRE (XSU), the ADB unit of
+# account (XUA), the testing code (XTS), "no currency" (XXX), and withdrawn units (XEU,
+# XFO, XFU, XRE). Nobody pays a shop in them, so kassa refuses them all. The X codes that
+# are money are the currency unions' shared currencies, listed here:
+X_CURRENCIES = frozenset({"XAF", "XOF", "XCD", "XCG", "XPF"})
+
+
 @cache
-def _known_currencies() -> frozenset[str]:
+def _iso_codes() -> frozenset[str]:
     return frozenset(list_currencies())
 
 
+@cache
+def _known_currencies() -> frozenset[str]:
+    return frozenset(c for c in _iso_codes() if not c.startswith("X") or c in X_CURRENCIES)
+
+
 def normalize_currency(code: str, field: tuple[str | int, ...] = ("body", "currency")) -> str:
-    """Upper-case and validate an ISO 4217 code; raises `unknown_currency` naming `field`."""
+    """Upper-case and validate an ISO 4217 code of money (see `X_CURRENCIES`); raises
+    `unknown_currency` naming `field`."""
     upper = code.strip().upper()
     if len(upper) != 3 or not upper.isalpha() or upper not in _known_currencies():
-        message = f"{code!r} is not an ISO 4217 currency code"
+        message = (
+            f"{code!r} is an ISO 4217 code for something that is not money"
+            if upper in _iso_codes()
+            else f"{code!r} is not an ISO 4217 currency code"
+        )
         raise invalid("unknown_currency", message, FieldProblem(field, message))
     return upper
 

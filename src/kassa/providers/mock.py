@@ -75,6 +75,8 @@ FAULT_KINDS = (
 
 
 NO_FAULT = frozenset({"", "ok"})
+# The longest `latency=<ms>` a script may ask for: a sandbox request holds a server thread.
+MAX_LATENCY_MS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +93,15 @@ def parse_payment_method(value: str) -> ParsedMethod:
         if fault in FAULT_KINDS or fault in NO_FAULT:
             continue
         name, _, ms = fault.partition("=")
-        if name == "latency" and ms.isdigit() and int(ms) <= 60_000:
+        latency = name == "latency" and ms.isascii() and ms.isdigit()
+        if latency and int(ms) <= MAX_LATENCY_MS:
             continue
         raise ProviderError(
             ProviderFailure(
                 ErrorType.INVALID_REQUEST,
-                f"unknown fault {fault!r} in the payment method's script",
+                f"{fault!r}: latency is at most {MAX_LATENCY_MS} ms"
+                if latency
+                else f"unknown fault {fault!r} in the payment method's script",
                 code="invalid_fault_script",
             )
         )

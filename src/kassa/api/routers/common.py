@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from kassa.api.problem_docs import raises
 from kassa.api.routing import KassaRoute
 
 
@@ -20,6 +21,7 @@ class ListParams:
     starting_after: str | None
 
 
+@raises(422, "invalid_cursor")
 def list_params(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     starting_after: Annotated[str | None, Query(max_length=64)] = None,

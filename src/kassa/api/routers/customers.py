@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from kassa.api.auth import kassa_of, require
+from kassa.api.problem_docs import problems
 from kassa.api.routers.common import router
 from kassa.api.schemas import CustomerCreate, CustomerOut
 from kassa.domain.roles import Permission
@@ -24,7 +25,9 @@ def create_customer(
     return kassa.customers.create(ctx, str(body.email), body.name)
 
 
-@customers.get("/{customer_id}", response_model=CustomerOut)
+@customers.get(
+    "/{customer_id}", response_model=CustomerOut, responses=problems(404, "customer_not_found")
+)
 def get_customer(
     customer_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_CUSTOMERS))],

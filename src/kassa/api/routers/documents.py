@@ -8,6 +8,7 @@ from fastapi import Depends
 from starlette.responses import HTMLResponse, Response
 
 from kassa.api.auth import kassa_of, require
+from kassa.api.problem_docs import problems
 from kassa.api.routers.common import router
 from kassa.api.schemas import DocumentOut, ListOf
 from kassa.domain.roles import Permission
@@ -48,12 +49,20 @@ def _pdf(body: bytes, number: str) -> Response:
     )
 
 
-@documents.get("/v1/orders/{order_id}/invoice", response_model=DocumentOut)
+@documents.get(
+    "/v1/orders/{order_id}/invoice",
+    response_model=DocumentOut,
+    responses=problems(404, "order_not_found", "invoice_not_found"),
+)
 def order_invoice(order_id: str, ctx: Reader, kassa: Core) -> object:
     return document_out(kassa.invoices.invoice_of(order_id))
 
 
-@documents.get("/v1/orders/{order_id}/credit-notes", response_model=ListOf[DocumentOut])
+@documents.get(
+    "/v1/orders/{order_id}/credit-notes",
+    response_model=ListOf[DocumentOut],
+    responses=problems(404, "order_not_found"),
+)
 def order_credit_notes(order_id: str, ctx: Reader, kassa: Core) -> object:
     notes = kassa.invoices.credit_notes_of(order_id)
     return {"data": [document_out(view) for view in notes], "has_more": False}
@@ -73,13 +82,22 @@ def _document_routes(kind: str, path: str, label: str) -> None:
     def one(document_id: str, ctx: Reader, kassa: Core) -> object:
         return document_out(kassa.invoices.get(document_id, kind))
 
+    missing = problems(404, f"{kind}_not_found")
     documents.get(
-        path + "/{document_id}.pdf", response_class=Response, summary=f"The {label} as PDF"
+        path + "/{document_id}.pdf",
+        response_class=Response,
+        summary=f"The {label} as PDF",
+        responses={200: {"content": {"application/pdf": {}}}, **missing},
     )(pdf)
     documents.get(
-        path + "/{document_id}.html", response_class=HTMLResponse, summary=f"The {label} as HTML"
+        path + "/{document_id}.html",
+        response_class=HTMLResponse,
+        summary=f"The {label} as HTML",
+        responses=missing,
     )(html)
-    documents.get(path + "/{document_id}", response_model=DocumentOut, summary=f"A {label}")(one)
+    documents.get(
+        path + "/{document_id}", response_model=DocumentOut, summary=f"A {label}", responses=missing
+    )(one)
 
 
 for _kind, _path in _PATHS.items():

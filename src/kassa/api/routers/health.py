@@ -5,8 +5,9 @@ from starlette.concurrency import run_in_threadpool
 
 from kassa.api.auth import kassa_of
 from kassa.api.problems import problem_response
+from kassa.api.routing import DocumentedRoute
 
-health = APIRouter(tags=["operations"])
+health = APIRouter(tags=["operations"], route_class=DocumentedRoute)
 
 
 @health.get("/healthz", response_model=None)

@@ -8,9 +8,10 @@ from fastapi import Depends, Query
 from sqlalchemy import select
 
 from kassa.api.auth import kassa_of, require
+from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import BrowserConfirm, ListOf, MockChargeOut, MockRefundOut, PaymentOut
-from kassa.domain.errors import DomainError, ErrorKind
+from kassa.domain.errors import DomainError, ErrorKind, FieldProblem, invalid
 from kassa.domain.roles import Permission
 from kassa.providers.base import ProviderError
 from kassa.services.context import RequestContext
@@ -51,7 +52,21 @@ def list_refunds(
         return paginate(session, MockRefund, stmt, page.limit, page.starting_after)
 
 
-@mock_provider.post("/intents/{intent_id}/confirm", response_model=PaymentOut)
+@mock_provider.post(
+    "/intents/{intent_id}/confirm",
+    response_model=PaymentOut,
+    responses=problems(
+        404,
+        "payment_not_found",
+        "resource_missing",
+        409,
+        "payment_intent_unexpected_state",
+        "invalid_fault_script",
+        "provider_error",
+        422,
+        "resource_missing",
+    ),
+)
 def confirm_as_browser(
     intent_id: str,
     body: BrowserConfirm,
@@ -68,16 +83,22 @@ def confirm_as_browser(
             "payment_intent_unexpected_state",
             "invalid_fault_script",
         ):
+            status = exc.failure.http_status
+            if exc.failure.code == "resource_missing" and status != 404:  # the card, not the intent
+                field = FieldProblem(("body", "payment_method"), "unknown payment method")
+                raise invalid(exc.failure.code, exc.failure.message, field) from exc
             raise DomainError(
                 exc.failure.code,
                 exc.failure.message,
-                ErrorKind.NOT_FOUND if exc.failure.http_status == 404 else ErrorKind.CONFLICT,
+                ErrorKind.NOT_FOUND if status == 404 else ErrorKind.CONFLICT,
             ) from exc
         # a decline is recorded at the provider; kassa's payment follows below
     return kassa.payments.sync_from_provider(ctx, "mock", intent_id)
 
 
-@mock_provider.post("/charges/{charge_id}/dispute", status_code=201)
+@mock_provider.post(
+    "/charges/{charge_id}/dispute", status_code=201, responses=problems(404, "resource_missing")
+)
 def open_dispute(charge_id: str, ctx: Inspector, kassa: Core) -> dict[str, object]:
     """A sandbox control: the cardholder's bank disputes this charge."""
     try:

@@ -6,6 +6,7 @@ from fastapi import Depends, Query
 from pydantic import EmailStr
 
 from kassa.api.auth import kassa_of, require
+from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import ListOf, OrderCreate, OrderOut
 from kassa.domain.orders import LineRequest
@@ -18,7 +19,23 @@ orders = router("/v1/orders", "orders")
 Core = Annotated[Kassa, Depends(kassa_of)]
 
 
-@orders.post("", status_code=201, response_model=OrderOut)
+@orders.post(
+    "",
+    status_code=201,
+    response_model=OrderOut,
+    responses=problems(
+        404,
+        "customer_not_found",
+        409,
+        "item_unavailable",
+        "insufficient_stock",
+        422,
+        "unknown_currency",
+        "currency_mismatch",
+        "unknown_sku",
+        "amount_too_large",
+    ),
+)
 def create_order(
     body: OrderCreate,
     ctx: Annotated[RequestContext, Depends(require(Permission.CREATE_ORDERS))],
@@ -56,7 +73,7 @@ def list_orders(
     )
 
 
-@orders.get("/{order_id}", response_model=OrderOut)
+@orders.get("/{order_id}", response_model=OrderOut, responses=problems(404, "order_not_found"))
 def get_order(
     order_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_ORDERS))],
@@ -65,7 +82,13 @@ def get_order(
     return kassa.orders.get(ctx, order_id)
 
 
-@orders.post("/{order_id}/cancel", response_model=OrderOut)
+@orders.post(
+    "/{order_id}/cancel",
+    response_model=OrderOut,
+    responses=problems(
+        404, "order_not_found", 409, "invalid_order_transition", "payment_in_progress"
+    ),
+)
 def cancel_order(
     order_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.CANCEL_ORDERS))],
@@ -74,7 +97,11 @@ def cancel_order(
     return kassa.orders.cancel(ctx, order_id)
 
 
-@orders.post("/{order_id}/fulfill", response_model=OrderOut)
+@orders.post(
+    "/{order_id}/fulfill",
+    response_model=OrderOut,
+    responses=problems(404, "order_not_found", 409, "invalid_order_transition"),
+)
 def fulfill_order(
     order_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.FULFILL_ORDERS))],

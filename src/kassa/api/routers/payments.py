@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 
 from kassa.api.auth import kassa_of, require
+from kassa.api.problem_docs import problems
 from kassa.api.routers.common import router
 from kassa.api.schemas import (
     GatewayHealthOut,
@@ -26,7 +27,22 @@ Core = Annotated[Kassa, Depends(kassa_of)]
     "/v1/orders/{order_id}/payments",
     status_code=201,
     response_model=PaymentOut,
-    responses={202: {"model": PaymentOut, "description": "still processing at the provider"}},
+    responses={
+        202: {"model": PaymentOut, "description": "still processing at the provider"},
+        **problems(
+            404,
+            "order_not_found",
+            409,
+            "order_not_pending",
+            "payment_in_progress",
+            "nothing_to_pay",
+            422,
+            "unknown_provider",
+            "provider_not_enabled",
+            "wallet_needs_customer",
+            "insufficient_wallet_balance",
+        ),
+    },
 )
 def pay_order(
     order_id: str,
@@ -48,7 +64,11 @@ def pay_order(
     return payment
 
 
-@payments.get("/v1/payments/{payment_id}", response_model=PaymentOut)
+@payments.get(
+    "/v1/payments/{payment_id}",
+    response_model=PaymentOut,
+    responses=problems(404, "payment_not_found"),
+)
 def get_payment(
     payment_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_PAYMENTS))],

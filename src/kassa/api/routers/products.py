@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from kassa.api.auth import kassa_of, require
+from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import ListOf, ProductCreate, ProductOut, ProductUpdate
 from kassa.domain.roles import Permission
@@ -19,7 +20,12 @@ Writer = Annotated[RequestContext, Depends(require(Permission.WRITE_CATALOGUE))]
 Core = Annotated[Kassa, Depends(kassa_of)]
 
 
-@products.post("", status_code=201, response_model=ProductOut)
+@products.post(
+    "",
+    status_code=201,
+    response_model=ProductOut,
+    responses=problems(409, "sku_exists", 422, "unknown_currency"),
+)
 def create_product(body: ProductCreate, ctx: Writer, kassa: Core) -> object:
     return kassa.catalogue.create(ctx, NewProduct(**body.model_dump()))
 
@@ -34,12 +40,12 @@ def list_products(
     return kassa.catalogue.list(limit=page.limit, starting_after=page.starting_after, status=status)
 
 
-@products.get("/{sku}", response_model=ProductOut)
+@products.get("/{sku}", response_model=ProductOut, responses=problems(404, "product_not_found"))
 def get_product(sku: str, ctx: Reader, kassa: Core) -> object:
     return kassa.catalogue.get(sku)
 
 
-@products.patch("/{sku}", response_model=ProductOut)
+@products.patch("/{sku}", response_model=ProductOut, responses=problems(404, "product_not_found"))
 def update_product(sku: str, body: ProductUpdate, ctx: Writer, kassa: Core) -> object:
     given = body.model_fields_set
     changes = ProductChanges(

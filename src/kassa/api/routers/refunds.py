@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from kassa.api.auth import kassa_of, require
+from kassa.api.problem_docs import problems
 from kassa.api.routers.common import router
 from kassa.api.schemas import RefundCreate, RefundOut
 from kassa.domain.roles import Permission
@@ -15,7 +16,21 @@ refunds = router("", "refunds")
 Core = Annotated[Kassa, Depends(kassa_of)]
 
 
-@refunds.post("/v1/orders/{order_id}/refunds", status_code=201, response_model=RefundOut)
+@refunds.post(
+    "/v1/orders/{order_id}/refunds",
+    status_code=201,
+    response_model=RefundOut,
+    responses=problems(
+        404,
+        "order_not_found",
+        409,
+        "order_not_paid",
+        "order_already_refunded",
+        422,
+        "amount_exceeds_refundable",
+        "wallet_needs_customer",
+    ),
+)
 def refund_order(
     order_id: str,
     body: RefundCreate,
@@ -33,7 +48,9 @@ def refund_order(
     )
 
 
-@refunds.get("/v1/refunds/{refund_id}", response_model=RefundOut)
+@refunds.get(
+    "/v1/refunds/{refund_id}", response_model=RefundOut, responses=problems(404, "refund_not_found")
+)
 def get_refund(
     refund_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_REFUNDS))],

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from kassa.api.auth import kassa_of, require
+from kassa.api.problem_docs import problems
 from kassa.api.routers.common import router
 from kassa.api.schemas import PaymentOut, TopUpCreate, WalletAdjust, WalletAdjustOut, WalletOut
 from kassa.domain.roles import Permission
@@ -15,7 +16,7 @@ wallets = router("/v1/customers/{customer_id}/wallet", "wallets")
 Core = Annotated[Kassa, Depends(kassa_of)]
 
 
-@wallets.get("", response_model=WalletOut)
+@wallets.get("", response_model=WalletOut, responses=problems(404, "customer_not_found"))
 def get_wallet(
     customer_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_WALLETS))],
@@ -24,7 +25,19 @@ def get_wallet(
     return kassa.wallets.view(customer_id)
 
 
-@wallets.post("/top-ups", status_code=201, response_model=PaymentOut)
+@wallets.post(
+    "/top-ups",
+    status_code=201,
+    response_model=PaymentOut,
+    responses=problems(
+        404,
+        "customer_not_found",
+        422,
+        "unknown_currency",
+        "unknown_provider",
+        "provider_not_enabled",
+    ),
+)
 def top_up(
     customer_id: str,
     body: TopUpCreate,
@@ -43,7 +56,13 @@ def top_up(
     )
 
 
-@wallets.post("/adjust", response_model=WalletAdjustOut)
+@wallets.post(
+    "/adjust",
+    response_model=WalletAdjustOut,
+    responses=problems(
+        404, "customer_not_found", 422, "unknown_currency", "insufficient_wallet_balance"
+    ),
+)
 def adjust(
     customer_id: str,
     body: WalletAdjust,

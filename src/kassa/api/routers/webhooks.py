@@ -7,8 +7,10 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from kassa.api.auth import kassa_of
+from kassa.api.problem_docs import problems
+from kassa.api.routing import DocumentedRoute
 
-webhooks = APIRouter(tags=["webhooks"])
+webhooks = APIRouter(tags=["webhooks"], route_class=DocumentedRoute)
 
 
 class Acknowledgement(BaseModel):
@@ -16,7 +18,11 @@ class Acknowledgement(BaseModel):
     duplicate: bool
 
 
-@webhooks.post("/v1/webhooks/{provider}", response_model=Acknowledgement)
+@webhooks.post(
+    "/v1/webhooks/{provider}",
+    response_model=Acknowledgement,
+    responses=problems(400, "invalid_signature", "malformed_event", 404, "unknown_provider"),
+)
 async def receive_event(provider: str, request: Request) -> Acknowledgement:
     body = await request.body()
     receipt = await run_in_threadpool(
