@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make demo PORT=8100` serves the demo on another port
+PORT ?= 8000
 
 .PHONY: demo test lint check-migrations bench
 
@@ -12,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kassa demo
+	$(BIN)/kassa demo --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from kassa.config import Settings
 from kassa.domain.errors import DomainError
@@ -21,9 +22,29 @@ from kassa.storage import migrate as migrations
 app = typer.Typer(help="kassa: orders, payments and refunds for Stripe-first shops.")
 keys_app = typer.Typer(help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are never broken mid-line
 
 CLI = RequestContext.system(CLI_ACTOR)
+JOB_STATES = ("queued", "running", "done", "dead")
+
+
+def _stdout() -> Console:
+    """stdout for tables: a terminal's own width; into a pipe or a file, wide enough that no
+    cell (an id to paste into the next command) is ever cut or wrapped."""
+    out = Console(highlight=False)
+    return out if out.is_terminal else Console(highlight=False, width=4096)
+
+
+def _whole(header: str) -> Column:
+    """A column whose values (ids, kinds) are never cut short with an ellipsis."""
+    return Column(header, no_wrap=True, overflow="fold")
+
+
+def _log_to_stderr() -> None:
+    """INFO lines (one per background job) on stderr, unless logging is configured already."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _kassa() -> Kassa:
@@ -39,6 +60,7 @@ def _serve(kassa: Kassa, host: str, port: int, worker: bool) -> None:
         kassa.mock_webhook_url = f"http://{local}:{port}/v1/webhooks/mock"
     embedded = WorkerThread(Worker(kassa)) if worker else None
     if embedded:
+        _log_to_stderr()
         embedded.start()
     try:
         uvicorn.run(create_app(kassa), host=host, port=port, log_level="info")
@@ -57,6 +79,7 @@ def worker(
 
     from kassa.worker import Worker
 
+    _log_to_stderr()
     kassa = _kassa()
     runner = Worker(kassa, poll_s=poll)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
@@ -83,7 +106,7 @@ def jobs_list(
         return
     kassa = _kassa()
     try:
-        table = Table("job", "kind", "state", "attempts", "run after", "last error")
+        table = Table(_whole("job"), _whole("kind"), "state", "attempts", "run after", "last error")
         for job in kassa.jobs.list(state, limit):
             table.add_row(
                 str(job.pk),
@@ -93,9 +116,11 @@ def jobs_list(
                 job.run_after.isoformat(timespec="seconds"),
                 (job.last_error or "")[:60],
             )
-        out = Console()
+        out = _stdout()
         out.print(table)
-        out.print(kassa.jobs.counts())
+        counts = kassa.jobs.counts()
+        states = [*JOB_STATES, *sorted(set(counts) - set(JOB_STATES))]
+        out.print(" ".join(f"{s}={counts.get(s, 0)}" for s in states), markup=False)
     finally:
         kassa.close()
 
@@ -168,7 +193,7 @@ def keys_list() -> None:
     """List API keys (never their secrets)."""
     kassa = _kassa()
     try:
-        table = Table("id", "name", "role", "secret", "created", "revoked")
+        table = Table(_whole("id"), "name", "role", "secret", "created", "revoked")
         for key in kassa.api_keys.list():
             table.add_row(
                 key.id,
@@ -178,7 +203,7 @@ def keys_list() -> None:
                 key.created_at.isoformat(),
                 key.revoked_at.isoformat() if key.revoked_at else "",
             )
-        Console().print(table)
+        _stdout().print(table)
     finally:
         kassa.close()
 
@@ -264,9 +289,9 @@ def demo(
     created = load_demo_catalogue(kassa.catalogue, CLI)
     _, secret = kassa.api_keys.create(CLI, "admin", "demo admin")
     base = f"http://{host}:{port}"
-    err.print(f"demo catalogue ready ({created} new products) in {url}")
+    err.print(f"demo catalogue ready ({created} new products) in {url}", markup=False)
     err.print(f"API:  {base}/v1/products   docs: {base}/docs")
-    err.print(f'try:  curl -H "Authorization: Bearer {secret}" {base}/v1/products')
+    err.print(f'try:  curl -H "Authorization: Bearer {secret}" {base}/v1/products', markup=False)
     typer.echo(f"admin key: {secret}")
     typer.echo(f"url: {base}")
     _serve(kassa, host, port, worker=True)

@@ -56,9 +56,11 @@ class Worker:
         """Claim and run one batch of due jobs; returns how many ran."""
         claimed = self.kassa.jobs.claim(self.name, self._batch, set(self.handlers))
         for pk, kind in claimed:
-            state = self.kassa.jobs.run(pk, self.name, self.handlers[kind])
-            if state != "done":
-                log.warning("job %s (%s) -> %s", pk, kind, state)
+            state = self.kassa.jobs.run(pk, self.name, self.handlers[kind])  # logs its line
+            if state == "lost":
+                log.warning(
+                    "job lost kind=%s id=%s (its lease ran out; another worker has it)", kind, pk
+                )
         return len(claimed)
 
     def _upkeep(self) -> None:

@@ -13,7 +13,9 @@ dead-lettered after `max_attempts`; `retry_dead` puts them back.
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +28,8 @@ from sqlalchemy.orm import Session
 from kassa.services.context import Clock
 from kassa.storage.database import Database
 from kassa.storage.tables import Job
+
+log = logging.getLogger("kassa.jobs")
 
 QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
 DEFAULT_MAX_ATTEMPTS = 12
@@ -112,6 +116,27 @@ class JobView:
         )
 
 
+def _log_job(
+    pk: int, kind: str, attempt: int, started: float, state: str, error: str | None = None
+) -> None:
+    """One line per job run: `job done kind=... id=... attempt=... ms=...`; a failure says
+    whether it will be retried (`outcome=retry`) or was dead-lettered (`outcome=dead`)."""
+    ms = round((time.monotonic() - started) * 1000)
+    if state == DONE:
+        log.info("job done kind=%s id=%s attempt=%s ms=%s outcome=done", kind, pk, attempt, ms)
+    else:  # a retry is routine (INFO); a dead-lettered job needs someone (WARNING)
+        log.log(
+            logging.WARNING if state == DEAD else logging.INFO,
+            "job failed kind=%s id=%s attempt=%s ms=%s outcome=%s error=%s",
+            kind,
+            pk,
+            attempt,
+            ms,
+            "retry" if state == QUEUED else state,
+            error,
+        )
+
+
 class JobQueue:
     def __init__(
         self, db: Database, clock: Clock, *, lease_s: int = 60, rng: random.Random | None = None
@@ -165,9 +190,11 @@ class JobQueue:
             return claimed
 
     def run(self, pk: int, worker: str, handler: JobHandler) -> str:
-        """Run one claimed job; returns its new state."""
+        """Run one claimed job; returns its new state. Logs one line per job it finishes or
+        fails: kind, id, attempt, duration and outcome (WARNING when dead-lettered)."""
+        started = time.monotonic()
         if not handler.in_transaction:
-            return self._run_outside(pk, worker, handler)
+            return self._run_outside(pk, worker, handler, started)
         try:
             with self._db.transaction() as session:
                 job = session.scalar(
@@ -183,32 +210,38 @@ class JobQueue:
                 job.finished_at = self._clock()
                 job.lease_until = None
                 job.last_error = None
-                return DONE
+                kind, attempt = job.kind, job.attempts
         except Exception as exc:  # the handler's transaction rolled back
-            return self._failed(pk, worker, exc)
+            return self._failed(pk, worker, exc, started)
+        _log_job(pk, kind, attempt, started, DONE)
+        return DONE
 
-    def _run_outside(self, pk: int, worker: str, handler: JobHandler) -> str:
+    def _run_outside(self, pk: int, worker: str, handler: JobHandler, started: float) -> str:
         with self._db.transaction(read_only=True) as session:
-            payload = session.scalar(
-                select(Job.payload).where(
+            row = session.execute(
+                select(Job.payload, Job.kind, Job.attempts).where(
                     Job.pk == pk, Job.state == RUNNING, Job.locked_by == worker
                 )
-            )
-        if payload is None:
+            ).first()
+        if row is None:
             return "lost"
+        payload, kind, attempt = row
         try:
             handler.fn(dict(payload))
         except Exception as exc:
-            return self._failed(pk, worker, exc)
+            return self._failed(pk, worker, exc, started)
         with self._db.transaction() as session:
             done = session.execute(
                 update(Job)
                 .where(Job.pk == pk, Job.state == RUNNING, Job.locked_by == worker)
                 .values(state=DONE, finished_at=self._clock(), lease_until=None, last_error=None)
             )
-            return DONE if getattr(done, "rowcount", 0) == 1 else "lost"
+            state = DONE if getattr(done, "rowcount", 0) == 1 else "lost"
+        if state == DONE:
+            _log_job(pk, kind, attempt, started, DONE)
+        return state
 
-    def _failed(self, pk: int, worker: str, exc: Exception) -> str:
+    def _failed(self, pk: int, worker: str, exc: Exception, started: float) -> str:
         now = self._clock()
         with self._db.transaction() as session:
             job = session.scalar(
@@ -225,7 +258,9 @@ class JobQueue:
             else:
                 job.state = QUEUED
                 job.run_after = now + timedelta(seconds=backoff_s(job.attempts, self._rng))
-            return job.state
+            kind, attempt, state, error = job.kind, job.attempts, job.state, job.last_error
+        _log_job(pk, kind, attempt, started, state, error)
+        return state
 
     def list(self, state: str | None = None, limit: int = 50) -> list[JobView]:
         with self._db.transaction(read_only=True) as session:
