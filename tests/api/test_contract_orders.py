@@ -604,7 +604,7 @@ def test_list_returns_full_orders(client: TestClient, keys: Keys) -> None:
     order = create_order(client, keys, [("MUG", 1)])
     response = client.get("/v1/orders", headers=keys.headers("analyst"))
     assert response.status_code == 200, response.text
-    assert response.json() == {"data": [order], "has_more": False}
+    assert response.json() == {"object": "list", "data": [order], "has_more": False}
 
 
 def test_list_unknown_status_filter_is_422(client: TestClient, keys: Keys) -> None:

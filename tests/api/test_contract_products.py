@@ -304,7 +304,7 @@ def test_read_without_key_is_401(client: TestClient, keys: Keys) -> None:
 def test_empty_list(client: TestClient, keys: Keys) -> None:
     response = client.get("/v1/products", headers=keys.headers("analyst"))
     assert response.status_code == 200
-    assert response.json() == {"data": [], "has_more": False}
+    assert response.json() == {"object": "list", "data": [], "has_more": False}
 
 
 def test_list_default_limit_is_20(client: TestClient, keys: Keys) -> None:

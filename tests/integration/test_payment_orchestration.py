@@ -190,7 +190,9 @@ def _degrade_mock(client: TestClient, keys: Keys, shop: Kassa) -> None:
 def test_a_degraded_gateway_gets_no_retry(shop: Kassa, client: TestClient, keys: Keys) -> None:
     _degrade_mock(client, keys, shop)
     health = client.get("/v1/gateways/health", headers=keys.headers("analyst")).json()
-    mock = next(h for h in health if h["provider"] == "mock")
+    assert (health["object"], health["has_more"]) == ("list", False)
+    mock = next(h for h in health["data"] if h["provider"] == "mock")
+    assert mock["object"] == "gateway_health"
     assert mock["state"] == "degraded"
     # every attempt failed; how many there were depends on when the degradation was first
     # seen (a degraded gateway gets no retry), which the health cache makes timing-dependent
@@ -222,7 +224,7 @@ def test_requires_action_returns_next_action_and_is_not_a_failure(
     shop.gateway_health.forget_cache()
     mock = next(
         h
-        for h in client.get("/v1/gateways/health", headers=keys.headers("analyst")).json()
+        for h in client.get("/v1/gateways/health", headers=keys.headers("analyst")).json()["data"]
         if h["provider"] == "mock"
     )
     assert (mock["state"], mock["failure_rate"]) == ("healthy", 0.0)

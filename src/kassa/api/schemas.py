@@ -74,6 +74,9 @@ class Output(BaseModel):
 
 
 class ListOf(Output, Generic[T]):
+    """Every list: `{"object": "list", "data": [...], "has_more": bool}`."""
+
+    object: Literal["list"] = "list"
     data: list[T]
     has_more: bool
 
@@ -98,7 +101,7 @@ class ProductUpdate(Input):
 
 class ProductOut(Output):
     id: str
-    object: str = "product"
+    object: Literal["product"] = "product"
     sku: str
     title: str
     unit_amount: int
@@ -121,7 +124,7 @@ class CustomerCreate(Input):
 
 class CustomerOut(Output):
     id: str
-    object: str = "customer"
+    object: Literal["customer"] = "customer"
     email: str
     name: str | None
     created_at: datetime
@@ -157,7 +160,7 @@ class OrderLineOut(Output):
 
 class OrderOut(Output):
     id: str
-    object: str = "order"
+    object: Literal["order"] = "order"
     number: str
     status: str
     currency: str
@@ -188,7 +191,7 @@ class OrderOut(Output):
 
 class AuditOut(Output):
     id: str
-    object: str = "audit_record"
+    object: Literal["audit_record"] = "audit_record"
     actor_key_id: str
     action: str
     subject_id: str
@@ -239,7 +242,7 @@ class AttemptOut(Output):
 
 class PaymentOut(Output):
     id: str
-    object: str = "payment"
+    object: Literal["payment"] = "payment"
     order: str | None
     top_up_customer: str | None
     provider: str
@@ -260,6 +263,7 @@ class PaymentOut(Output):
 
 
 class GatewayHealthOut(BaseModel):
+    object: Literal["gateway_health"] = "gateway_health"
     provider: str
     state: str
     window_s: int
@@ -271,6 +275,7 @@ class GatewayHealthOut(BaseModel):
 
 
 class PaymentAnalyticsOut(Output):
+    object: Literal["payment_analytics"] = "payment_analytics"
     window_s: int
     attempts: int
     payments: int
@@ -289,6 +294,7 @@ class BrowserConfirm(Input):
 
 class MockChargeOut(Output):
     id: str
+    object: Literal["mock_charge"] = "mock_charge"
     intent_id: str
     reference: str
     order_ref: str | None
@@ -301,6 +307,7 @@ class MockChargeOut(Output):
 
 class MockRefundOut(Output):
     id: str
+    object: Literal["mock_refund"] = "mock_refund"
     charge_id: str
     intent_id: str
     reference: str
@@ -329,7 +336,7 @@ class RefundPartOut(Output):
 
 class RefundOut(Output):
     id: str
-    object: str = "refund"
+    object: Literal["refund"] = "refund"
     order: str
     payment: str | None
     amount: int
@@ -346,6 +353,7 @@ class RefundOut(Output):
 
 class WalletEntryOut(Output):
     id: str
+    object: Literal["wallet_entry"] = "wallet_entry"
     currency: str
     amount: int
     balance_after: int
@@ -356,7 +364,7 @@ class WalletEntryOut(Output):
 
 
 class WalletOut(Output):
-    object: str = "wallet"
+    object: Literal["wallet"] = "wallet"
     customer: str
     balances: dict[str, int]
     lifetime_paid: dict[str, int]
@@ -406,7 +414,7 @@ class DocumentOut(Output):
     """An issued invoice or credit note, as frozen when it was issued."""
 
     id: str
-    object: str
+    object: Literal["invoice", "credit_note"]
     number: str
     order: str
     refund: str | None

@@ -31,6 +31,7 @@ class Permission(StrEnum):
     READ_AUDIT = "read_audit"
     PAY_ORDERS = "pay_orders"
     READ_PAYMENTS = "read_payments"
+    LIST_PAYMENTS = "list_payments"  # every payment, not only one order's
     READ_GATEWAYS = "read_gateways"
     READ_ANALYTICS = "read_analytics"
     INSPECT_PROVIDER = "inspect_provider"
@@ -56,6 +57,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.READ_AUDIT: Role.ADMIN,
     Permission.PAY_ORDERS: Role.OPS,
     Permission.READ_PAYMENTS: Role.ANALYST,
+    Permission.LIST_PAYMENTS: Role.ANALYST,
     Permission.READ_GATEWAYS: Role.ANALYST,
     Permission.READ_ANALYTICS: Role.ANALYST,
     Permission.INSPECT_PROVIDER: Role.ADMIN,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 
 from kassa.domain.errors import not_found
 from kassa.domain.ids import new_id
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
+from kassa.services.pagination import Page, paginate
 from kassa.storage.database import Database
 from kassa.storage.tables import Customer
 
@@ -62,3 +64,13 @@ class Customers:
             if row is None:
                 raise not_found("customer_not_found", f"no customer {customer_id!r}")
             return CustomerView.of(row)
+
+    def list(
+        self, *, limit: int, starting_after: str | None = None, email: str | None = None
+    ) -> Page[CustomerView]:
+        """Newest first; `email` matches whatever its case (index `ix_customers_email_lower`)."""
+        stmt: Select[Any] = select(Customer)
+        if email:
+            stmt = stmt.where(func.lower(Customer.email) == email.lower())
+        with self._db.transaction(read_only=True) as session:
+            return paginate(session, Customer, stmt, limit, starting_after).map(CustomerView.of)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from kassa.documents import (
@@ -41,6 +41,7 @@ from kassa.domain.refunds import RefundStatus
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater, enqueue
+from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.storage.database import Database
 from kassa.storage.tables import Customer, DocumentCounter, IssuedDocument, Order, Refund
 from kassa.storage.upsert import insert_unless_exists
@@ -330,6 +331,26 @@ class Invoices:
                 .order_by(IssuedDocument.pk)
             ).all()
             return [DocumentView.of(row) for row in rows]
+
+    def list(
+        self,
+        kind: str,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        order: str | None = None,
+        created: CreatedRange = ANY_TIME,
+    ) -> Page[DocumentView]:
+        """Invoices or credit notes, newest first; `created` filters on `issued_at`."""
+        of_kind = IssuedDocument.kind == kind
+        stmt: Select[Any] = created.apply(
+            select(IssuedDocument).where(of_kind), IssuedDocument.issued_at
+        )
+        if order:
+            stmt = stmt.where(IssuedDocument.order_id == order)
+        with self._db.transaction(read_only=True) as session:
+            page = paginate(session, IssuedDocument, stmt, limit, starting_after, of_kind)
+            return page.map(DocumentView.of)
 
     def html(self, document_id: str, kind: str) -> str:
         return render_html(self.get(document_id, kind).document)

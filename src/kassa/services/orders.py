@@ -38,7 +38,7 @@ from kassa.services import audit
 from kassa.services.catalogue import catalogue_entry
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
-from kassa.services.pagination import Page, paginate
+from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.storage.database import Database
 from kassa.storage.tables import Customer, Order, OrderLine, Payment, Product
 
@@ -338,8 +338,9 @@ class Orders:
         customer: str | None = None,
         status: str | None = None,
         email: str | None = None,
+        created: CreatedRange = ANY_TIME,
     ) -> Page[OrderView]:
-        stmt: Select[Any] = select(Order)
+        stmt: Select[Any] = created.apply(select(Order), Order.created_at)
         if sees_only_own_orders(ctx.role):
             stmt = stmt.where(Order.created_by_key == ctx.actor_key_id)
         if customer:

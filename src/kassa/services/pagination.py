@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, select
@@ -24,6 +25,24 @@ class Page(Generic[T]):
 
     def map(self, fn: Callable[[T], U]) -> Page[U]:
         return Page([fn(item) for item in self.data], self.has_more)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedRange:
+    """The time filter of a list: `created[gte]` <= created < `created[lt]` (either open)."""
+
+    gte: datetime | None = None
+    lt: datetime | None = None
+
+    def apply(self, stmt: Select[Any], column: Any) -> Select[Any]:
+        if self.gte is not None:
+            stmt = stmt.where(column >= self.gte)
+        if self.lt is not None:
+            stmt = stmt.where(column < self.lt)
+        return stmt
+
+
+ANY_TIME = CreatedRange()
 
 
 def paginate(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from kassa.domain.errors import DomainError, ErrorKind, FieldProblem, conflict, invalid, not_found
@@ -40,6 +40,7 @@ from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import attach_resource
 from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
 from kassa.services.orders import lock_order
+from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.services.settlement import lock_payment, payment_succeeded
 from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
@@ -545,3 +546,66 @@ class Payments:
             )
         )
         return _view(row, attempts)
+
+    # -- lists ------------------------------------------------------------------------
+
+    def list(
+        self,
+        ctx: RequestContext,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        order: str | None = None,
+        status: str | None = None,
+        provider: str | None = None,
+        created: CreatedRange = ANY_TIME,
+    ) -> Page[PaymentView]:
+        """All payments (order payments and wallet top-ups), newest first; staff only."""
+        stmt: Select[Any] = created.apply(select(Payment), Payment.created_at)
+        if order:
+            stmt = stmt.where(Payment.order_id == order)
+        if status:
+            stmt = stmt.where(Payment.status == status)
+        if provider:
+            stmt = stmt.where(Payment.provider == provider)
+        with self._db.transaction(read_only=True) as session:
+            return self._page(session, stmt, limit, starting_after)
+
+    def list_for_order(
+        self,
+        ctx: RequestContext,
+        order_id: str,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+    ) -> Page[PaymentView]:
+        """The payments of one order; a storefront key sees only its own orders (404)."""
+        with self._db.transaction(read_only=True) as session:
+            order = session.scalar(select(Order).where(Order.id == order_id))
+            if order is None or (
+                sees_only_own_orders(ctx.role) and order.created_by_key != ctx.actor_key_id
+            ):
+                raise not_found("order_not_found", f"no order {order_id!r}")
+            in_order = Payment.order_id == order_id
+            stmt: Select[Any] = select(Payment).where(in_order)
+            return self._page(session, stmt, limit, starting_after, in_order)
+
+    @staticmethod
+    def _page(
+        session: Session,
+        stmt: Select[Any],
+        limit: int,
+        starting_after: str | None,
+        cursor_scope: Any = None,
+    ) -> Page[PaymentView]:
+        page = paginate(session, Payment, stmt, limit, starting_after, cursor_scope)
+        ids = [row.id for row in page.data]
+        attempts: dict[str, list[PaymentAttempt]] = {pid: [] for pid in ids}
+        if ids:
+            for attempt in session.scalars(
+                select(PaymentAttempt)
+                .where(PaymentAttempt.payment_id.in_(ids))
+                .order_by(PaymentAttempt.payment_id, PaymentAttempt.number)
+            ):
+                attempts[attempt.payment_id].append(attempt)
+        return page.map(lambda row: _view(row, attempts[row.id]))

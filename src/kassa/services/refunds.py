@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from kassa.domain.errors import FieldProblem, invalid, not_found
 from kassa.domain.ids import new_id
@@ -41,6 +41,7 @@ from kassa.services.idempotency import attach_resource
 from kassa.services.invoices import request_credit_note
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orders import lock_order
+from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.services.payments import failure_json, provider_idempotency_base
 from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
@@ -433,27 +434,98 @@ class Refunds:
             first = session.scalar(select(Refund).where(Refund.id == refund_id))
             if first is None:
                 raise not_found("refund_not_found", f"no refund {refund_id!r}")
-            group = first.group_id or first.id
-            rows = session.scalars(
-                select(Refund)
-                .where((Refund.group_id == group) | (Refund.id == group))
-                .order_by(Refund.pk)
-            ).all()
-            head = next(r for r in rows if r.id == group)
-            return RefundView(
+            return _group_views(session, [first.group_id or first.id])[0]
+
+    # -- lists ------------------------------------------------------------------------
+
+    def list(
+        self,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        order: str | None = None,
+        status: str | None = None,
+        created: CreatedRange = ANY_TIME,
+    ) -> Page[RefundView]:
+        """Refunds (one per request, however many parts), newest first. `status` is the
+        refund's own, derived from its parts as `get` derives it."""
+        stmt: Select[Any] = created.apply(select(Refund).where(_IS_HEAD), Refund.created_at)
+        if order:
+            stmt = stmt.where(Refund.order_id == order)
+        if status:
+            stmt = stmt.where(_group_status_is(status))
+        with self._db.transaction(read_only=True) as session:
+            return self._page(session, stmt, limit, starting_after, _IS_HEAD)
+
+    def list_for_order(
+        self, order_id: str, *, limit: int, starting_after: str | None = None
+    ) -> Page[RefundView]:
+        with self._db.transaction(read_only=True) as session:
+            if session.scalar(select(Order.pk).where(Order.id == order_id)) is None:
+                raise not_found("order_not_found", f"no order {order_id!r}")
+            scope = _IS_HEAD & (Refund.order_id == order_id)
+            return self._page(session, select(Refund).where(scope), limit, starting_after, scope)
+
+    @staticmethod
+    def _page(
+        session: Session,
+        stmt: Select[Any],
+        limit: int,
+        starting_after: str | None,
+        scope: ColumnElement[bool],
+    ) -> Page[RefundView]:
+        page = paginate(session, Refund, stmt, limit, starting_after, scope)
+        return Page(_group_views(session, [row.id for row in page.data]), page.has_more)
+
+
+# A refund as the API shows it is its group's first part (a lone refund has no group).
+_IS_HEAD: ColumnElement[bool] = or_(Refund.group_id.is_(None), Refund.group_id == Refund.id)
+
+
+def _group_status_is(status: str) -> ColumnElement[bool]:
+    """SQL for `group_status(parts) == status` of the head row in the outer query."""
+    part = aliased(Refund)
+    in_group = or_(part.group_id == Refund.id, part.id == Refund.id)
+
+    def some_part_not(value: str) -> ColumnElement[bool]:
+        return exists().where(in_group, part.status != value)
+
+    if status == SUCCEEDED:
+        return ~some_part_not(SUCCEEDED)
+    if status == FAILED:
+        return ~some_part_not(FAILED)
+    return some_part_not(SUCCEEDED) & some_part_not(FAILED)
+
+
+def _group_views(session: Session, group_ids: list[str]) -> list[RefundView]:
+    """The views of these refund groups (by their heads' ids), in the order given."""
+    rows = session.scalars(
+        select(Refund)
+        .where(or_(Refund.group_id.in_(group_ids), Refund.id.in_(group_ids)))
+        .order_by(Refund.pk)
+    ).all()
+    views = []
+    for group in group_ids:
+        parts = [r for r in rows if r.id == group or r.group_id == group]
+        head = next(r for r in parts if r.id == group)
+        views.append(
+            RefundView(
                 id=head.id,
                 order=head.order_id,
                 payment=head.payment_id,
-                amount=sum(r.amount for r in rows),
+                amount=sum(r.amount for r in parts),
                 currency=head.currency,
-                status=group_status([r.status for r in rows]),
+                status=group_status([r.status for r in parts]),
                 destination=head.destination,
                 provider_refund_id=head.provider_refund_id,
                 reason=head.reason,
                 origin=head.origin,
                 failure=head.failure,
                 parts=tuple(
-                    RefundPart(r.payment_id, r.amount, r.status, r.provider_refund_id) for r in rows
+                    RefundPart(r.payment_id, r.amount, r.status, r.provider_refund_id)
+                    for r in parts
                 ),
                 created_at=head.created_at,
             )
+        )
+    return views

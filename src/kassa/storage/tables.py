@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -109,6 +110,9 @@ class Customer(Base):
     created_by_key: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTC_TIME)
 
+    # `GET /v1/customers?email=` matches whatever the case.
+    __table_args__ = (Index("ix_customers_email_lower", func.lower(email)),)
+
 
 class Order(Base):
     __tablename__ = "orders"
@@ -132,7 +136,7 @@ class Order(Base):
     created_by_key: Mapped[str | None] = mapped_column(String(40), index=True)
     reservation_expires_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     cancel_reason: Mapped[str | None] = mapped_column(String(40))
-    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME, index=True)
     paid_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     canceled_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
@@ -430,7 +434,7 @@ class Refund(Base):
     idempotency_base: Mapped[str | None] = mapped_column(String(300))
     failure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_by_key: Mapped[str | None] = mapped_column(String(40))
-    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -512,7 +516,7 @@ class IssuedDocument(Base):
     total: Mapped[int] = mapped_column(BigInteger)
     tax: Mapped[int] = mapped_column(BigInteger)
     content: Mapped[dict[str, Any]] = mapped_column(JSON)
-    issued_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    issued_at: Mapped[datetime] = mapped_column(UTC_TIME, index=True)
     __table_args__ = (
         CheckConstraint("kind IN ('invoice', 'credit_note')", name="kind"),
         CheckConstraint(

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Query
 
 from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
-from kassa.api.routers.common import router
-from kassa.api.schemas import CustomerCreate, CustomerOut
+from kassa.api.routers.common import ListParams, list_params, router
+from kassa.api.schemas import CustomerCreate, CustomerOut, ListOf
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
@@ -23,6 +23,18 @@ def create_customer(
     kassa: Core,
 ) -> object:
     return kassa.customers.create(ctx, str(body.email), body.name)
+
+
+@customers.get("", response_model=ListOf[CustomerOut])
+def list_customers(
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_CUSTOMERS))],
+    kassa: Core,
+    page: Annotated[ListParams, Depends(list_params)],
+    email: Annotated[
+        str | None, Query(max_length=320, description="matches whatever its case")
+    ] = None,
+) -> object:
+    return kassa.customers.list(limit=page.limit, starting_after=page.starting_after, email=email)
 
 
 @customers.get(

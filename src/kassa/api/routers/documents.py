@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Query
 from starlette.responses import HTMLResponse, Response
 
 from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
-from kassa.api.routers.common import router
+from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import DocumentOut, ListOf
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 from kassa.services.invoices import CREDIT_NOTE, INVOICE, DocumentView
 from kassa.services.kassa import Kassa
+from kassa.services.pagination import CreatedRange
 
 documents = router("", "invoices and credit notes")
 Core = Annotated[Kassa, Depends(kassa_of)]
@@ -82,6 +83,23 @@ def _document_routes(kind: str, path: str, label: str) -> None:
     def one(document_id: str, ctx: Reader, kassa: Core) -> object:
         return document_out(kassa.invoices.get(document_id, kind))
 
+    def listed(
+        ctx: Reader,
+        kassa: Core,
+        page: Annotated[ListParams, Depends(list_params)],
+        created: Annotated[CreatedRange, Depends(created_range)],
+        order: Annotated[str | None, Query(max_length=40)] = None,
+    ) -> object:
+        found = kassa.invoices.list(
+            kind, limit=page.limit, starting_after=page.starting_after, order=order, created=created
+        )
+        return found.map(document_out)
+
+    documents.get(
+        path,
+        response_model=ListOf[DocumentOut],
+        summary=f"List {label}s (newest first; `created` is when it was issued)",
+    )(listed)
     missing = problems(404, f"{kind}_not_found")
     documents.get(
         path + "/{document_id}.pdf",

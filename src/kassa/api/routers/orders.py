@@ -7,13 +7,14 @@ from pydantic import EmailStr
 
 from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
-from kassa.api.routers.common import ListParams, list_params, router
+from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import ListOf, OrderCreate, OrderOut
 from kassa.domain.orders import LineRequest
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
+from kassa.services.pagination import CreatedRange
 
 orders = router("/v1/orders", "orders")
 Core = Annotated[Kassa, Depends(kassa_of)]
@@ -59,6 +60,7 @@ def list_orders(
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_ORDERS))],
     kassa: Core,
     page: Annotated[ListParams, Depends(list_params)],
+    created: Annotated[CreatedRange, Depends(created_range)],
     customer: Annotated[str | None, Query(max_length=40)] = None,
     status: Annotated[str | None, Query(pattern="^(pending|paid|fulfilled|canceled)$")] = None,
     email: Annotated[EmailStr | None, Query()] = None,
@@ -70,6 +72,7 @@ def list_orders(
         customer=customer,
         status=status,
         email=str(email) if email is not None else None,
+        created=created,
     )
 
 

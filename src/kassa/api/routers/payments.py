@@ -6,9 +6,10 @@ from fastapi import Depends, Query, Request, Response
 
 from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
-from kassa.api.routers.common import router
+from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import (
     GatewayHealthOut,
+    ListOf,
     PaymentAnalyticsOut,
     PaymentCreate,
     PaymentOut,
@@ -17,6 +18,7 @@ from kassa.domain.payments import PaymentStatus
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
+from kassa.services.pagination import CreatedRange
 from kassa.services.payment_analytics import parse_window
 
 payments = router("", "payments")
@@ -65,6 +67,45 @@ def pay_order(
 
 
 @payments.get(
+    "/v1/orders/{order_id}/payments",
+    response_model=ListOf[PaymentOut],
+    responses=problems(404, "order_not_found"),
+)
+def list_order_payments(
+    order_id: str,
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_PAYMENTS))],
+    kassa: Core,
+    page: Annotated[ListParams, Depends(list_params)],
+) -> object:
+    return kassa.payments.list_for_order(
+        ctx, order_id, limit=page.limit, starting_after=page.starting_after
+    )
+
+
+@payments.get("/v1/payments", response_model=ListOf[PaymentOut])
+def list_payments(
+    ctx: Annotated[RequestContext, Depends(require(Permission.LIST_PAYMENTS))],
+    kassa: Core,
+    page: Annotated[ListParams, Depends(list_params)],
+    created: Annotated[CreatedRange, Depends(created_range)],
+    order: Annotated[str | None, Query(max_length=40)] = None,
+    status: Annotated[
+        str | None, Query(pattern="^(processing|requires_action|succeeded|failed|canceled)$")
+    ] = None,
+    provider: Annotated[str | None, Query(pattern="^[a-z]{1,20}$")] = None,
+) -> object:
+    return kassa.payments.list(
+        ctx,
+        limit=page.limit,
+        starting_after=page.starting_after,
+        order=order,
+        status=status,
+        provider=provider,
+        created=created,
+    )
+
+
+@payments.get(
     "/v1/payments/{payment_id}",
     response_model=PaymentOut,
     responses=problems(404, "payment_not_found"),
@@ -77,13 +118,13 @@ def get_payment(
     return kassa.payments.get(ctx, payment_id)
 
 
-@payments.get("/v1/gateways/health", response_model=list[GatewayHealthOut])
+@payments.get("/v1/gateways/health", response_model=ListOf[GatewayHealthOut])
 def gateway_health(
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_GATEWAYS))],
     kassa: Core,
 ) -> object:
     reports = [kassa.gateway_health.report(name) for name in kassa.providers.names]
-    return [
+    health = [
         GatewayHealthOut(
             provider=r.provider,
             state=r.state.value,
@@ -96,6 +137,7 @@ def gateway_health(
         )
         for r in reports
     ]
+    return ListOf[GatewayHealthOut](data=health, has_more=False)
 
 
 @payments.get("/v1/analytics/payments", response_model=PaymentAnalyticsOut)

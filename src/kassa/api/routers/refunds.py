@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
-from kassa.api.routers.common import router
-from kassa.api.schemas import RefundCreate, RefundOut
+from kassa.api.routers.common import ListParams, created_range, list_params, router
+from kassa.api.schemas import ListOf, RefundCreate, RefundOut
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
+from kassa.services.pagination import CreatedRange
 
 refunds = router("", "refunds")
 Core = Annotated[Kassa, Depends(kassa_of)]
@@ -45,6 +46,40 @@ def refund_order(
         reason=body.reason,
         destination=body.destination,
         request_key=request.headers.get("idempotency-key"),
+    )
+
+
+@refunds.get(
+    "/v1/orders/{order_id}/refunds",
+    response_model=ListOf[RefundOut],
+    responses=problems(404, "order_not_found"),
+)
+def list_order_refunds(
+    order_id: str,
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_REFUNDS))],
+    kassa: Core,
+    page: Annotated[ListParams, Depends(list_params)],
+) -> object:
+    return kassa.refunds.list_for_order(
+        order_id, limit=page.limit, starting_after=page.starting_after
+    )
+
+
+@refunds.get("/v1/refunds", response_model=ListOf[RefundOut])
+def list_refunds(
+    ctx: Annotated[RequestContext, Depends(require(Permission.READ_REFUNDS))],
+    kassa: Core,
+    page: Annotated[ListParams, Depends(list_params)],
+    created: Annotated[CreatedRange, Depends(created_range)],
+    order: Annotated[str | None, Query(max_length=40)] = None,
+    status: Annotated[str | None, Query(pattern="^(pending|succeeded|failed)$")] = None,
+) -> object:
+    return kassa.refunds.list(
+        limit=page.limit,
+        starting_after=page.starting_after,
+        order=order,
+        status=status,
+        created=created,
     )
 
 
