@@ -17,6 +17,7 @@ from collections.abc import Callable
 from kassa.services.context import RequestContext
 from kassa.services.jobs import JobHandler
 from kassa.services.kassa import Kassa
+from kassa.storage.errors import StorageError
 
 log = logging.getLogger("kassa.worker")
 
@@ -34,11 +35,13 @@ class Worker:
         poll_s: float = 0.5,
         batch: int = 10,
         handlers: dict[str, JobHandler] | None = None,
+        max_backoff_s: float = 30.0,
     ) -> None:
         self.kassa = kassa
         self.name = name or worker_name()
         self._poll = poll_s
         self._batch = batch
+        self._max_backoff = max_backoff_s
         self.handlers: dict[str, JobHandler] = {**kassa.job_handlers(), **(handlers or {})}
         self._stop = threading.Event()
         self._periodic: list[tuple[float, Callable[[], object], list[float]]] = [
@@ -70,18 +73,29 @@ class Worker:
                 last[0] = now
                 try:
                     task()
+                except StorageError:
+                    raise  # the loop reports an outage, once per cycle
                 except Exception:
                     log.exception("periodic task failed; will retry")
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
+        backoff = 0.0
         while not self._stop.is_set():
             try:
                 self._upkeep()
                 ran = self.run_once()
+            except StorageError as exc:  # an outage: one line a cycle, waiting longer each time
+                backoff = min(self._max_backoff, max(self._poll, backoff * 2))
+                log.warning("database error: %s; retrying in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                continue
             except Exception:
                 log.exception("worker loop error; backing off")
                 ran = 0
+            if backoff:
+                log.info("database is back; worker %s resumes", self.name)
+                backoff = 0.0
             if not ran:
                 self._stop.wait(self._poll)
         log.info("worker %s stopped", self.name)

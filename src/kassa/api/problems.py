@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from kassa.domain.errors import DomainError, ErrorKind, FieldProblem
+from kassa.storage.errors import SchemaMissing, StorageError, storage_error
 
 log = logging.getLogger("kassa.api")
 
@@ -43,6 +44,8 @@ _STATUS_CODE = {
     422: "validation_error",
     429: "rate_limited",
 }
+# How long a client should wait before retrying while the database is away.
+DATABASE_RETRY_AFTER_S = 5
 
 
 # What FastAPI says of a body it could not even decode.
@@ -111,6 +114,17 @@ def response_for(exc: Exception) -> Response | None:
         return problem_response(
             exc.status, exc.code, exc.detail, exc.errors or None, headers=exc.headers
         )
+    if isinstance(exc, SchemaMissing):
+        return problem_response(
+            503, "database_not_migrated", "the database has no kassa schema: run `kassa migrate`"
+        )
+    if isinstance(exc, StorageError):  # the details (hosts, ports) stay in the log
+        return problem_response(
+            503,
+            "database_unavailable",
+            "the database is unavailable; retry later",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
     if isinstance(exc, RequestValidationError):
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
@@ -138,10 +152,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert response is not None
         return response
 
+    async def handle_storage(request: Request, exc: Exception) -> Response:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        response = response_for(exc)
+        assert response is not None
+        return response
+
     async def handle_unexpected(request: Request, exc: Exception) -> Response:
+        translated = storage_error(exc)  # one that did not pass through `Database`
+        if translated is not None:
+            return await handle_storage(request, translated)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal_error", "an unexpected error occurred")
 
     for kind in (DomainError, ApiProblem, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(kind, handle_known)
+    app.add_exception_handler(StorageError, handle_storage)
     app.add_exception_handler(Exception, handle_unexpected)

@@ -124,7 +124,11 @@ class KassaRoute(DocumentedRoute):
                     "a request with this Idempotency-Key is still being processed",
                 )
             case idempotency.Recover(pk, resource_type, resource_id):
-                response = await self._answer_from_resource(request, resource_type, resource_id)
+                try:
+                    response = await self._answer_from_resource(request, resource_type, resource_id)
+                except Exception:
+                    await run_in_threadpool(store.abandon_soon, pk)
+                    raise
                 await self._store(store, pk, response)
                 response.headers[REPLAYED] = "true"
                 return response
@@ -135,11 +139,12 @@ class KassaRoute(DocumentedRoute):
                 except Exception as exc:
                     known = response_for(exc)
                     if known is None or known.status_code >= 500:
-                        await run_in_threadpool(store.abandon, pk)
+                        # e.g. the database went away: free the key for the retry.
+                        await run_in_threadpool(store.abandon_soon, pk)
                         raise
                     response = known
                 if response.status_code >= 500:
-                    await run_in_threadpool(store.abandon, pk)
+                    await run_in_threadpool(store.abandon_soon, pk)
                     return response
                 await self._store(store, pk, response)
                 return response
@@ -162,4 +167,4 @@ class KassaRoute(DocumentedRoute):
     async def _store(store: idempotency.IdempotencyStore, pk: int, response: Response) -> None:
         body = bytes(getattr(response, "body", b""))
         headers = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
-        await run_in_threadpool(store.complete, pk, response.status_code, headers, body)
+        await run_in_threadpool(store.complete_soon, pk, response.status_code, headers, body)

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,8 +24,11 @@ from sqlalchemy.orm import Session
 
 from kassa.services.context import Clock, RequestContext
 from kassa.storage.database import Database
+from kassa.storage.errors import StorageError
 from kassa.storage.tables import IdempotencyKey
 from kassa.storage.upsert import insert_unless_exists
+
+log = logging.getLogger("kassa.idempotency")
 
 MAX_KEY_LENGTH = 255
 IN_PROGRESS = "in_progress"
@@ -103,8 +110,10 @@ class IdempotencyStore:
         self._clock = clock
         self._lock_timeout = timedelta(seconds=lock_timeout_s)
         self._retention = timedelta(seconds=retention_s)
+        self._deferred = _Deferred(float(lock_timeout_s))
 
     def begin(self, api_key_id: str, key: str, request_fingerprint: str) -> Decision:
+        self._deferred.run_due()  # a claim this process could not release yet goes first
         now = self._clock()
         with self._db.transaction() as session:
             # A key older than the retention is forgotten before it is looked at.
@@ -184,6 +193,16 @@ class IdempotencyStore:
                     .values(locked_at=self._clock() - self._lock_timeout)
                 )
 
+    def abandon_soon(self, pk: int) -> None:
+        """`abandon`, or, while the database is away, as soon as it is back: a request
+        that failed for want of a database must not keep its key locked for the whole
+        lock timeout."""
+        self._deferred.attempt(lambda: self.abandon(pk))
+
+    def complete_soon(self, pk: int, status: int, headers: dict[str, str], body: bytes) -> None:
+        """`complete`, or as soon as the database is back (the answer is already sent)."""
+        self._deferred.attempt(lambda: self.complete(pk, status, headers, body))
+
     def purge_expired(self) -> int:
         with self._db.transaction() as session:
             result = session.execute(
@@ -192,3 +211,60 @@ class IdempotencyStore:
                 )
             )
             return int(getattr(result, "rowcount", 0))
+
+
+class _Deferred:
+    """Writes that failed because the database was away, retried on a daemon thread
+    until they succeed or no longer matter (after `give_up_s` the lock timeout frees the
+    key anyway). In memory: if the process dies too, the lock timeout still applies."""
+
+    RETRY_S = 0.25
+
+    def __init__(self, give_up_s: float) -> None:
+        self._give_up_s = give_up_s
+        self._pending: list[tuple[float, Callable[[], None]]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def attempt(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except StorageError as exc:
+            log.warning("idempotency record not written (%s); retrying in the background", exc)
+            self._keep([(time.monotonic() + self._give_up_s, write)])
+
+    def _keep(self, writes: list[tuple[float, Callable[[], None]]]) -> None:
+        with self._lock:
+            self._pending.extend(writes)
+            if self._pending and (self._thread is None or not self._thread.is_alive()):
+                self._thread = threading.Thread(
+                    target=self._loop, name="kassa-idempotency-retry", daemon=True
+                )
+                self._thread.start()
+
+    def run_due(self) -> None:
+        """Retry every pending write once; keep those that still fail."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        kept: list[tuple[float, Callable[[], None]]] = []
+        for deadline, write in pending:
+            try:
+                write()
+            except StorageError:
+                if time.monotonic() < deadline:
+                    kept.append((deadline, write))
+            except Exception:
+                log.exception("could not release an idempotency key; its lock will time out")
+        if kept:
+            self._keep(kept)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.RETRY_S)
+            self.run_due()
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return

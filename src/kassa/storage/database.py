@@ -10,17 +10,41 @@ deferred `BEGIN` and run beside writers thanks to WAL.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from kassa.config import normalize_database_url
+from kassa.storage.errors import DatabaseUrlInvalid, SchemaMissing, storage_error
 
 _WRITE = "kassa_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A server that does not answer a connect within this long counts as down (503), rather
+# than holding every request for the operating system's TCP timeout.
+PG_CONNECT_TIMEOUT_S = 5
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Re-raise an outage or a missing schema as `kassa.storage.errors`' own errors."""
+    try:
+        yield
+    except Exception as exc:
+        translated = storage_error(exc)
+        if translated is None or translated is exc:
+            raise
+        raise translated from exc
+
+
+class SchemaStatus(enum.Enum):
+    CURRENT = "current"
+    MISSING = "missing"  # no kassa tables at all
+    BEHIND = "behind"  # migrated to an older revision than this code's
+    AHEAD = "ahead"  # a revision this code does not know (a newer release migrated it)
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -49,9 +73,24 @@ def _sqlite_engine(url: str) -> Engine:
 
 def make_engine(url: str) -> Engine:
     url = normalize_database_url(url)
-    if url.startswith("sqlite"):
-        return _sqlite_engine(url)
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    try:
+        if url.startswith("sqlite"):
+            return _sqlite_engine(url)
+        connect_args: dict[str, Any] = {}
+        if make_url(url).get_backend_name() == "postgresql":
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        # pool_pre_ping: a connection that died in an outage is replaced on checkout, so
+        # kassa recovers by itself when the database is back.
+        return create_engine(
+            url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=connect_args
+        )
+    except ImportError as exc:
+        raise DatabaseUrlInvalid(f"no driver for it: {exc}") from exc
+    except Exception as exc:
+        translated = storage_error(exc)
+        if translated is None:
+            raise
+        raise translated from exc
 
 
 class Database:
@@ -78,7 +117,7 @@ class Database:
     def transaction(self, *, read_only: bool = False) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
         factory = self._read if read_only else self._write
-        with factory() as session, session.begin():
+        with storage_errors(), factory() as session, session.begin():
             yield session
 
     @contextmanager
@@ -86,16 +125,44 @@ class Database:
         """A read-only transaction that sees one consistent state from its first query to
         its end (REPEATABLE READ on PostgreSQL; a WAL read transaction on SQLite), for
         checks that compare several tables."""
-        with self._snapshot() as session, session.begin():
+        with storage_errors(), self._snapshot() as session, session.begin():
             yield session
 
     def ping(self) -> bool:
         try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
+            with storage_errors(), self.engine.connect() as conn:
+                conn.execution_options(**{_WRITE: False}).exec_driver_sql("SELECT 1")
         except Exception:
             return False
         return True
+
+    def schema_status(self) -> SchemaStatus:
+        """Whether the database holds this code's schema (its alembic revision is the
+        head). Raises `DatabaseUnavailable` when the database does not answer."""
+        from kassa.storage.migrate import revisions
+
+        heads, known = revisions()
+        with storage_errors(), self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: False})
+            if not inspect(conn).has_table("alembic_version"):
+                return SchemaStatus.MISSING
+            current = {
+                str(v)
+                for v in conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
+            }
+        if current == heads:
+            return SchemaStatus.CURRENT
+        if not current:
+            return SchemaStatus.MISSING
+        return SchemaStatus.BEHIND if current <= known else SchemaStatus.AHEAD
+
+    def require_schema(self) -> None:
+        """Raise `SchemaMissing` unless the schema is this code's (or a newer one)."""
+        status = self.schema_status()
+        if status is SchemaStatus.MISSING:
+            raise SchemaMissing()
+        if status is SchemaStatus.BEHIND:
+            raise SchemaMissing("it is migrated to an older revision than this kassa's")
 
     def dispose(self) -> None:
         self.engine.dispose()

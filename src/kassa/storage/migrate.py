@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from kassa.config import normalize_database_url
 
@@ -29,3 +31,10 @@ def check(url: str) -> None:
     cfg = alembic_config(url)
     command.upgrade(cfg, "head")
     command.check(cfg)
+
+
+@lru_cache(maxsize=1)
+def revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """The head revision(s) of kassa's migrations, and every revision they know."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return frozenset(script.get_heads()), frozenset(r.revision for r in script.walk_revisions())

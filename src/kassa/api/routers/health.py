@@ -4,14 +4,16 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from kassa.api.auth import kassa_of
-from kassa.api.problems import problem_response
 from kassa.api.routing import DocumentedRoute
+from kassa.storage.migrate import revisions
 
 health = APIRouter(tags=["operations"], route_class=DocumentedRoute)
+revisions()  # read the migration scripts now, not on the first health check
 
 
 @health.get("/healthz", response_model=None)
 async def healthz(request: Request) -> object:
-    if await run_in_threadpool(kassa_of(request).db.ping):
-        return {"status": "ok"}
-    return problem_response(503, "database_unavailable", "the database does not answer")
+    """200 when the database answers and holds this kassa's schema; else 503
+    `database_unavailable` (with Retry-After) or `database_not_migrated`."""
+    await run_in_threadpool(kassa_of(request).db.require_schema)
+    return {"status": "ok"}
