@@ -18,6 +18,7 @@ from kassa.services.context import CLI_ACTOR, RequestContext
 from kassa.services.demo import load_demo_catalogue
 from kassa.services.kassa import Kassa
 from kassa.storage import migrate as migrations
+from kassa.storage.errors import storage_error
 
 app = typer.Typer(help="kassa: orders, payments and refunds for Stripe-first shops.")
 keys_app = typer.Typer(help="Manage API keys.")
@@ -47,8 +48,17 @@ def _log_to_stderr() -> None:
     )
 
 
-def _kassa() -> Kassa:
-    return Kassa(Settings.from_env())
+def _kassa(settings: Settings | None = None, *, schema: bool = True) -> Kassa:
+    """The core on KASSA_DATABASE_URL; unless `schema=False`, refuses (SchemaMissing) a
+    database that is not migrated, before any command works on it."""
+    kassa = Kassa(settings or Settings.from_env())
+    if schema:
+        try:
+            kassa.db.require_schema()
+        except BaseException:
+            kassa.close()
+            raise
+    return kassa
 
 
 def _serve(kassa: Kassa, host: str, port: int, worker: bool) -> None:
@@ -151,7 +161,7 @@ def serve(
     settings = Settings.from_env()
     if migrate:
         migrations.upgrade(settings.database_url)
-    _serve(Kassa(settings), host, port, worker)
+    _serve(_kassa(settings), host, port, worker)  # --no-migrate: refuses an unmigrated one
 
 
 @app.command()
@@ -175,7 +185,7 @@ def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
 ) -> None:
     """Create an API key; its secret is printed once, alone on the last line."""
-    kassa = _kassa()
+    kassa = _kassa(schema=False)  # it migrates
     try:
         migrations.upgrade(kassa.settings.database_url)
         key, secret = kassa.api_keys.create(CLI, role, name)
@@ -298,7 +308,16 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """Every command: a database kassa cannot use (unreachable, not migrated, a bad
+    KASSA_DATABASE_URL) is one line on stderr saying what to do, and exit status 1."""
+    try:
+        app()
+    except Exception as exc:
+        problem = storage_error(exc)
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
