@@ -51,6 +51,27 @@ def _secrets(raw: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (raw or "").split(",") if s.strip())
 
 
+# Every provider kassa can take payments through; `wallet` is the customers' own credit.
+KNOWN_PROVIDERS = ("stripe", "mock", "wallet")
+
+
+def _providers(raw: str | None, stripe_configured: bool) -> tuple[str, ...]:
+    """KASSA_PROVIDERS: the providers that take payments. The sandbox runs beside Stripe
+    only when named, so a Stripe shop never takes sandbox "payments" by accident."""
+    if not (raw or "").strip():
+        return ("stripe", "wallet") if stripe_configured else ("mock", "wallet")
+    names = tuple(dict.fromkeys(n.strip().lower() for n in (raw or "").split(",") if n.strip()))
+    unknown = [n for n in names if n not in KNOWN_PROVIDERS]
+    if unknown:
+        raise ValueError(
+            f"KASSA_PROVIDERS names unknown provider(s) {', '.join(unknown)}"
+            f" (known: {', '.join(KNOWN_PROVIDERS)})"
+        )
+    if "stripe" in names and not stripe_configured:
+        raise ValueError("KASSA_PROVIDERS names stripe but KASSA_STRIPE_SECRET_KEY is not set")
+    return names
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -68,6 +89,10 @@ class Settings:
     mock_webhook_url: str | None = None
     job_lease_s: int = 60
     default_provider_name: str | None = None
+    # None: the contract's default (see `_providers`); resolved by `enabled_providers`.
+    providers: tuple[str, ...] | None = None
+    # A payment still `processing` this long after it opened is settled by the worker.
+    payment_resume_after_s: int = 60
     payment_max_retries: int = 1
     retry_base_delay_ms: int = 200
     retry_max_delay_ms: int = 1000
@@ -90,22 +115,32 @@ class Settings:
     stuck_payment_after_s: int = 15 * 60
 
     @property
+    def enabled_providers(self) -> tuple[str, ...]:
+        if self.providers is not None:
+            return self.providers
+        return _providers(None, bool(self.stripe_secret_key))
+
+    @property
     def default_provider(self) -> str:
         if self.default_provider_name:
             return self.default_provider_name
-        return "stripe" if self.stripe_secret_key else "mock"
+        enabled = self.enabled_providers
+        return next((n for n in ("stripe", "mock") if n in enabled), "wallet")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         url = env.get("KASSA_DATABASE_URL") or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+        stripe_secret_key = env.get("KASSA_STRIPE_SECRET_KEY") or None
         return cls(
             database_url=normalize_database_url(url),
             reservation_ttl_s=_int(env, "KASSA_RESERVATION_TTL_S", 30 * 60),
             idempotency_retention_s=_int(env, "KASSA_IDEMPOTENCY_RETENTION_S", 48 * 3600),
             idempotency_lock_timeout_s=_int(env, "KASSA_IDEMPOTENCY_LOCK_TIMEOUT_S", 60),
             reservation_sweep_interval_s=_int(env, "KASSA_RESERVATION_SWEEP_INTERVAL_S", 30),
-            stripe_secret_key=env.get("KASSA_STRIPE_SECRET_KEY") or None,
+            stripe_secret_key=stripe_secret_key,
+            providers=_providers(env.get("KASSA_PROVIDERS"), bool(stripe_secret_key)),
+            payment_resume_after_s=_int(env, "KASSA_PAYMENT_RESUME_AFTER_S", 60),
             stripe_api_base=env.get("KASSA_STRIPE_API_BASE") or None,
             stripe_webhook_secrets=_secrets(env.get("KASSA_STRIPE_WEBHOOK_SECRET")),
             stripe_timeout_s=_float(env, "KASSA_STRIPE_TIMEOUT_S", 30.0),

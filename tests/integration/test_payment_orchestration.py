@@ -286,7 +286,7 @@ def test_payment_rules_for_orders(shop: Kassa, client: TestClient, keys: Keys) -
         json={"payment_method": "pm_card_visa", "provider": "nope"},
         headers=keys.headers("storefront"),
     )
-    assert bogus.status_code == 422 and bogus.json()["code"] == "unknown_provider"
+    assert bogus.status_code == 422 and bogus.json()["code"] == "provider_not_enabled"
     missing = client.post("/v1/orders/ord_nope/payments", json={}, headers=keys.headers("ops"))
     assert missing.status_code == 404
 

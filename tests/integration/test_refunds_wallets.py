@@ -176,7 +176,11 @@ def test_refund_to_wallet(shop: Kassa, client: TestClient, keys: Keys) -> None:
 
 
 def test_top_up_then_pay_from_the_wallet(shop: Kassa, client: TestClient, keys: Keys) -> None:
-    cus = customer(client, keys)
+    cus = str(  # the storefront's own customer: another key's would be 404
+        client.post(
+            "/v1/customers", json={"email": "w@example.com"}, headers=keys.headers("storefront")
+        ).json()["id"]
+    )
     t = client.post(
         f"/v1/customers/{cus}/wallet/top-ups",
         json={"amount": 2500, "currency": "eur", "payment_method": "pm_card_visa"},

@@ -9,10 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from kassa.api.app import create_app
 from kassa.config import Settings
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
+from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.tables import Job, ProviderEvent, Refund
 from kassa.worker import Worker
 from tests.conftest import FakeClock, Keys
@@ -29,9 +31,10 @@ def now(clock: FakeClock) -> int:
 
 
 def stored(kassa: Kassa) -> tuple[int, int]:
+    """Events stored, and the jobs that apply them."""
     with kassa.db.transaction(read_only=True) as s:
         events = s.scalar(select(func.count()).select_from(ProviderEvent)) or 0
-        jobs = s.scalar(select(func.count()).select_from(Job)) or 0
+        jobs = s.scalar(select(func.count()).where(Job.kind == APPLY_EVENT)) or 0
     return int(events), int(jobs)
 
 
@@ -114,9 +117,20 @@ def test_unknown_provider_is_404(client: TestClient, clock: FakeClock) -> None:
     assert post(client, BODY, signed(BODY, now(clock)), provider="paypal").status_code == 404
 
 
-def test_stripe_without_a_secret_refuses_everything(client: TestClient, clock: FakeClock) -> None:
-    r = post(client, BODY, signed(BODY, now(clock)), provider="stripe")
+def test_stripe_without_a_secret_refuses_everything(database_url: str, clock: FakeClock) -> None:
+    settings = Settings(database_url=database_url, stripe_secret_key="sk_test_no_webhook_secret")
+    core = Kassa(settings, clock=clock)
+    try:
+        with TestClient(create_app(core)) as stripe_client:
+            r = post(stripe_client, BODY, signed(BODY, now(clock)), provider="stripe")
+    finally:
+        core.close()
     assert r.status_code == 400 and r.json()["code"] == "invalid_signature"
+
+
+def test_no_webhook_route_for_a_provider_not_enabled(client: TestClient, clock: FakeClock) -> None:
+    r = post(client, BODY, signed(BODY, now(clock)), provider="stripe")  # Stripe not configured
+    assert r.status_code == 404 and r.json()["code"] == "unknown_provider"
 
 
 # -- effects ----------------------------------------------------------------------------

@@ -23,9 +23,11 @@ from starlette.responses import Response
 from kassa.api.auth import authenticate, kassa_of
 from kassa.api.problem_docs import common_problem_codes, document_problems
 from kassa.api.problems import ApiProblem, problem_response, response_for
+from kassa.domain.payments import PaymentStatus
 from kassa.services import idempotency
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
+from kassa.services.payments import PaymentView
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 REPLAYED = "Idempotent-Replayed"
@@ -39,6 +41,14 @@ RESOURCE_LOADERS: dict[str, Callable[[Kassa, str], object]] = {
     "payment": lambda k, rid: k.payments.get(RequestContext.system(), rid),
     "refund": lambda k, rid: k.refunds.get(rid),
 }
+
+
+def _status_of(resource: object, created: int) -> int:
+    """A payment still processing at its provider is answered 202, as when it was made
+    (kassa's worker settles it later); anything else with the route's own status."""
+    if isinstance(resource, PaymentView) and resource.status == PaymentStatus.PROCESSING:
+        return 202
+    return created
 
 
 def _is_json(content_type: str) -> bool:
@@ -161,7 +171,7 @@ class KassaRoute(DocumentedRoute):
             if model is not None and hasattr(model, "model_validate")
             else jsonable_encoder(resource)
         )
-        return JSONResponse(content, status_code=self.status_code or 200)
+        return JSONResponse(content, status_code=_status_of(resource, self.status_code or 200))
 
     @staticmethod
     async def _store(store: idempotency.IdempotencyStore, pk: int, response: Response) -> None:

@@ -42,6 +42,7 @@ class Permission(StrEnum):
     TOP_UP_WALLETS = "top_up_wallets"
     ADJUST_WALLETS = "adjust_wallets"
     READ_DOCUMENTS = "read_documents"
+    LIST_DOCUMENTS = "list_documents"  # every invoice or credit note, not only one's own
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -68,6 +69,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.TOP_UP_WALLETS: Role.OPS,
     Permission.ADJUST_WALLETS: Role.ADMIN,
     Permission.READ_DOCUMENTS: Role.ANALYST,
+    Permission.LIST_DOCUMENTS: Role.ANALYST,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(
@@ -80,6 +82,7 @@ _STOREFRONT: frozenset[Permission] = frozenset(
         Permission.READ_PAYMENTS,  # likewise only its own
         Permission.CONFIRM_AS_BROWSER,  # the sandbox's stand-in for the shopper's browser
         Permission.TOP_UP_WALLETS,  # a payment, like paying an order
+        Permission.READ_DOCUMENTS,  # only its own orders' invoices and credit notes
     }
 )
 

@@ -345,7 +345,7 @@ class Reconciliation:
         """kassa's payments and refunds at provider `name` against the provider's own list,
         both ways, over the window."""
         since = options.now - options.provider_window
-        provider = self._providers.get(name)
+        provider = self._providers.existing(name)
         try:
             intents = list(provider.list_intents(since))
             refunds = list(provider.list_refunds(since))

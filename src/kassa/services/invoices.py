@@ -91,6 +91,14 @@ class SellerProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentFile:
+    """A rendered document, named by its number."""
+
+    number: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentView:
     id: str
     kind: str
@@ -296,20 +304,30 @@ class Invoices:
 
     # -- reading ------------------------------------------------------------------------
 
-    def get(self, document_id: str, kind: str) -> DocumentView:
+    @staticmethod
+    def _order_visible(session: Session, ctx: RequestContext, order_id: str | None) -> bool:
+        """A storefront key reads the documents of the orders it created, no others."""
+        if order_id is None:
+            return False
+        owner = session.execute(
+            select(Order.created_by_key).where(Order.id == order_id)
+        ).one_or_none()
+        return owner is not None and ctx.may_see(owner.created_by_key)
+
+    def get(self, ctx: RequestContext, document_id: str, kind: str) -> DocumentView:
         with self._db.transaction(read_only=True) as session:
             row = session.scalar(
                 select(IssuedDocument).where(
                     IssuedDocument.id == document_id, IssuedDocument.kind == kind
                 )
             )
-            if row is None:
+            if row is None or not self._order_visible(session, ctx, row.order_id):
                 raise not_found(f"{kind}_not_found", f"no {kind.replace('_', ' ')} {document_id!r}")
             return DocumentView.of(row)
 
-    def invoice_of(self, order_id: str) -> DocumentView:
+    def invoice_of(self, ctx: RequestContext, order_id: str) -> DocumentView:
         with self._db.transaction(read_only=True) as session:
-            if session.scalar(select(Order.pk).where(Order.id == order_id)) is None:
+            if not self._order_visible(session, ctx, order_id):
                 raise not_found("order_not_found", f"no order {order_id!r}")
             row = session.scalar(
                 select(IssuedDocument).where(IssuedDocument.invoiced_order_id == order_id)
@@ -321,9 +339,9 @@ class Invoices:
                 )
             return DocumentView.of(row)
 
-    def credit_notes_of(self, order_id: str) -> list[DocumentView]:
+    def credit_notes_of(self, ctx: RequestContext, order_id: str) -> list[DocumentView]:
         with self._db.transaction(read_only=True) as session:
-            if session.scalar(select(Order.pk).where(Order.id == order_id)) is None:
+            if not self._order_visible(session, ctx, order_id):
                 raise not_found("order_not_found", f"no order {order_id!r}")
             rows = session.scalars(
                 select(IssuedDocument)
@@ -352,8 +370,9 @@ class Invoices:
             page = paginate(session, IssuedDocument, stmt, limit, starting_after, of_kind)
             return page.map(DocumentView.of)
 
-    def html(self, document_id: str, kind: str) -> str:
-        return render_html(self.get(document_id, kind).document)
+    def html(self, ctx: RequestContext, document_id: str, kind: str) -> str:
+        return render_html(self.get(ctx, document_id, kind).document)
 
-    def pdf(self, document_id: str, kind: str) -> bytes:
-        return render_pdf(self.get(document_id, kind).document)
+    def pdf(self, ctx: RequestContext, document_id: str, kind: str) -> DocumentFile:
+        view = self.get(ctx, document_id, kind)
+        return DocumentFile(view.number, render_pdf(view.document))

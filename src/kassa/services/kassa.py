@@ -34,7 +34,7 @@ from kassa.services.invoices import (
 from kassa.services.jobs import JobHandler, JobQueue
 from kassa.services.orders import Orders
 from kassa.services.payment_analytics import Analytics
-from kassa.services.payments import Payments
+from kassa.services.payments import RESUME_PAYMENT, Payments
 from kassa.services.refunds import RESUME_REFUND, Refunds
 from kassa.services.wallets import Wallets
 from kassa.services.webhooks import APPLY_EVENT, Webhooks
@@ -72,7 +72,12 @@ class Kassa:
         if stripe is not None:
             providers[stripe.name] = stripe
         providers.update(extra_providers or {})
-        self.providers = ProviderRegistry(providers, settings.default_provider)
+        self.providers = ProviderRegistry(
+            providers,
+            settings.default_provider,
+            # test and bench doubles passed in by name take payments too
+            enabled=(*settings.enabled_providers, *(extra_providers or {})),
+        )
         self.gateway_health = GatewayHealth(
             self.db,
             clock,
@@ -98,6 +103,7 @@ class Kassa:
             self.gateway_health,
             sleep=sleep,
             rng=rng,
+            resume_after_s=settings.payment_resume_after_s,
         )
         self.analytics = Analytics(self.db, clock)
         self.wallets = Wallets(self.db, clock)
@@ -131,9 +137,13 @@ class Kassa:
         self.webhooks = Webhooks(
             self.db,
             clock,
-            {
-                "stripe": settings.stripe_webhook_secrets,
-                "mock": settings.mock_webhook_secrets,
+            {  # a provider that is not enabled has no webhook route at all (404)
+                name: secrets
+                for name, secrets in (
+                    ("stripe", settings.stripe_webhook_secrets),
+                    ("mock", settings.mock_webhook_secrets),
+                )
+                if self.providers.is_enabled(name)
             },
         )
 
@@ -148,6 +158,7 @@ class Kassa:
             APPLY_EVENT: JobHandler(self.webhooks.apply),
             DELIVER_EVENT: JobHandler(self.mock_events.deliver, in_transaction=False),
             RESUME_REFUND: JobHandler(self.refunds.resume, in_transaction=False),
+            RESUME_PAYMENT: JobHandler(self.payments.resume, in_transaction=False),
             ISSUE_INVOICE: JobHandler(self.invoices.issue_invoice),
             ISSUE_CREDIT_NOTE: JobHandler(self.invoices.issue_credit_note),
         }

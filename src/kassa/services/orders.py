@@ -201,12 +201,9 @@ class Orders:
             email = new.email
             if new.customer is not None:
                 customer = session.scalar(select(Customer).where(Customer.id == new.customer))
-                if customer is None:
-                    raise invalid(
-                        "customer_not_found",
-                        f"no customer {new.customer!r}",
-                        FieldProblem(("body", "customer"), "unknown customer"),
-                    )
+                if customer is None or not ctx.may_see(customer.created_by_key):
+                    # another storefront key's customer does not exist for this one
+                    raise not_found("customer_not_found", f"no customer {new.customer!r}")
                 email = email or customer.email
             skus = sorted({line.sku for line in new.lines})
             products = {

@@ -13,10 +13,10 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from kassa.domain.errors import DomainError, ErrorKind, FieldProblem, conflict, invalid, not_found
@@ -32,12 +32,19 @@ from kassa.domain.payments import (
 )
 from kassa.domain.roles import sees_only_own_orders
 from kassa.domain.wallet import EntryKind
-from kassa.providers.base import IntentRequest, IntentStatus, ProviderError, ProviderIntent
+from kassa.providers.base import (
+    IntentRequest,
+    IntentStatus,
+    PaymentProvider,
+    ProviderError,
+    ProviderIntent,
+)
 from kassa.providers.registry import ProviderRegistry
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import attach_resource
+from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
 from kassa.services.orders import lock_order
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
@@ -47,6 +54,9 @@ from kassa.storage.database import Database
 from kassa.storage.tables import Customer, Order, Payment, PaymentAttempt
 
 IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
+RESUME_PAYMENT = "payments.resume"
+# Backs off from ~2 s to an hour between tries: more than a day of asking in all.
+RESUME_MAX_ATTEMPTS = 30
 WALLET = "wallet"
 
 
@@ -151,33 +161,64 @@ def open_gateway_payment(
     amount: int,
     currency: str,
     payment_method: str | None,
+    resume_after_s: int,
     order_id: str | None = None,
     top_up_customer_id: str | None = None,
-) -> tuple[str, str]:
+) -> Payment:
     """Insert a `processing` payment (for an order, or a wallet top-up) before the
-    provider is called; returns its id and its provider idempotency key prefix."""
+    provider is called; its `idempotency_base` prefixes every provider key it uses.
+
+    Its resume job is enqueued in the same transaction: if this process dies (or the
+    database goes away) between the provider call and the settlement, the worker asks
+    the provider later and settles the payment, so no order stays blocked by it."""
     payment_id = new_id("pay")
-    base = provider_idempotency_base(payment_id, ctx.actor_key_id, request_key)
-    session.add(
-        Payment(
-            id=payment_id,
-            order_id=order_id,
-            top_up_customer_id=top_up_customer_id,
-            provider=provider,
-            idempotency_base=base,
-            status=PaymentStatus.PROCESSING.value,
-            amount=amount,
-            currency=currency,
-            # the card alone: a sandbox fault script after "|" is not the customer's data
-            payment_method=payment_method.split("|", 1)[0] if payment_method else None,
-            retry_count=0,
-            recovered_by_retry=False,
-            created_by_key=ctx.actor_key_id,
-            created_at=now,
-            updated_at=now,
-        )
+    enqueue(
+        session,
+        RESUME_PAYMENT,
+        {"payment": payment_id},
+        now,
+        run_after=now + timedelta(seconds=resume_after_s),
+        max_attempts=RESUME_MAX_ATTEMPTS,
     )
-    return payment_id, base
+    base = provider_idempotency_base(payment_id, ctx.actor_key_id, request_key)
+    payment = Payment(
+        id=payment_id,
+        order_id=order_id,
+        top_up_customer_id=top_up_customer_id,
+        provider=provider,
+        idempotency_base=base,
+        status=PaymentStatus.PROCESSING.value,
+        amount=amount,
+        currency=currency,
+        # the card alone: a sandbox fault script after "|" is not the customer's data
+        payment_method=payment_method.split("|", 1)[0] if payment_method else None,
+        retry_count=0,
+        recovered_by_retry=False,
+        created_by_key=ctx.actor_key_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(payment)
+    return payment
+
+
+def intent_request(
+    payment: Payment, payment_method: str | None, order: Order | None
+) -> IntentRequest:
+    """What kassa asks the provider for, for `payment` (the same on a resume, so the
+    provider's idempotency key meets the same request)."""
+    metadata = {"kassa_payment": payment.id}
+    if order is not None:
+        metadata |= {"kassa_order": order.id, "kassa_order_number": order.number or ""}
+    if payment.top_up_customer_id is not None:
+        metadata["kassa_top_up_customer"] = payment.top_up_customer_id
+    return IntentRequest(
+        amount=payment.amount,
+        currency=payment.currency,
+        reference=payment.id,
+        payment_method=payment_method,
+        metadata=metadata,
+    )
 
 
 class Payments:
@@ -191,6 +232,7 @@ class Payments:
         *,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        resume_after_s: int = 60,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -199,6 +241,7 @@ class Payments:
         self._health = health
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._resume_after_s = resume_after_s
 
     # -- paying -----------------------------------------------------------------------
 
@@ -211,21 +254,13 @@ class Payments:
         payment_method: str | None = None,
         request_key: str | None = None,
     ) -> PaymentView:
-        if provider == WALLET:
+        if self._providers.require_enabled(provider) == WALLET:
             return self._pay_from_wallet(ctx, order_id)
         gateway = self._providers.get(provider)
         payment_id, request, base = self._open(
             ctx, order_id, gateway.name, payment_method, request_key
         )
-        orchestrator = Orchestrator(
-            gateway,
-            self._policy,
-            is_degraded=self._health.is_degraded,
-            record=lambda attempt: self._record_attempt(payment_id, gateway.name, attempt),
-            clock=self._clock,
-            sleep=self._sleep,
-            rng=self._rng,
-        )
+        orchestrator = self._orchestrator(gateway, payment_id)
         outcome = (
             orchestrator.charge(request, base)
             if payment_method
@@ -316,9 +351,12 @@ class Payments:
         gateway = self._providers.get(provider)
         now = self._clock()
         with self._db.transaction() as session:
-            if session.scalar(select(Customer.pk).where(Customer.id == customer_id)) is None:
+            owner = session.execute(
+                select(Customer.pk, Customer.created_by_key).where(Customer.id == customer_id)
+            ).one_or_none()
+            if owner is None or not ctx.may_see(owner.created_by_key):
                 raise not_found("customer_not_found", f"no customer {customer_id!r}")
-            payment_id, base = open_gateway_payment(
+            payment = open_gateway_payment(
                 session,
                 ctx,
                 now,
@@ -327,6 +365,7 @@ class Payments:
                 amount=amount,
                 currency=code,
                 payment_method=payment_method,
+                resume_after_s=self._resume_after_s,
                 top_up_customer_id=customer_id,
             )
             audit.record(
@@ -334,19 +373,20 @@ class Payments:
                 ctx,
                 now,
                 "wallet.top_up_started",
-                payment_id,
+                payment.id,
                 None,
                 {"customer": customer_id, "amount": amount, "currency": code},
             )
-            attach_resource(session, ctx, "payment", payment_id)
-        request = IntentRequest(
-            amount=amount,
-            currency=code,
-            reference=payment_id,
-            payment_method=payment_method,
-            metadata={"kassa_payment": payment_id, "kassa_top_up_customer": customer_id},
-        )
-        orchestrator = Orchestrator(
+            attach_resource(session, ctx, "payment", payment.id)
+            payment_id, base = payment.id, payment.idempotency_base
+            request = intent_request(payment, payment_method, None)
+        orchestrator = self._orchestrator(gateway, payment_id)
+        return self._settle(ctx, payment_id, orchestrator.charge(request, base))
+
+    def _orchestrator(
+        self, gateway: PaymentProvider, payment_id: str, first_attempt_number: int = 1
+    ) -> Orchestrator:
+        return Orchestrator(
             gateway,
             self._policy,
             is_degraded=self._health.is_degraded,
@@ -354,14 +394,12 @@ class Payments:
             clock=self._clock,
             sleep=self._sleep,
             rng=self._rng,
+            first_attempt_number=first_attempt_number,
         )
-        return self._settle(ctx, payment_id, orchestrator.charge(request, base))
 
     def _payable_order(self, session: Session, ctx: RequestContext, order_id: str) -> Order:
         order = lock_order(session, order_id)
-        if order is None or (
-            sees_only_own_orders(ctx.role) and order.created_by_key != ctx.actor_key_id
-        ):
+        if order is None or not ctx.may_see(order.created_by_key):
             raise not_found("order_not_found", f"no order {order_id!r}")
         if order.status != OrderStatus.PENDING.value:
             raise conflict("order_not_pending", f"the order is {order.status}, not pending")
@@ -388,7 +426,7 @@ class Payments:
         with self._db.transaction() as session:
             order = self._payable_order(session, ctx, order_id)
             amount = order.total - order.amount_paid
-            payment_id, base = open_gateway_payment(
+            payment = open_gateway_payment(
                 session,
                 ctx,
                 now,
@@ -397,6 +435,7 @@ class Payments:
                 amount=amount,
                 currency=order.currency,
                 payment_method=payment_method,
+                resume_after_s=self._resume_after_s,
                 order_id=order.id,
             )
             audit.record(
@@ -404,23 +443,13 @@ class Payments:
                 ctx,
                 now,
                 "payment.created",
-                payment_id,
+                payment.id,
                 None,
                 {"order": order.id, "amount": amount, "provider": provider},
             )
-            attach_resource(session, ctx, "payment", payment_id)
-            request = IntentRequest(
-                amount=amount,
-                currency=order.currency,
-                reference=payment_id,
-                payment_method=payment_method,
-                metadata={
-                    "kassa_order": order.id,
-                    "kassa_order_number": order.number or "",
-                    "kassa_payment": payment_id,
-                },
-            )
-        return payment_id, request, base
+            attach_resource(session, ctx, "payment", payment.id)
+            request = intent_request(payment, payment_method, order)
+            return payment.id, request, payment.idempotency_base
 
     def _record_attempt(self, payment_id: str, provider: str, attempt: Attempt) -> None:
         with self._db.transaction() as session:
@@ -455,6 +484,10 @@ class Payments:
             payment.updated_at = now
             if outcome.intent is not None:
                 self._apply_intent(session, ctx, payment, outcome.intent, now)
+            elif payment.status not in IN_FLIGHT:
+                # Settled meanwhile (its webhook, or the resume job): success is final,
+                # and a failure seen here must not overwrite what the provider reported.
+                pass
             elif outcome.failure is not None:
                 payment.status = PaymentStatus.FAILED.value
                 payment.failure = failure_json(outcome.failure)
@@ -502,9 +535,23 @@ class Payments:
         elif intent.status is IntentStatus.CANCELED:
             payment.status = PaymentStatus.CANCELED.value
 
+    def for_intent(self, ctx: RequestContext, provider: str, intent_id: str) -> str:
+        """The id of the payment behind `provider`'s intent, if this caller may see it;
+        404 otherwise (another storefront key's payment does not exist for it)."""
+        with self._db.transaction(read_only=True) as session:
+            row = session.execute(
+                select(Payment.id, Payment.created_by_key).where(
+                    Payment.provider == provider, Payment.provider_payment_id == intent_id
+                )
+            ).one_or_none()
+        if row is None or not ctx.may_see(row.created_by_key):
+            raise not_found("payment_not_found", f"no payment for intent {intent_id!r}")
+        return str(row.id)
+
     def sync_from_provider(self, ctx: RequestContext, provider: str, intent_id: str) -> PaymentView:
         """Re-read an intent at its provider and apply it to kassa's payment."""
-        gateway = self._providers.get(provider)
+        self.for_intent(ctx, provider, intent_id)
+        gateway = self._providers.existing(provider)
         try:
             intent = gateway.retrieve_intent(intent_id)
         except ProviderError as exc:
@@ -524,14 +571,55 @@ class Payments:
             self._apply_intent(session, ctx, payment, intent, now)
             return self._load(session, payment.id)
 
+    # -- the worker's half: payments cut off mid-flight ------------------------------
+
+    def resume(self, payload: dict[str, Any]) -> None:
+        """Job handler: settle a payment still `processing` (see `open_gateway_payment`).
+
+        The provider is asked again through the orchestrator with the payment's own
+        idempotency keys, so a call that took effect is answered with its result and one
+        that never arrived is made now, once. Only a definitive answer settles the
+        payment; a transient failure or an intent still processing at the provider
+        raises RetryLater and the job backs off (it never marks money lost as failed)."""
+        payment_id = str(payload["payment"])
+        with self._db.transaction(read_only=True) as session:
+            payment = session.scalar(select(Payment).where(Payment.id == payment_id))
+            if payment is None or payment.status != PaymentStatus.PROCESSING.value:
+                return
+            order = (
+                session.scalar(select(Order).where(Order.id == payment.order_id))
+                if payment.order_id
+                else None
+            )
+            request = intent_request(payment, payment.payment_method, order)
+            base, provider = payment.idempotency_base, payment.provider
+            server_side = payment.payment_method is not None
+            attempts_so_far = session.scalar(
+                select(func.max(PaymentAttempt.number)).where(
+                    PaymentAttempt.payment_id == payment_id
+                )
+            )
+        orchestrator = self._orchestrator(
+            self._providers.existing(provider), payment_id, (attempts_so_far or 0) + 1
+        )
+        if server_side:
+            outcome = orchestrator.charge(request, base)
+        else:
+            outcome = orchestrator.create(request, base)
+        if outcome.intent is None and (
+            outcome.failure is None or classify(outcome.failure).retryable
+        ):
+            raise RetryLater(f"payment {payment_id}: the provider's answer is still unknown")
+        view = self._settle(RequestContext.system("worker"), payment_id, outcome)
+        if view.status == PaymentStatus.PROCESSING.value:
+            raise RetryLater(f"payment {payment_id} is still processing at {provider}")
+
     # -- reading ----------------------------------------------------------------------
 
     def get(self, ctx: RequestContext, payment_id: str) -> PaymentView:
         with self._db.transaction(read_only=True) as session:
             row = session.scalar(select(Payment).where(Payment.id == payment_id))
-            if row is None or (
-                sees_only_own_orders(ctx.role) and row.created_by_key != ctx.actor_key_id
-            ):
+            if row is None or not ctx.may_see(row.created_by_key):
                 raise not_found("payment_not_found", f"no payment {payment_id!r}")
             return self._load(session, row.id)
 

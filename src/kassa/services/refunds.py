@@ -295,7 +295,7 @@ class Refunds:
             provider_name, intent = payment.provider, payment.provider_payment_id
         if provider_name == "wallet":  # paid from the wallet: give it back there
             return self._back_to_wallet(ctx, part_id)
-        provider = self._providers.get(provider_name)
+        provider = self._providers.existing(provider_name)
         result: ProviderRefund | None = None
         failure = None
         retries = 0

@@ -14,6 +14,11 @@ the order and number of deliveries:
 
 An event about a payment kassa does not know yet raises RetryLater: the job backs off and
 runs again, and is never dropped.
+
+An event only ever touches the payments and refunds of the provider it was received (and
+verified) for, matched on that provider's own ids: kassa's ids in an event's metadata are
+a hint, never a key to another provider's payment (the sandbox's signing secret is public,
+so its events must not be able to settle a Stripe payment, and the other way round).
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ def rejected(code: str, detail: str) -> DomainError:
 @dataclass(frozen=True, slots=True)
 class Receipt:
     duplicate: bool
+
+
+class ForeignEvent(Exception):
+    """An event that names a payment or refund of another provider (or of another intent):
+    applied as a no-op and audited, never retried."""
 
 
 class Webhooks:
@@ -141,31 +151,51 @@ class Webhooks:
         ctx = RequestContext.system(f"provider:{event.provider}")
         obj: dict[str, Any] = event.payload["data"]["object"]
         kind = event.type
-        if kind == "payment_intent.succeeded":
-            outcome = self._succeeded(session, ctx, event.provider, obj, now)
-        elif kind in ("payment_intent.payment_failed", "payment_intent.requires_action"):
-            outcome = self._intent_update(session, ctx, event.provider, kind, obj, now)
-        elif kind == "charge.refunded":
-            outcome = self._refunded(session, ctx, event.provider, obj, now)
-        elif kind == "charge.dispute.created":
-            outcome = self._disputed(session, ctx, event.provider, obj, now)
-        else:
-            outcome = "ignored: not an event kassa acts on"
+        try:
+            if kind == "payment_intent.succeeded":
+                outcome = self._succeeded(session, ctx, event.provider, obj, now)
+            elif kind in ("payment_intent.payment_failed", "payment_intent.requires_action"):
+                outcome = self._intent_update(session, ctx, event.provider, kind, obj, now)
+            elif kind == "charge.refunded":
+                outcome = self._refunded(session, ctx, event.provider, obj, now)
+            elif kind == "charge.dispute.created":
+                outcome = self._disputed(session, ctx, event.provider, obj, now)
+            else:
+                outcome = "ignored: not an event kassa acts on"
+        except ForeignEvent as exc:
+            outcome = f"refused: {exc}"
+            audit.record(
+                session,
+                ctx,
+                now,
+                "provider_event.refused",
+                event.event_id,
+                None,
+                {"provider": event.provider, "type": kind, "reason": str(exc)},
+            )
         event.applied_at = now
         event.outcome = outcome
 
     def _payment(self, session: Session, provider: str, intent_id: Any, metadata: Any) -> Payment:
-        payment_id = (metadata or {}).get("kassa_payment") if isinstance(metadata, dict) else None
+        """The payment `provider`'s event is about: the one of that provider's payments
+        with that intent id. kassa's own id in the metadata is followed only to a payment
+        of the same provider whose intent id kassa has not recorded yet (it died between
+        the provider's answer and its own write); anything else is a ForeignEvent."""
         row = None
-        if isinstance(payment_id, str):
-            row = lock_payment(session, payment_id)
-        if row is None and isinstance(intent_id, str):
+        if isinstance(intent_id, str):
             found = session.scalar(
                 select(Payment.id).where(
                     Payment.provider == provider, Payment.provider_payment_id == intent_id
                 )
             )
             row = lock_payment(session, found) if found else None
+        payment_id = metadata.get("kassa_payment") if isinstance(metadata, dict) else None
+        if row is None and isinstance(payment_id, str):
+            row = lock_payment(session, payment_id)
+            if row is not None and row.provider != provider:
+                raise ForeignEvent(f"payment {row.id} was not made at {provider}")
+            if row is not None and row.provider_payment_id not in (None, intent_id):
+                raise ForeignEvent(f"payment {row.id} belongs to another intent")
         if row is None:
             raise RetryLater(f"no payment for intent {intent_id!r} yet")
         if row.provider_payment_id is None and isinstance(intent_id, str):
@@ -252,7 +282,7 @@ class Webhooks:
         new: list[tuple[str, int]] = []
         if isinstance(listed, list):
             for item in listed:
-                ours = self._kassa_refund(session, item)
+                ours = self._kassa_refund(session, item, payment)
                 if ours is not None:  # a refund kassa itself asked for
                     if (
                         ours.status == "pending"
@@ -307,7 +337,9 @@ class Webhooks:
         return f"{len(new)} refund(s) recorded"
 
     @staticmethod
-    def _kassa_refund(session: Session, item: Any) -> Refund | None:
+    def _kassa_refund(session: Session, item: Any, payment: Payment) -> Refund | None:
+        """kassa's own refund named by a listed refund's metadata, if it is a refund of
+        this very payment (so of this provider); another payment's refund is foreign."""
         if not isinstance(item, dict):
             return None
         meta = item.get("metadata")
@@ -316,7 +348,10 @@ class Webhooks:
         ref = meta.get("kassa_refund") or meta.get("kassa_reference")
         if not isinstance(ref, str):
             return None
-        return session.scalar(select(Refund).where(Refund.id == ref).with_for_update())
+        refund = session.scalar(select(Refund).where(Refund.id == ref).with_for_update())
+        if refund is not None and refund.payment_id != payment.id:
+            raise ForeignEvent(f"refund {refund.id} is not a refund of payment {payment.id}")
+        return refund
 
     def _disputed(
         self,

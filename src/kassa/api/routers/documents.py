@@ -19,7 +19,10 @@ from kassa.services.pagination import CreatedRange
 
 documents = router("", "invoices and credit notes")
 Core = Annotated[Kassa, Depends(kassa_of)]
+# A storefront key may read its own orders' documents (the service confines it) ...
 Reader = Annotated[RequestContext, Depends(require(Permission.READ_DOCUMENTS))]
+# ... but only staff list them.
+Lister = Annotated[RequestContext, Depends(require(Permission.LIST_DOCUMENTS))]
 _PATHS: dict[str, str] = {INVOICE: "/v1/invoices", CREDIT_NOTE: "/v1/credit-notes"}
 
 
@@ -56,7 +59,7 @@ def _pdf(body: bytes, number: str) -> Response:
     responses=problems(404, "order_not_found", "invoice_not_found"),
 )
 def order_invoice(order_id: str, ctx: Reader, kassa: Core) -> object:
-    return document_out(kassa.invoices.invoice_of(order_id))
+    return document_out(kassa.invoices.invoice_of(ctx, order_id))
 
 
 @documents.get(
@@ -65,7 +68,7 @@ def order_invoice(order_id: str, ctx: Reader, kassa: Core) -> object:
     responses=problems(404, "order_not_found"),
 )
 def order_credit_notes(order_id: str, ctx: Reader, kassa: Core) -> object:
-    notes = kassa.invoices.credit_notes_of(order_id)
+    notes = kassa.invoices.credit_notes_of(ctx, order_id)
     return {"data": [document_out(view) for view in notes], "has_more": False}
 
 
@@ -74,17 +77,17 @@ def _document_routes(kind: str, path: str, label: str) -> None:
     routes come first: `{document_id}` alone would also match "inv_x.pdf"."""
 
     def pdf(document_id: str, ctx: Reader, kassa: Core) -> Response:
-        view = kassa.invoices.get(document_id, kind)
-        return _pdf(kassa.invoices.pdf(document_id, kind), view.number)
+        rendered = kassa.invoices.pdf(ctx, document_id, kind)
+        return _pdf(rendered.body, rendered.number)
 
     def html(document_id: str, ctx: Reader, kassa: Core) -> HTMLResponse:
-        return HTMLResponse(kassa.invoices.html(document_id, kind))
+        return HTMLResponse(kassa.invoices.html(ctx, document_id, kind))
 
     def one(document_id: str, ctx: Reader, kassa: Core) -> object:
-        return document_out(kassa.invoices.get(document_id, kind))
+        return document_out(kassa.invoices.get(ctx, document_id, kind))
 
     def listed(
-        ctx: Reader,
+        ctx: Lister,
         kassa: Core,
         page: Annotated[ListParams, Depends(list_params)],
         created: Annotated[CreatedRange, Depends(created_range)],

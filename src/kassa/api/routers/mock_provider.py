@@ -19,8 +19,19 @@ from kassa.services.kassa import Kassa
 from kassa.services.pagination import paginate
 from kassa.storage.tables import MockCharge, MockRefund
 
-mock_provider = router("/v1/providers/mock", "mock provider")
 Core = Annotated[Kassa, Depends(kassa_of)]
+
+
+def sandbox_enabled(kassa: Core) -> None:
+    """The sandbox's routes exist only where it takes payments (KASSA_PROVIDERS)."""
+    if not kassa.providers.is_enabled("mock"):
+        raise DomainError(
+            "route_not_found", "no such route: the sandbox is not enabled", ErrorKind.NOT_FOUND
+        )
+
+
+mock_provider = router("/v1/providers/mock", "mock provider")
+mock_provider.dependencies.append(Depends(sandbox_enabled))
 Inspector = Annotated[RequestContext, Depends(require(Permission.INSPECT_PROVIDER))]
 
 
@@ -74,7 +85,10 @@ def confirm_as_browser(
     kassa: Core,
 ) -> object:
     """Plays the shopper's browser confirming an intent with its payment method (or
-    completing 3-D Secure), then brings kassa's payment up to date."""
+    completing 3-D Secure), then brings kassa's payment up to date. Only the key that
+    may see the payment may confirm it: another storefront's intent is 404, before the
+    sandbox is touched."""
+    kassa.payments.for_intent(ctx, "mock", intent_id)
     try:
         kassa.mock.confirm_from_browser(intent_id, body.payment_method)
     except ProviderError as exc:
