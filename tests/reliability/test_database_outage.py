@@ -227,7 +227,9 @@ def _take_away(url: str, available: bool) -> None:
             )
 
 
-def test_a_live_server_answers_503_in_a_real_outage_and_recovers(outage_database: str) -> None:
+def test_a_live_server_answers_503_in_a_real_outage_and_recovers(
+    outage_database: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     core = Kassa(Settings(database_url=outage_database))
     try:
         _, ops = core.api_keys.create(RequestContext.system("test"), "ops", "ops")
@@ -270,6 +272,8 @@ def test_a_live_server_answers_503_in_a_real_outage_and_recovers(outage_database
     finally:
         _take_away(outage_database, available=True)
         stop_server(server)
+    logged = capfd.readouterr().err  # the server's own stderr
+    assert "Traceback" not in logged and "Exception in ASGI application" not in logged, logged
 
 
 # -- a database without kassa's schema ----------------------------------------------------
