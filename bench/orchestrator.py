@@ -76,13 +76,14 @@ from sqlalchemy import func, select
 from kassa.config import Settings
 from kassa.domain.orders import LineRequest
 from kassa.providers.base import IntentRequest, ProviderIntent, ProviderRefund
-from kassa.providers.mock import FAULT_KINDS, MockProvider
+from kassa.providers.mock.provider import FAULT_KINDS, MockProvider
+from kassa.providers.mock.tables import MockCharge
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.services.payments import PaymentView
-from kassa.storage.tables import MockCharge, Order
+from kassa.storage.tables import Order
 
 CURRENCY = "EUR"
 SKU = "BENCH"

@@ -94,8 +94,8 @@ from harness import (
 from sqlalchemy import func, select
 
 from kassa.config import Settings
-from kassa.domain import signatures
 from kassa.domain.orders import LineRequest
+from kassa.providers.stripe import signatures
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE

@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 
 from kassa.api.app import create_app
 from kassa.config import Settings
+from kassa.providers.mock import tables as _mock_tables  # noqa: F401  (the whole schema)
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.storage.migrate import upgrade

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kassa.domain import signatures
+from kassa.providers.stripe import signatures
 
 MOCK_SECRET = "whsec_kassa_mock_sandbox"
 

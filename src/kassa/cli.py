@@ -12,7 +12,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Column, Table
 
-from kassa.config import Settings
+from kassa.config import ConfigError, Settings
 from kassa.domain.errors import DomainError
 from kassa.services.context import CLI_ACTOR, RequestContext
 from kassa.services.demo import load_demo_catalogue
@@ -309,9 +309,13 @@ def demo(
 
 def main() -> None:
     """Every command: a database kassa cannot use (unreachable, not migrated, a bad
-    KASSA_DATABASE_URL) is one line on stderr saying what to do, and exit status 1."""
+    KASSA_DATABASE_URL) or a `KASSA_*` value kassa cannot use is one line on stderr saying
+    what to do, and exit status 1."""
     try:
         app()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     except Exception as exc:
         problem = storage_error(exc)
         if problem is None:

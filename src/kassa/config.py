@@ -1,22 +1,45 @@
-"""Configuration, read once from the environment (`KASSA_*`)."""
+"""Configuration, read once from the environment (`KASSA_*`).
+
+Each setting is declared once below, with its default and what it means; its environment
+variable is `KASSA_` + the field's name in capitals unless the field names another one
+(`validation_alias`). Two ways in:
+
+- `Settings.from_env()` (or `from_env(mapping)`): the environment. Empty variables count as
+  unset; a value kassa cannot use is a `ConfigError`, one line naming the variable.
+- `Settings(database_url=..., ...)`: exactly the keywords given, the defaults for the rest,
+  and no environment at all (what tests and benchmarks use).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 DEFAULT_SQLITE_FILE = "kassa.db"
+ENV_PREFIX = "KASSA_"
+MOCK_SANDBOX_SECRET = "whsec_kassa_mock_sandbox"
+
+# Every provider kassa can take payments through; `wallet` is the customers' own credit.
+KNOWN_PROVIDERS = ("stripe", "mock", "wallet")
+
+# The validation context `from_env` passes: checks that only make sense for a deployment.
+_FROM_ENV = "kassa_from_env"
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+class ConfigError(ValueError):
+    """A `KASSA_*` value kassa cannot use; `str()` is one line naming the variable."""
 
 
 def normalize_database_url(url: str) -> str:
@@ -27,32 +50,23 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+def _default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
 
 
-def _optional_int(env: dict[str, str], name: str) -> int | None:
-    return _int(env, name, 0) if env.get(name) else None
+def _comma_list(raw: object) -> object:
+    """`a, b,` → ("a", "b"); anything but a string is left to the field's type."""
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
 
 
-def _lines(raw: str | None) -> tuple[str, ...]:
+def _lines(raw: object) -> object:
     """An address as one variable: lines separated by `|` or newlines."""
-    text = (raw or "").replace("\n", "|")
-    return tuple(part.strip() for part in text.split("|") if part.strip())
-
-
-def _secrets(raw: str | None) -> tuple[str, ...]:
-    return tuple(s.strip() for s in (raw or "").split(",") if s.strip())
-
-
-# Every provider kassa can take payments through; `wallet` is the customers' own credit.
-KNOWN_PROVIDERS = ("stripe", "mock", "wallet")
+    if isinstance(raw, str):
+        text = raw.replace("\n", "|")
+        return tuple(part.strip() for part in text.split("|") if part.strip())
+    return raw
 
 
 def _providers(raw: str | None, stripe_configured: bool) -> tuple[str, ...]:
@@ -61,6 +75,11 @@ def _providers(raw: str | None, stripe_configured: bool) -> tuple[str, ...]:
     if not (raw or "").strip():
         return ("stripe", "wallet") if stripe_configured else ("mock", "wallet")
     names = tuple(dict.fromkeys(n.strip().lower() for n in (raw or "").split(",") if n.strip()))
+    _check_providers(names, stripe_configured)
+    return names
+
+
+def _check_providers(names: tuple[str, ...], stripe_configured: bool) -> None:
     unknown = [n for n in names if n not in KNOWN_PROVIDERS]
     if unknown:
         raise ValueError(
@@ -69,50 +88,143 @@ def _providers(raw: str | None, stripe_configured: bool) -> tuple[str, ...]:
         )
     if "stripe" in names and not stripe_configured:
         raise ValueError("KASSA_PROVIDERS names stripe but KASSA_STRIPE_SECRET_KEY is not set")
-    return names
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+        use_attribute_docstrings=True,
+    )
+
+    database_url: str = Field(default_factory=_default_database_url)
+    """Where kassa keeps its data; `postgresql://` URLs go to psycopg 3. Default ./kassa.db."""
     reservation_ttl_s: int = 30 * 60
+    """How long a pending order holds a unique item."""
     idempotency_retention_s: int = 48 * 3600
-    # A key still "in progress" after this long is taken to belong to a dead process.
+    """How long an Idempotency-Key and its response are kept."""
     idempotency_lock_timeout_s: int = 60
+    """A key still "in progress" after this long is taken to belong to a dead process."""
     reservation_sweep_interval_s: int = 30
-    # payments
-    stripe_secret_key: str | None = None
+    """How often the worker releases expired reservations."""
+
+    # -- payments
+    stripe_secret_key: str | None = Field(default=None, repr=False)
+    """Stripe's API key; setting it makes Stripe the default provider."""
     stripe_api_base: str | None = None
-    stripe_webhook_secrets: tuple[str, ...] = ()
+    """Another Stripe API endpoint (localstripe, a test double)."""
+    stripe_webhook_secrets: CommaList = Field(
+        default=(), validation_alias="KASSA_STRIPE_WEBHOOK_SECRET", repr=False
+    )
+    """Stripe's webhook signing secrets, comma-separated while one is rotated."""
     stripe_timeout_s: float = 30.0
-    mock_webhook_secrets: tuple[str, ...] = ("whsec_kassa_mock_sandbox",)
+    """Seconds before a Stripe call counts as timed out (its outcome unknown)."""
+    mock_webhook_secrets: CommaList = Field(
+        default=(MOCK_SANDBOX_SECRET,), validation_alias="KASSA_MOCK_WEBHOOK_SECRET", repr=False
+    )
+    """The sandbox's webhook signing secrets, comma-separated; default the sandbox's own."""
     mock_webhook_url: str | None = None
+    """Where the sandbox posts its events; default this very server."""
     job_lease_s: int = 60
-    default_provider_name: str | None = None
-    # None: the contract's default (see `_providers`); resolved by `enabled_providers`.
-    providers: tuple[str, ...] | None = None
-    # A payment still `processing` this long after it opened is settled by the worker.
+    """How long a worker owns a job before another may take it over."""
+    default_provider_name: str | None = Field(
+        default=None, validation_alias="KASSA_DEFAULT_PROVIDER"
+    )
+    """The provider of a payment that names none: default the first of stripe, mock enabled."""
+    providers: Annotated[tuple[str, ...] | None, NoDecode] = None
+    """The providers that take payments, comma-separated. Unset: `stripe,wallet` once Stripe
+    is configured, else `mock,wallet` (see `_providers`); resolved by `enabled_providers`."""
     payment_resume_after_s: int = 60
+    """A payment still `processing` this long after it opened is settled by the worker."""
     payment_max_retries: int = 1
+    """Retries of a provider call that failed for a transient reason."""
     retry_base_delay_ms: int = 200
+    """First back-off between retries; it doubles up to `retry_max_delay_ms`."""
     retry_max_delay_ms: int = 1000
+    """Longest back-off between retries."""
     health_window_s: int = 300
+    """The window over which a provider's health is judged."""
     health_min_attempts: int = 20
+    """Attempts in the window before a provider can be judged degraded."""
     health_degrade_at: float = 0.5
+    """Failure ratio at which a provider counts as degraded."""
     health_recover_below: float = 0.25
+    """Failure ratio below which a degraded provider counts as healthy again."""
     health_degrade_p95_ms: int = 10_000
-    # invoices and credit notes
+    """95th-percentile latency at which a provider counts as degraded."""
+
+    # -- invoices and credit notes
     seller_name: str = "Kassa Demo Shop"
-    seller_address: tuple[str, ...] = ()
+    """The seller on invoices and credit notes."""
+    seller_address: Annotated[tuple[str, ...], NoDecode] = ()
+    """The seller's address, lines separated by `|` (or newlines)."""
     seller_tax_id: str | None = None
+    """The seller's VAT or tax id."""
     seller_email: str | None = None
+    """The seller's contact address on documents."""
     tax_label: str = "VAT"
+    """What the tax is called on documents."""
     tax_rate_bp: int | None = None
+    """Tax included in prices, in basis points (1900 = 19 %); unset: no tax line."""
     document_locale: str = "en_US"
-    # TTF/OTF files for characters the bundled DejaVu Sans lacks (CJK, ...), tried in order.
-    document_fallback_fonts: tuple[str, ...] = ()
-    # reconciliation
+    """The locale of dates and amounts on documents."""
+    document_fallback_fonts: CommaList = ()
+    """TTF/OTF files for characters the bundled DejaVu Sans lacks (CJK, ...), comma-separated,
+    tried in order."""
+
+    # -- reconciliation
     stuck_payment_after_s: int = 15 * 60
+    """A payment `processing` this long is reported as stuck by `kassa check`."""
+
+    # -- parsing: the environment gives strings; keywords give the field's own type
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _normalize_database_url(cls, url: str) -> str:
+        return normalize_database_url(url)
+
+    @field_validator("stripe_webhook_secrets", "document_fallback_fonts", mode="before")
+    @classmethod
+    def _split_commas(cls, raw: object) -> object:
+        return _comma_list(raw)
+
+    @field_validator("mock_webhook_secrets", mode="before")
+    @classmethod
+    def _split_mock_secrets(cls, raw: object) -> object:
+        # A variable that names no secret (", ") keeps the sandbox's own, as unset does.
+        if isinstance(raw, str):
+            return _comma_list(raw) or (MOCK_SANDBOX_SECRET,)
+        return raw
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+            return tuple(dict.fromkeys(names)) or None
+        return raw
+
+    @field_validator("seller_address", mode="before")
+    @classmethod
+    def _split_lines(cls, raw: object) -> object:
+        return _lines(raw)
+
+    @model_validator(mode="after")
+    def _check_deployment(self, info: ValidationInfo) -> Self:
+        """From the environment, KASSA_PROVIDERS must name known providers, and Stripe only
+        when it is configured. (Keywords are taken as given: tests build odd shops.)"""
+        if info.context and info.context.get(_FROM_ENV) and self.providers is not None:
+            _check_providers(self.providers, bool(self.stripe_secret_key))
+        return self
+
+    # -- derived
 
     @property
     def enabled_providers(self) -> tuple[str, ...]:
@@ -127,43 +239,66 @@ class Settings:
         enabled = self.enabled_providers
         return next((n for n in ("stripe", "mock") if n in enabled), "wallet")
 
+    # -- sources
+
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
-        url = env.get("KASSA_DATABASE_URL") or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
-        stripe_secret_key = env.get("KASSA_STRIPE_SECRET_KEY") or None
-        return cls(
-            database_url=normalize_database_url(url),
-            reservation_ttl_s=_int(env, "KASSA_RESERVATION_TTL_S", 30 * 60),
-            idempotency_retention_s=_int(env, "KASSA_IDEMPOTENCY_RETENTION_S", 48 * 3600),
-            idempotency_lock_timeout_s=_int(env, "KASSA_IDEMPOTENCY_LOCK_TIMEOUT_S", 60),
-            reservation_sweep_interval_s=_int(env, "KASSA_RESERVATION_SWEEP_INTERVAL_S", 30),
-            stripe_secret_key=stripe_secret_key,
-            providers=_providers(env.get("KASSA_PROVIDERS"), bool(stripe_secret_key)),
-            payment_resume_after_s=_int(env, "KASSA_PAYMENT_RESUME_AFTER_S", 60),
-            stripe_api_base=env.get("KASSA_STRIPE_API_BASE") or None,
-            stripe_webhook_secrets=_secrets(env.get("KASSA_STRIPE_WEBHOOK_SECRET")),
-            stripe_timeout_s=_float(env, "KASSA_STRIPE_TIMEOUT_S", 30.0),
-            mock_webhook_secrets=_secrets(env.get("KASSA_MOCK_WEBHOOK_SECRET"))
-            or ("whsec_kassa_mock_sandbox",),
-            mock_webhook_url=env.get("KASSA_MOCK_WEBHOOK_URL") or None,
-            job_lease_s=_int(env, "KASSA_JOB_LEASE_S", 60),
-            default_provider_name=env.get("KASSA_DEFAULT_PROVIDER") or None,
-            payment_max_retries=_int(env, "KASSA_PAYMENT_MAX_RETRIES", 1),
-            retry_base_delay_ms=_int(env, "KASSA_RETRY_BASE_DELAY_MS", 200),
-            retry_max_delay_ms=_int(env, "KASSA_RETRY_MAX_DELAY_MS", 1000),
-            health_window_s=_int(env, "KASSA_HEALTH_WINDOW_S", 300),
-            health_min_attempts=_int(env, "KASSA_HEALTH_MIN_ATTEMPTS", 20),
-            health_degrade_at=_float(env, "KASSA_HEALTH_DEGRADE_AT", 0.5),
-            health_recover_below=_float(env, "KASSA_HEALTH_RECOVER_BELOW", 0.25),
-            health_degrade_p95_ms=_int(env, "KASSA_HEALTH_DEGRADE_P95_MS", 10_000),
-            seller_name=env.get("KASSA_SELLER_NAME") or "Kassa Demo Shop",
-            seller_address=_lines(env.get("KASSA_SELLER_ADDRESS")),
-            seller_tax_id=env.get("KASSA_SELLER_TAX_ID") or None,
-            seller_email=env.get("KASSA_SELLER_EMAIL") or None,
-            tax_label=env.get("KASSA_TAX_LABEL") or "VAT",
-            tax_rate_bp=_optional_int(env, "KASSA_TAX_RATE_BP"),
-            document_locale=env.get("KASSA_DOCUMENT_LOCALE") or "en_US",
-            document_fallback_fonts=_secrets(env.get("KASSA_DOCUMENT_FALLBACK_FONTS")),
-            stuck_payment_after_s=_int(env, "KASSA_STUCK_PAYMENT_AFTER_S", 15 * 60),
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword construction reads nothing else; `from_env` is the way to the environment."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings `environ` (default `os.environ`) gives; `ConfigError` if a value is
+        unusable."""
+        source = _Environment(cls, os.environ if environ is None else environ)
+        try:
+            return cls.model_validate(source(), context={_FROM_ENV: True})
+        except ValidationError as exc:
+            raise ConfigError(_explain(cls, exc)) from None
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
         )
+
+
+def _variable(settings_cls: type[BaseSettings], key: str | int) -> str:
+    """The environment variable behind a validation error's location."""
+    field = settings_cls.model_fields.get(str(key))
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return str(key) if str(key).startswith(ENV_PREFIX) else f"{ENV_PREFIX}{str(key).upper()}"
+
+
+def _explain(settings_cls: type[BaseSettings], exc: ValidationError) -> str:
+    """A pydantic error list as one line, in the words the old hand-written parser used."""
+    problems = []
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if error["type"] == "value_error" and cause is not None:
+            problems.append(str(cause))
+            continue
+        name = _variable(settings_cls, error["loc"][0]) if error["loc"] else "settings"
+        raw: Any = error.get("input")
+        if error["type"] == "int_parsing":
+            problems.append(f"{name} must be an integer, got {raw!r}")
+        elif error["type"] == "float_parsing":
+            problems.append(f"{name} must be a number, got {raw!r}")
+        else:
+            problems.append(f"{name}: {error['msg'].lower()}, got {raw!r}")
+    return "; ".join(problems)

@@ -34,11 +34,13 @@ COMMANDS = {
 }
 
 
-def run_cli(*args: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, url: str, cwd: Path, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
     return subprocess.run(
         [*KASSA, *args],
-        env={**env, "KASSA_DATABASE_URL": url},
+        env={**env, "KASSA_DATABASE_URL": url, **(extra or {})},
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -125,3 +127,14 @@ def test_a_migrated_database_still_works(tmp_path: Path) -> None:
     done = run_cli("keys", "list", url=url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert run_cli("jobs", url=url, cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("command", ["check", "worker", "migrate"])
+def test_a_setting_kassa_cannot_use_says_which(command: str, tmp_path: Path) -> None:
+    done = run_cli(
+        *COMMANDS.get(command, [command]),
+        url=f"sqlite:///{tmp_path / 'kassa.db'}",
+        cwd=tmp_path,
+        extra={"KASSA_RESERVATION_TTL_S": "half an hour"},
+    )
+    assert_one_line_error(done, "KASSA_RESERVATION_TTL_S must be an integer, got 'half an hour'")

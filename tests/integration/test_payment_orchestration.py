@@ -8,10 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from kassa.providers.mock.tables import MockCharge, MockRequest
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
-from kassa.storage.tables import MockCharge, MockRequest, PaymentAttempt
+from kassa.storage.tables import PaymentAttempt
 from tests.conftest import Keys, Sleeps
 
 TRANSIENT = ["api_error", "rate_limit", "server_error", "timeout_before_send", "connection_error"]

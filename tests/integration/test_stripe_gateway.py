@@ -18,7 +18,7 @@ from kassa.api.app import create_app
 from kassa.config import Settings
 from kassa.domain.refunds import RefundStatus
 from kassa.providers.base import IntentRequest, IntentStatus, ProviderError
-from kassa.providers.stripe_gateway import StripeGateway
+from kassa.providers.stripe.gateway import StripeGateway
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa

@@ -30,6 +30,7 @@ import pytest
 from sqlalchemy import func, select
 
 from kassa.config import Settings
+from kassa.providers.mock.tables import MockCharge
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE
@@ -37,7 +38,7 @@ from kassa.services.kassa import Kassa
 from kassa.services.payments import RESUME_PAYMENT
 from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.migrate import upgrade
-from kassa.storage.tables import AuditRecord, Job, MockCharge, Order, Payment
+from kassa.storage.tables import AuditRecord, Job, Order, Payment
 from tests.conftest import IN_CI, PG_ADMIN_URL, free_port
 
 pytestmark = pytest.mark.slow

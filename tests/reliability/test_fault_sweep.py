@@ -11,12 +11,13 @@ import itertools
 from sqlalchemy import func, select
 
 from kassa.domain.orders import LineRequest
-from kassa.providers.mock import FAULT_KINDS
+from kassa.providers.mock.provider import FAULT_KINDS
+from kassa.providers.mock.tables import MockCharge
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
-from kassa.storage.tables import MockCharge, Order
+from kassa.storage.tables import Order
 
 KINDS = ["ok", *FAULT_KINDS]
 SCRIPTS = [",".join(combo) for n in (1, 2, 3) for combo in itertools.product(KINDS, repeat=n)]

@@ -53,6 +53,7 @@ from kassa.config import Settings
 from kassa.domain.errors import DomainError, ErrorKind
 from kassa.domain.money import MAX_AMOUNT
 from kassa.domain.orders import LineRequest
+from kassa.providers.mock.tables import MockCharge, MockRefund
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
@@ -61,8 +62,6 @@ from kassa.services.refunds import RESUME_AFTER_S
 from kassa.storage.tables import (
     AuditRecord,
     Base,
-    MockCharge,
-    MockRefund,
     Order,
     Payment,
     Refund,

@@ -23,7 +23,7 @@ from pydantic import (
 from kassa.api.text import is_storable_text
 from kassa.domain.money import MAX_AMOUNT
 from kassa.providers.base import ProviderError
-from kassa.providers.mock import parse_payment_method
+from kassa.providers.mock.provider import parse_payment_method
 
 T = TypeVar("T")
 

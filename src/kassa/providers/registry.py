@@ -68,7 +68,7 @@ class ProviderRegistry:
 def stripe_from(settings: Settings) -> PaymentProvider | None:
     if not settings.stripe_secret_key:
         return None
-    from kassa.providers.stripe_gateway import StripeGateway
+    from kassa.providers.stripe.gateway import StripeGateway
 
     return StripeGateway(
         settings.stripe_secret_key,

@@ -23,22 +23,19 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from kassa.services.context import Clock
 from kassa.storage.database import Database
+from kassa.storage.outbox import QUEUED
+from kassa.storage.outbox import RetryLater as RetryLater  # the outbox, re-exported
+from kassa.storage.outbox import enqueue as enqueue
 from kassa.storage.tables import Job
 
 log = logging.getLogger("kassa.jobs")
 
-QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
-DEFAULT_MAX_ATTEMPTS = 12
+RUNNING, DONE, DEAD = "running", "done", "dead"
 BACKOFF_BASE_S = 2
 BACKOFF_CAP_S = 3600
-
-
-class RetryLater(Exception):
-    """A job that cannot run yet (e.g. an event about a payment kassa has not seen)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,31 +49,6 @@ class JobHandler:
 
     fn: Callable[..., None]
     in_transaction: bool = True
-
-
-def enqueue(
-    session: Session,
-    kind: str,
-    payload: dict[str, Any],
-    now: datetime,
-    *,
-    run_after: datetime | None = None,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    dedupe_key: str | None = None,
-) -> None:
-    """Add a job inside the caller's transaction."""
-    session.add(
-        Job(
-            kind=kind,
-            payload=payload,
-            state=QUEUED,
-            attempts=0,
-            max_attempts=max_attempts,
-            run_after=run_after or now,
-            dedupe_key=dedupe_key,
-            created_at=now,
-        )
-    )
 
 
 def backoff_s(attempts: int, rng: random.Random) -> float:

@@ -14,8 +14,8 @@ from kassa.config import Settings
 from kassa.documents import Party
 from kassa.domain.payments import HealthThresholds, RetryPolicy
 from kassa.providers.base import PaymentProvider
-from kassa.providers.mock import MockProvider
-from kassa.providers.mock_events import DELIVER_EVENT, EventDelivery
+from kassa.providers.mock.events import DELIVER_EVENT, EventDelivery
+from kassa.providers.mock.provider import MockProvider
 from kassa.providers.registry import ProviderRegistry, stripe_from
 from kassa.services.api_keys import ApiKeys
 from kassa.services.audit import AuditLog

@@ -31,10 +31,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from kassa.domain import signatures
 from kassa.domain.errors import DomainError, ErrorKind, not_found
 from kassa.domain.ids import new_id
 from kassa.domain.payments import ErrorType, PaymentStatus, ProviderFailure
+from kassa.providers.stripe import signatures
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater, enqueue

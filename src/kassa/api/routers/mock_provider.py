@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query
-from sqlalchemy import select
 
 from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
@@ -16,8 +15,6 @@ from kassa.domain.roles import Permission
 from kassa.providers.base import ProviderError
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
-from kassa.services.pagination import paginate
-from kassa.storage.tables import MockCharge, MockRefund
 
 Core = Annotated[Kassa, Depends(kassa_of)]
 
@@ -42,11 +39,7 @@ def list_charges(
     page: Annotated[ListParams, Depends(list_params)],
     order: Annotated[str | None, Query(max_length=40)] = None,
 ) -> object:
-    stmt = select(MockCharge)
-    if order:
-        stmt = stmt.where(MockCharge.order_ref == order)
-    with kassa.db.transaction(read_only=True) as session:
-        return paginate(session, MockCharge, stmt, page.limit, page.starting_after)
+    return kassa.mock.charges_page(order, page.limit, page.starting_after)
 
 
 @mock_provider.get("/refunds", response_model=ListOf[MockRefundOut])
@@ -56,11 +49,7 @@ def list_refunds(
     page: Annotated[ListParams, Depends(list_params)],
     order: Annotated[str | None, Query(max_length=40)] = None,
 ) -> object:
-    stmt = select(MockRefund)
-    if order:
-        stmt = stmt.where(MockRefund.order_ref == order)
-    with kassa.db.transaction(read_only=True) as session:
-        return paginate(session, MockRefund, stmt, page.limit, page.starting_after)
+    return kassa.mock.refunds_page(order, page.limit, page.starting_after)
 
 
 @mock_provider.post(

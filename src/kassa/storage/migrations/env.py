@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
+# The sandbox's tables live in its package, on the same metadata: import them so the
+# migrations see the whole schema.
+from kassa.providers.mock import tables as _mock_tables  # noqa: F401
 from kassa.storage.database import make_engine
 from kassa.storage.tables import Base
 

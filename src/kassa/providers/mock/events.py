@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from kassa.domain import signatures
-from kassa.services.jobs import RetryLater, enqueue
+from kassa.providers.stripe import signatures
+from kassa.storage.outbox import RetryLater, enqueue
 
 DELIVER_EVENT = "mock.deliver_event"
 

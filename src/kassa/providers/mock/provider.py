@@ -29,9 +29,8 @@ from kassa.providers.base import (
     ProviderIntent,
     ProviderRefund,
 )
-from kassa.providers.mock_events import emit
-from kassa.storage.database import Database
-from kassa.storage.tables import (
+from kassa.providers.mock.events import emit
+from kassa.providers.mock.tables import (
     MockCharge,
     MockFaultScript,
     MockIdempotency,
@@ -39,6 +38,8 @@ from kassa.storage.tables import (
     MockRefund,
     MockRequest,
 )
+from kassa.storage.database import Database
+from kassa.storage.pagination import Page, paginate
 
 NAME = "mock"
 
@@ -602,6 +603,28 @@ class MockProvider:
             ).all()
             views = [self._refund_view(row) for row in rows]
         yield from views
+
+    # -- what the sandbox recorded, page by page (its own API's lists) -------------------
+
+    def charges_page(
+        self, order: str | None, limit: int, starting_after: str | None
+    ) -> Page[MockCharge]:
+        """The sandbox's charges, newest first, optionally of one kassa order."""
+        stmt = select(MockCharge)
+        if order:
+            stmt = stmt.where(MockCharge.order_ref == order)
+        with self._db.transaction(read_only=True) as session:
+            return paginate(session, MockCharge, stmt, limit, starting_after)
+
+    def refunds_page(
+        self, order: str | None, limit: int, starting_after: str | None
+    ) -> Page[MockRefund]:
+        """The sandbox's refunds, newest first, optionally of one kassa order."""
+        stmt = select(MockRefund)
+        if order:
+            stmt = stmt.where(MockRefund.order_ref == order)
+        with self._db.transaction(read_only=True) as session:
+            return paginate(session, MockRefund, stmt, limit, starting_after)
 
     def _reference_of(self, intent_id: str) -> str:
         with self._db.transaction(read_only=True) as session:

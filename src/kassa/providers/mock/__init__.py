@@ -1,0 +1,1 @@
+"""The sandbox gateway: its provider, its own tables and the events it sends."""

@@ -1,0 +1,1 @@
+"""Stripe: the gateway on the official SDK, its signature scheme and its events."""
