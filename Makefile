@@ -23,6 +23,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python tools/complexity.py
 
 check-migrations: $(STAMP)
 	$(BIN)/python -m kassa.storage.migrate_check

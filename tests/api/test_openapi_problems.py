@@ -135,5 +135,5 @@ def test_the_problems_helper_pairs_codes_with_statuses() -> None:
         404: {PROBLEM_CODES: ["a"]},
         409: {PROBLEM_CODES: ["b", "c"]},
     }
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="before any status"):
         problems("a", 404)

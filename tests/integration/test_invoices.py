@@ -237,9 +237,13 @@ def test_an_unpaid_order_is_never_invoiced(shop: Kassa, client: TestClient, keys
 
 
 def test_a_rolled_back_document_gives_its_number_back(shop: Kassa) -> None:
-    with pytest.raises(RuntimeError), shop.db.transaction() as session:
-        assert allocate_number(session, Series.INVOICE, 2030) == 1
-        raise RuntimeError("the document could not be written")
+    def write_and_fail() -> None:
+        with shop.db.transaction() as session:
+            assert allocate_number(session, Series.INVOICE, 2030) == 1
+            raise RuntimeError("the document could not be written")
+
+    with pytest.raises(RuntimeError, match="could not be written"):
+        write_and_fail()
     with shop.db.transaction() as session:
         assert allocate_number(session, Series.INVOICE, 2030) == 1
         assert allocate_number(session, Series.INVOICE, 2030) == 2

@@ -99,11 +99,11 @@ def test_allocation_remainder_goes_to_largest_fractions_then_earliest() -> None:
 
 
 def test_allocation_rejects_meaningless_weights() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one weight"):
         Money(1, "EUR").allocate([])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not all be zero"):
         Money(1, "EUR").allocate([0, 0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-negative"):
         Money(1, "EUR").allocate([1, -1])
 
 

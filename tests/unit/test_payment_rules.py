@@ -110,7 +110,7 @@ def test_retry_delays_stay_under_three_seconds(
 
 
 def test_policy_refuses_delays_of_three_seconds_or_more() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_delay_ms"):
         RetryPolicy(max_delay_ms=3000)
 
 
