@@ -257,6 +257,9 @@ class TimedProvider:
     def retrieve_refund(self, refund_id: str) -> ProviderRefund:
         return self._timed(lambda: self.inner.retrieve_refund(refund_id))
 
+    def find_refund(self, intent_id: str, reference: str) -> ProviderRefund | None:
+        return self._timed(lambda: self.inner.find_refund(intent_id, reference))
+
     def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
         return self.inner.list_intents(since)
 

@@ -95,12 +95,14 @@ CARDS: dict[str, set[str]] = {
     "pm_card_visa|ok,ok,timeout_after_send": {"succeeded"},
     "pm_card_visa|ok,ok,api_error,api_error": {"succeeded"},
     "pm_card_visa|ok,ok,ok,server_error,timeout_before_send": {"succeeded"},
-    # the refund's answer is lost and its retry fails: it stays pending until the worker's
-    # resume job asks the provider again (found by this test: it used to be failed)
+    # the refund's answer is lost (the look-up finds the refund), or the provider keeps
+    # failing: the part stays pending until the worker's resume job asks again (found by
+    # this test: it used to be failed)
     "pm_card_visa|ok,ok,timeout_after_send,api_error": {"succeeded"},
     "pm_card_visa|ok,ok,timeout_after_send,timeout_after_send": {"succeeded"},
 }
 LOST_REFUND_ANSWER = "pm_card_visa|ok,ok,timeout_after_send,api_error"
+NO_REFUND_ANSWER = "pm_card_visa|ok,ok,api_error,api_error"
 STATUSES = CARDS
 
 WALLET = "wallet"
@@ -637,8 +639,8 @@ def test_a_refund_whose_answer_is_lost_and_whose_retry_fails_keeps_the_books_str
 ) -> None:
     """Found by the machine above: the provider refunded, kassa heard no answer, and its
     retry failed too. kassa used to mark the refund failed and free the amount, which could
-    then be refunded again. Now it stays pending (holding its amount) until the worker asks
-    the provider again with the same idempotency key."""
+    then be refunded again. Now the engine looks the refund up at the provider first and
+    finds it, so the refund succeeds at once and counts once."""
 
     class Bound(MoneyMachine):
         fresh_url = staticmethod(_fresh_databases(request, database_url))
@@ -649,6 +651,34 @@ def test_a_refund_whose_answer_is_lost_and_whose_retry_fails_keeps_the_books_str
         order = machine.create_order(0, "EUR", 3, LOST_REFUND_ANSWER)
         machine.money_adds_up()
         machine.refund_to_original(order, 1250)  # the provider refunds; kassa hears no answer
+        m = machine.model[order]
+        assert (m.pending, m.refunded) == ({}, 1250)  # found by the look-up
+        machine.money_adds_up()
+        machine.refund_to_original(order, "rest")
+        machine.money_adds_up()
+        machine.worker_resumes_refunds()
+        machine.money_adds_up()
+        assert (m.pending, m.refunded) == ({}, 3750)
+        assert machine.tally["resumed refund succeeded"] == 0
+    finally:
+        machine.teardown()
+
+
+def test_a_refund_without_an_answer_holds_its_amount_until_the_worker_settles_it(
+    request: pytest.FixtureRequest, database_url: str
+) -> None:
+    """The provider keeps failing (it may or may not have refunded): the part stays pending,
+    holding its amount, until the worker asks the provider again with the same key."""
+
+    class Bound(MoneyMachine):
+        fresh_url = staticmethod(_fresh_databases(request, database_url))
+        tally: ClassVar[Counter[str]] = Counter()
+
+    machine = Bound()
+    try:
+        order = machine.create_order(0, "EUR", 3, NO_REFUND_ANSWER)
+        machine.money_adds_up()
+        machine.refund_to_original(order, 1250)  # two 500s: nobody knows
         assert list(machine.model[order].pending.values()) == [1250]
         machine.money_adds_up()
         machine.refund_to_original(order, "rest")  # 3750 - 1250 held: 2500 more, not 3750

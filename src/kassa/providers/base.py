@@ -89,6 +89,11 @@ class PaymentProvider(Protocol):
 
     def retrieve_refund(self, refund_id: str) -> ProviderRefund: ...
 
+    def find_refund(self, intent_id: str, reference: str) -> ProviderRefund | None:
+        """The refund of `intent_id` made for kassa's `reference` (a refund part's id), if
+        the provider has one: how a refund whose answer was lost is found again."""
+        ...
+
     def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
         """Every intent created at or after `since` (for reconciliation)."""
         ...

@@ -1,9 +1,10 @@
 """Per-gateway health over a rolling window, derived from recorded attempts.
 
-Because it is computed from the `payment_attempts` table, every process sees the same
-health and it survives restarts; the last verdict is kept in `gateway_states` so the
-hysteresis (degrade at one failure rate, recover only below a lower one) holds across
-processes too.
+Because it is computed from the recorded attempts (`payment_attempts` and
+`refund_attempts`: a gateway that fails refunds is as unwell as one that fails charges),
+every process sees the same health and it survives restarts; the last verdict is kept in
+`gateway_states` so the hysteresis (degrade at one failure rate, recover only below a
+lower one) holds across processes too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 
 from kassa.domain.payments import (
     GatewayState,
@@ -24,7 +25,7 @@ from kassa.domain.payments import (
 )
 from kassa.services.context import Clock
 from kassa.storage.database import Database
-from kassa.storage.tables import GatewayStateRow, PaymentAttempt
+from kassa.storage.tables import GatewayStateRow, PaymentAttempt, RefundAttempt
 from kassa.storage.upsert import insert_unless_exists
 
 
@@ -54,8 +55,13 @@ class GatewayHealth:
             samples = [
                 (duration, failed)
                 for duration, failed in session.execute(
-                    select(PaymentAttempt.duration_ms, PaymentAttempt.gateway_failure).where(
-                        PaymentAttempt.provider == provider, PaymentAttempt.started_at >= since
+                    union_all(
+                        *(
+                            select(table.duration_ms, table.gateway_failure).where(
+                                table.provider == provider, table.started_at >= since
+                            )
+                            for table in (PaymentAttempt, RefundAttempt)
+                        )
                     )
                 )
             ]

@@ -112,6 +112,7 @@ class Kassa:
             clock,
             self.providers,
             retry_policy,
+            is_degraded=self.gateway_health.is_degraded,
             sleep=sleep,
             rng=rng,
         )

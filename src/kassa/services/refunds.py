@@ -4,10 +4,22 @@
    minus everything already refunded *or being refunded*, so concurrent requests can never
    refund more than was paid together; split it across the order's payments (newest first);
    insert one `pending` part per payment.
-2. Execute each part at its provider, outside any transaction, with a provider idempotency
-   key per part: a transient or unknown failure is retried with the same key (the provider
-   refunds once), a hard one fails that part. Wallet destinations need no provider.
+2. Execute each part at its provider, outside any transaction, through the same engine as
+   payments (services.orchestrator): a provider idempotency key per part; every call is
+   recorded in `refund_attempts` (and counts towards the gateway's health); a lost answer
+   is first looked up at the provider (`find_refund`, by the part's id), and a transient
+   failure is retried with the same key (the provider refunds once) unless the gateway is
+   degraded; a hard one fails that part. Wallet destinations need no provider.
 3. Settle: mark parts succeeded/failed, recompute the order's refund totals from the rows.
+
+Resuming (the `refunds.resume` job). A part whose outcome is still unknown when the engine
+gives up stays `pending`, holding its amount, and the job asks the provider again later.
+The job must also cover a crash: should the process die between opening the refund and
+settling a part, nothing else would ever finish that part. So the job is enqueued in the
+*opening* transaction, as a delayed guard (`RESUME_AFTER_S`, deduplicated per part), and
+the part's settle transaction retires it whenever the part no longer needs it (succeeded,
+failed, or pending at the provider, whose event settles it). Only a part whose outcome is
+unknown (or that was cut off by a crash) keeps its job: the common refund leaves none.
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from kassa.domain.errors import FieldProblem, invalid, not_found
@@ -29,29 +42,29 @@ from kassa.domain.payments import (
     PaymentStatus,
     ProviderFailure,
     RetryPolicy,
-    classify,
 )
 from kassa.domain.refunds import RefundStatus, allocate_refund, refund_amount
 from kassa.domain.wallet import EntryKind
-from kassa.providers.base import ProviderError, ProviderRefund
+from kassa.providers.base import PaymentProvider
 from kassa.providers.registry import ProviderRegistry
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
 from kassa.services.invoices import request_credit_note
 from kassa.services.jobs import RetryLater, enqueue
+from kassa.services.orchestrator import Attempt, Orchestrator
 from kassa.services.orders import lock_order
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.services.payments import failure_json, provider_idempotency_base
 from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
-from kassa.storage.tables import Order, Payment, Refund
+from kassa.storage.tables import Job, Order, Payment, Refund, RefundAttempt
 
 PENDING, SUCCEEDED, FAILED = (s.value for s in RefundStatus)
 RESUME_REFUND = "refunds.resume"
-# Long enough that the request itself has given up on the provider (two calls of at most
-# the provider timeout, plus the retry delay), so the job rarely races it (it may: the
-# same idempotency key and the part's row lock keep that safe).
+# Long enough that the request itself has given up on the provider (two calls and two
+# look-ups of at most the provider timeout, plus the retry delay), so the job rarely races
+# it (it may: the same idempotency key and the part's row lock keep that safe).
 RESUME_AFTER_S = 300
 RESUME_MAX_ATTEMPTS = 20
 ORIGINAL, WALLET = "original", "wallet"
@@ -135,6 +148,7 @@ class Refunds:
         providers: ProviderRegistry,
         policy: RetryPolicy,
         *,
+        is_degraded: Callable[[str], bool],
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -142,6 +156,7 @@ class Refunds:
         self._clock = clock
         self._providers = providers
         self._policy = policy
+        self._is_degraded = is_degraded
         self._sleep = sleep
         self._rng = rng or random.Random()
 
@@ -220,8 +235,9 @@ class Refunds:
                 )
                 parts.append((part_id, payment_id))
                 if destination == ORIGINAL:
-                    # The outbox guarantee: should this process die before the provider
-                    # answers, or the answer stay unknown, the worker finishes the part.
+                    # The crash guard (see the module's docstring): should this process
+                    # die before the part is settled, the worker finishes it. Settling
+                    # the part retires it unless the outcome is still unknown.
                     enqueue(
                         session,
                         RESUME_REFUND,
@@ -229,6 +245,7 @@ class Refunds:
                         now,
                         run_after=now + timedelta(seconds=RESUME_AFTER_S),
                         max_attempts=RESUME_MAX_ATTEMPTS,
+                        dedupe_key=_resume_key(part_id),
                     )
             session.flush()
             if destination == WALLET:
@@ -281,8 +298,8 @@ class Refunds:
         """Refund one part at its provider; returns the part's status afterwards.
 
         Only a definitive refusal fails a part. When the outcome stays unknown (the
-        request may have reached the provider, e.g. a timeout after sending) or the
-        provider stays unavailable, the part remains `pending` (its amount stays
+        request may have reached the provider and the look-up did not find the refund)
+        or the provider stays unavailable, the part remains `pending` (its amount stays
         reserved) and the `refunds.resume` job asks again later with the same
         idempotency key, which the provider answers with the refund it made, if any."""
         with self._db.transaction(read_only=True) as session:
@@ -296,22 +313,8 @@ class Refunds:
         if provider_name == "wallet":  # paid from the wallet: give it back there
             return self._back_to_wallet(ctx, part_id)
         provider = self._providers.existing(provider_name)
-        result: ProviderRefund | None = None
-        failure = None
-        retries = 0
-        while True:
-            try:
-                result = provider.refund(
-                    intent or "", amount, idempotency_key=key, reference=part_id
-                )
-                break
-            except ProviderError as exc:
-                failure = exc.failure
-                cls = classify(failure)
-                if not cls.retryable or retries >= self._policy.max_retries:
-                    break
-                retries += 1
-                self._sleep(self._policy.delay_ms(retries, self._rng) / 1000)
+        outcome = self._orchestrator(provider, part_id).refund(intent or "", amount, key, part_id)
+        result, failure = outcome.refund, outcome.failure
         now = self._clock()
         with self._db.transaction() as session:
             order, part = self._lock_part(session, part_id)
@@ -338,7 +341,7 @@ class Refunds:
             else:
                 assert failure is not None
                 part.failure = failure_json(failure)  # the last error, for staff
-                if classify(failure).retryable:
+                if outcome.outcome_unknown:
                     audit.record(
                         session,
                         ctx,
@@ -353,8 +356,52 @@ class Refunds:
                     audit.record(
                         session, ctx, now, "refund.failed", part_id, None, {"failure": part.failure}
                     )
+            if not outcome.outcome_unknown:
+                _retire_resume_job(session, part_id)
             recompute_order_refunds(session, order, now)
             return part.status
+
+    def _orchestrator(self, provider: PaymentProvider, part_id: str) -> Orchestrator:
+        return Orchestrator(
+            provider,
+            self._policy,
+            is_degraded=self._is_degraded,
+            record=lambda attempt: self._record_attempt(part_id, provider.name, attempt),
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+
+    def _record_attempt(self, part_id: str, provider: str, attempt: Attempt) -> None:
+        """Record one provider call for the part. Numbered here, in the order recorded:
+        the request and a resume job may call the provider for the same part at once."""
+        for _ in range(3):
+            try:
+                with self._db.transaction() as session:
+                    last = session.scalar(
+                        select(func.max(RefundAttempt.number)).where(
+                            RefundAttempt.refund_id == part_id
+                        )
+                    )
+                    session.add(
+                        RefundAttempt(
+                            refund_id=part_id,
+                            provider=provider,
+                            number=(last or 0) + 1,
+                            operation=attempt.operation,
+                            started_at=attempt.started_at,
+                            duration_ms=attempt.duration_ms,
+                            outcome=attempt.outcome.value,
+                            error_type=attempt.error_type,
+                            code=attempt.code,
+                            decline_code=attempt.decline_code,
+                            retry_delay_ms=attempt.retry_delay_ms,
+                            gateway_failure=attempt.gateway_failure,
+                        )
+                    )
+                return
+            except IntegrityError:
+                continue  # the other caller took that number: take the next one
 
     def resume(self, payload: dict[str, Any]) -> None:
         """Job handler: finish a part still `pending` (see `_execute`). Raises while the
@@ -476,6 +523,18 @@ class Refunds:
     ) -> Page[RefundView]:
         page = paginate(session, Refund, stmt, limit, starting_after, scope)
         return Page(_group_views(session, [row.id for row in page.data]), page.has_more)
+
+
+def _resume_key(part_id: str) -> str:
+    return f"{RESUME_REFUND}:{part_id}"
+
+
+def _retire_resume_job(session: Session, part_id: str) -> None:
+    """The part no longer needs its resume job (see the module's docstring): drop it if
+    no worker has claimed it yet (a claimed one finds the part settled and ends)."""
+    session.execute(
+        delete(Job).where(Job.dedupe_key == _resume_key(part_id), Job.state == "queued")
+    )
 
 
 # A refund as the API shows it is its group's first part (a lone refund has no group).

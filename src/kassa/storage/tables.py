@@ -255,12 +255,10 @@ class Payment(Base):
     )
 
 
-class PaymentAttempt(Base):
-    """One provider call made while orchestrating a payment; gateway health reads these."""
+class _AttemptColumns:
+    """One provider call as the orchestrator records it (services.orchestrator.Attempt)."""
 
-    __tablename__ = "payment_attempts"
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
-    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
     provider: Mapped[str] = mapped_column(String(20))
     number: Mapped[int] = mapped_column(Integer)
     operation: Mapped[str] = mapped_column(String(20))
@@ -272,9 +270,28 @@ class PaymentAttempt(Base):
     decline_code: Mapped[str | None] = mapped_column(String(60))
     retry_delay_ms: Mapped[int | None] = mapped_column(Integer)
     gateway_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PaymentAttempt(_AttemptColumns, Base):
+    """One provider call made while orchestrating a payment; gateway health reads these
+    (and the refund attempts), payment analytics only these."""
+
+    __tablename__ = "payment_attempts"
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
     __table_args__ = (
         UniqueConstraint("payment_id", "number", name="uq_payment_attempts_number"),
         Index("ix_payment_attempts_provider_time", "provider", "started_at"),
+    )
+
+
+class RefundAttempt(_AttemptColumns, Base):
+    """One provider call made while refunding a refund part (migration 0007)."""
+
+    __tablename__ = "refund_attempts"
+    refund_id: Mapped[str] = mapped_column(ForeignKey("refunds.id"), index=True)
+    __table_args__ = (
+        UniqueConstraint("refund_id", "number", name="uq_refund_attempts_number"),
+        Index("ix_refund_attempts_provider_time", "provider", "started_at"),
     )
 
 

@@ -439,6 +439,15 @@ class MockProvider:
                 raise _missing("refund", refund_id)
             return self._refund_view(row)
 
+    def find_refund(self, intent_id: str, reference: str) -> ProviderRefund | None:
+        with self._db.transaction(read_only=True) as session:
+            row = session.scalar(
+                select(MockRefund)
+                .where(MockRefund.intent_id == intent_id, MockRefund.reference == reference)
+                .order_by(MockRefund.pk)
+            )
+            return self._refund_view(row) if row is not None else None
+
     # -- the provider's own rules -------------------------------------------------------
 
     def _confirm(self, session: Session, intent: MockIntent) -> ProviderFailure | None:

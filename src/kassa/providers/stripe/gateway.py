@@ -175,6 +175,22 @@ class StripeGateway:
     def retrieve_refund(self, refund_id: str) -> ProviderRefund:
         return _refund(self._call(self._client.v1.refunds.retrieve, refund_id))
 
+    def find_refund(self, intent_id: str, reference: str) -> ProviderRefund | None:
+        """The intent's refunds (a list, so strongly consistent, unlike search), matched
+        on the reference kassa stores in each refund's metadata. A failed look-up raises,
+        and the caller treats the outcome as still unknown."""
+        try:
+            page = self._client.v1.refunds.list(
+                params={"payment_intent": intent_id, "limit": 100}
+            )
+            for obj in page.auto_paging_iter():  # later pages are fetched as it goes
+                found = _refund(obj)
+                if found.reference == reference:
+                    return found
+        except stripe.StripeError as exc:
+            raise ProviderError(failure_of(exc)) from exc
+        return None
+
     def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
         for obj in self._newest_first(self._client.v1.payment_intents.list, since):
             yield _intent(obj)
