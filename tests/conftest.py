@@ -161,8 +161,8 @@ class Keys:
         return {"Authorization": f"Bearer {getattr(self, role)}", **extra}
 
 
-@pytest.fixture
-def keys(kassa: Kassa, system: RequestContext) -> Keys:
+def make_keys(core: Kassa) -> Keys:
+    """One key per role, plus a second storefront key, in `core`'s database."""
     secrets: dict[str, str] = {}
     ids: dict[str, str] = {}
     for name, role in [
@@ -172,10 +172,15 @@ def keys(kassa: Kassa, system: RequestContext) -> Keys:
         ("storefront", "storefront"),
         ("other_storefront", "storefront"),
     ]:
-        view, secret = kassa.api_keys.create(system, role, name)
+        view, secret = core.api_keys.create(RequestContext.system("test"), role, name)
         secrets[name] = secret
         ids[name] = view.id
     return Keys(ids=ids, **secrets)
+
+
+@pytest.fixture
+def keys(kassa: Kassa) -> Keys:
+    return make_keys(kassa)
 
 
 @pytest.fixture

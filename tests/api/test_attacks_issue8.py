@@ -297,12 +297,6 @@ def _order_payments(c: TestClient, keys: Keys, order_id: str) -> list[dict[str, 
     return list(r.json()["data"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="webhooks._refunded (amount_refunded only) compares the card total with every "
-    "refund of the payment, wallet-destination ones included, so a dashboard refund is "
-    "hidden by an earlier refund to the wallet; fix: sum only destination 'original'",
-)
 def test_a_card_refund_at_the_provider_is_recorded_beside_a_refund_to_the_wallet(
     shop: Kassa, api: TestClient, shop_keys: Keys, clock: FakeClock
 ) -> None:
@@ -332,12 +326,6 @@ def test_a_card_refund_at_the_provider_is_recorded_beside_a_refund_to_the_wallet
     assert _order_row(shop, order["id"]).amount_refunded == 1000, _outcomes(shop)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an amount-only charge.refunded records a synthetic `ch@total` refund; a later "
-    "event listing the same refund by its id records it again (the list path never "
-    "matches the synthetic id), so the order shows twice what went back",
-)
 def test_a_refund_reported_first_as_a_total_then_as_a_list_is_recorded_once(
     shop: Kassa, api: TestClient, shop_keys: Keys, clock: FakeClock
 ) -> None:
@@ -584,14 +572,6 @@ def test_another_keys_documents_do_not_exist(shop: Kassa, api: TestClient, shop_
 # -- 4. payment resume --------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the provider idempotency base derives from (API key, Idempotency-Key) only; "
-    "once kassa forgets the key (retention) the same key on another payment reaches the "
-    "provider with the old payment's keys, the provider replays the old succeeded intent "
-    "and kassa's write hits UNIQUE(provider, provider_payment_id): 500, and the payment "
-    "stays processing (its resume fails the same way), blocking the order",
-)
 def test_an_idempotency_key_reused_after_its_retention_cannot_pay_another_order_for_free(
     shop: Kassa, api: TestClient, shop_keys: Keys, clock: FakeClock
 ) -> None:

@@ -21,7 +21,7 @@ from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.storage.tables import Refund
 from kassa.worker import Worker
-from tests.conftest import FakeClock, Keys, Sleeps
+from tests.conftest import FakeClock, Keys, Sleeps, make_keys
 from tests.events import MOCK_SECRET, charge_refunded, dispute, event, intent, signed
 from tests.stripe_fake import FakeStripe, start_fake_stripe
 
@@ -67,21 +67,6 @@ def stripe_only(
 ) -> Iterator[Kassa]:
     """Stripe configured and KASSA_PROVIDERS left at its default (stripe,wallet)."""
     yield from _kassa(database_url, fake_stripe, clock, sleeps)
-
-
-def _keys(core: Kassa) -> Keys:
-    made: dict[str, str] = {}
-    ids: dict[str, str] = {}
-    for name, role in [
-        ("admin", "admin"),
-        ("ops", "ops"),
-        ("analyst", "analyst"),
-        ("storefront", "storefront"),
-        ("other_storefront", "storefront"),
-    ]:
-        view, secret = core.api_keys.create(RequestContext.system("t"), role, name)
-        made[name], ids[name] = secret, view.id
-    return Keys(ids=ids, **made)
 
 
 def _order(api: TestClient, keys: Keys) -> dict[str, Any]:
@@ -130,7 +115,7 @@ def _order_state(api: TestClient, keys: Keys, order_id: str) -> tuple[str, int, 
 def test_a_sandbox_event_cannot_settle_a_stripe_payment(
     both: Kassa, clock: FakeClock, fake_stripe: FakeStripe
 ) -> None:
-    keys = _keys(both)
+    keys = make_keys(both)
     with TestClient(create_app(both)) as api:
         order = _order(api, keys)
         stripe_pay = _pay(api, keys, order["id"], "stripe").json()  # browser flow: not paid
@@ -155,7 +140,7 @@ def test_a_sandbox_event_cannot_settle_a_stripe_payment(
 
 
 def test_a_stripe_event_cannot_settle_a_sandbox_payment(both: Kassa, clock: FakeClock) -> None:
-    keys = _keys(both)
+    keys = make_keys(both)
     with TestClient(create_app(both)) as api:
         order = _order(api, keys)
         mock_pay = _pay(api, keys, order["id"], "mock").json()
@@ -176,7 +161,7 @@ def test_refunds_and_disputes_of_another_provider_are_refused(
     both: Kassa, clock: FakeClock
 ) -> None:
     """A paid sandbox order; Stripe-signed refund and dispute events name its payment."""
-    keys = _keys(both)
+    keys = make_keys(both)
     with TestClient(create_app(both)) as api:
         order = _order(api, keys)
         paid = _pay(api, keys, order["id"], "mock", payment_method="pm_card_visa").json()
@@ -206,7 +191,7 @@ def test_a_refund_event_cannot_settle_a_refund_of_another_payment(
     both: Kassa, clock: FakeClock
 ) -> None:
     """Two sandbox payments; an event about the first names the second's pending refund."""
-    keys = _keys(both)
+    keys = make_keys(both)
     with TestClient(create_app(both)) as api:
         first, second = _order(api, keys), _order(api, keys)
         p1 = _pay(api, keys, first["id"], "mock", payment_method="pm_card_visa").json()
@@ -244,7 +229,7 @@ def test_a_refund_event_cannot_settle_a_refund_of_another_payment(
 
 
 def test_the_sandbox_is_off_in_a_stripe_deployment_unless_named(stripe_only: Kassa) -> None:
-    keys = _keys(stripe_only)
+    keys = make_keys(stripe_only)
     with TestClient(create_app(stripe_only)) as api:
         order = _order(api, keys)
         r = _pay(api, keys, order["id"], "mock", payment_method="pm_card_visa")
@@ -287,7 +272,7 @@ def _customer(api: TestClient, keys: Keys) -> str:
 
 def test_the_wallet_can_be_switched_off(kassa_factory: Any) -> None:
     core = kassa_factory(providers=("mock",))
-    keys = _keys(core)
+    keys = make_keys(core)
     with TestClient(create_app(core)) as api:
         order = _order(api, keys)
         r = _pay(api, keys, order["id"], "wallet")

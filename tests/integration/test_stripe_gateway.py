@@ -22,7 +22,7 @@ from kassa.providers.stripe.gateway import StripeGateway
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
-from tests.conftest import FakeClock, Keys, Sleeps, free_port
+from tests.conftest import FakeClock, Keys, Sleeps, free_port, make_keys
 from tests.stripe_fake import FakeStripe, start_fake_stripe
 
 SECRET = "sk_test_kassa"
@@ -58,18 +58,7 @@ def api(stripe_kassa: Kassa) -> Iterator[TestClient]:
 
 @pytest.fixture
 def shop_keys(stripe_kassa: Kassa) -> Keys:
-    made = {}
-    ids = {}
-    for name, role in [
-        ("admin", "admin"),
-        ("ops", "ops"),
-        ("analyst", "analyst"),
-        ("storefront", "storefront"),
-        ("other_storefront", "storefront"),
-    ]:
-        view, secret = stripe_kassa.api_keys.create(RequestContext.system("test"), role, name)
-        made[name], ids[name] = secret, view.id
-    return Keys(ids=ids, **made)
+    return make_keys(stripe_kassa)
 
 
 def sdk(fake: FakeStripe) -> stripe.StripeClient:

@@ -20,6 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class PaymentStatus(StrEnum):
@@ -33,6 +34,28 @@ class PaymentStatus(StrEnum):
 FINAL_STATUSES = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED})
 # Still open at the provider: the order must not be cancelled under the shopper.
 IN_FLIGHT_STATUSES = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
+
+_P = PaymentStatus
+# Which status may follow which, whoever reports it (the orchestrator, the browser flow, a
+# webhook, the resume job), in whatever order the reports arrive:
+# - `succeeded` is final: money received is never un-received by a late or stale report;
+# - money reported received is recorded from every other status (a success after a
+#   failure report is the shopper's second card on the same intent; after a cancel it is
+#   money that arrived anyway, which staff refund: it is never dropped);
+# - a failed intent may be retried at the provider (processing, requires_action again);
+# - a canceled payment only ever moves to succeeded (see above).
+PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    _P.PROCESSING: frozenset({_P.REQUIRES_ACTION, _P.SUCCEEDED, _P.FAILED, _P.CANCELED}),
+    _P.REQUIRES_ACTION: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.CANCELED}),
+    _P.FAILED: frozenset({_P.PROCESSING, _P.REQUIRES_ACTION, _P.SUCCEEDED}),
+    _P.CANCELED: frozenset({_P.SUCCEEDED}),
+    _P.SUCCEEDED: frozenset(),
+}
+
+
+def payment_may_become(current: PaymentStatus, target: PaymentStatus) -> bool:
+    """Whether a payment in `current` may move to `target` (never to itself)."""
+    return target in PAYMENT_TRANSITIONS[current]
 
 
 class AttemptOutcome(StrEnum):
@@ -105,6 +128,18 @@ def classify(failure: ProviderFailure) -> Classification:
     if failure.type is ErrorType.CARD_ERROR and failure.decline_code == "insufficient_funds":
         return Classification(AttemptOutcome.SOFT_FAILURE, FailureCategory.SOFT, retryable=False)
     return Classification(AttemptOutcome.HARD_FAILURE, FailureCategory.HARD, retryable=False)
+
+
+def failure_json(failure: ProviderFailure) -> dict[str, Any]:
+    """How a failure is kept on a payment or refund and shown in the API."""
+    return {
+        "category": classify(failure).category.value,
+        "type": failure.code if failure.code == "card_declined" else failure.type.value,
+        "error_type": failure.type.value,
+        "code": failure.code,
+        "decline_code": failure.decline_code,
+        "message": failure.message,
+    }
 
 
 def is_gateway_failure(outcome: AttemptOutcome, error_type: str | None) -> bool:

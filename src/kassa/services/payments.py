@@ -1,9 +1,10 @@
 """Paying orders: open a payment, let the orchestrator drive the provider, settle.
 
 Three short transactions, none held across a network call:
-1. open: lock the order, check it can be paid, insert the payment (`processing`);
+1. open: lock the order, check it can be paid, insert the payment (`processing`) and its
+   resume job;
 2. the orchestrator calls the provider; each attempt is recorded as it ends;
-3. settle: write the outcome; a success goes through `settlement.payment_succeeded`.
+3. settle: hand the outcome to `settlement`, the one writer of a payment's status.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from kassa.domain.orders import OrderStatus
 from kassa.domain.payments import (
     IN_FLIGHT_STATUSES,
     PaymentStatus,
-    ProviderFailure,
     RetryPolicy,
     classify,
 )
@@ -34,10 +34,8 @@ from kassa.domain.roles import sees_only_own_orders
 from kassa.domain.wallet import EntryKind
 from kassa.providers.base import (
     IntentRequest,
-    IntentStatus,
     PaymentProvider,
     ProviderError,
-    ProviderIntent,
 )
 from kassa.providers.registry import ProviderRegistry
 from kassa.services import audit
@@ -48,7 +46,12 @@ from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
 from kassa.services.orders import lock_order
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
-from kassa.services.settlement import lock_payment, payment_succeeded
+from kassa.services.settlement import (
+    apply_intent,
+    lock_payment,
+    payment_failed,
+    payment_succeeded,
+)
 from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
 from kassa.storage.tables import Customer, Order, Payment, PaymentAttempt
@@ -131,23 +134,19 @@ def _view(row: Payment, attempts: list[PaymentAttempt]) -> PaymentView:
     )
 
 
-def failure_json(failure: ProviderFailure) -> dict[str, Any]:
-    return {
-        "category": classify(failure).category.value,
-        "type": failure.code if failure.code == "card_declined" else failure.type.value,
-        "error_type": failure.type.value,
-        "code": failure.code,
-        "decline_code": failure.decline_code,
-        "message": failure.message,
-    }
-
-
 def provider_idempotency_base(payment_id: str, actor_key_id: str, request_key: str | None) -> str:
-    """The provider key prefix: derived from the client's Idempotency-Key when it sent one,
-    so a retried request reaches the provider with the very same keys."""
+    """The provider key prefix of one payment (or refund group).
+
+    Always unique to `payment_id`: a retried request never opens a second payment (its
+    Idempotency-Key replays or recovers the first), and a key the client reuses after
+    kassa's retention window must not meet the provider's memory of an older payment (the
+    provider would replay that payment's result for a new one). The client's key is
+    folded in so the provider's logs can be matched with the client's request."""
     if request_key is None:
         return f"kassa:{payment_id}"
-    digest = hashlib.sha256(f"{actor_key_id}\0{request_key}".encode()).hexdigest()[:40]
+    digest = hashlib.sha256(f"{actor_key_id}\0{request_key}\0{payment_id}".encode()).hexdigest()[
+        :40
+    ]
     return f"kassa:req:{digest}"
 
 
@@ -291,24 +290,23 @@ class Payments:
                 reference=payment_id,
                 actor=ctx.actor_key_id,
             )
-            session.add(
-                Payment(
-                    id=payment_id,
-                    order_id=order.id,
-                    provider=WALLET,
-                    provider_payment_id=None,
-                    idempotency_base=f"kassa:{payment_id}",
-                    status=PaymentStatus.PROCESSING.value,
-                    amount=amount,
-                    currency=order.currency,
-                    retry_count=0,
-                    recovered_by_retry=False,
-                    orchestration_ms=0,
-                    created_by_key=ctx.actor_key_id,
-                    created_at=now,
-                    updated_at=now,
-                )
+            payment = Payment(
+                id=payment_id,
+                order_id=order.id,
+                provider=WALLET,
+                provider_payment_id=None,
+                idempotency_base=f"kassa:{payment_id}",
+                status=PaymentStatus.PROCESSING.value,
+                amount=amount,
+                currency=order.currency,
+                retry_count=0,
+                recovered_by_retry=False,
+                orchestration_ms=0,
+                created_by_key=ctx.actor_key_id,
+                created_at=now,
+                updated_at=now,
             )
+            session.add(payment)
             session.flush()
             audit.record(
                 session,
@@ -319,7 +317,7 @@ class Payments:
                 None,
                 {"order": order.id, "amount": amount, "provider": WALLET},
             )
-            payment_succeeded(session, ctx, payment_id, now)
+            payment_succeeded(session, ctx, payment, now)
             attach_resource(session, ctx, "payment", payment_id)
             return self._load(session, payment_id)
 
@@ -482,58 +480,13 @@ class Payments:
                 outcome.no_retry_reason.value if outcome.no_retry_reason else None
             )
             payment.updated_at = now
+            # settlement decides what may change: a success or failure reported meanwhile
+            # (its webhook, the resume job) is never overwritten by a stale answer
             if outcome.intent is not None:
-                self._apply_intent(session, ctx, payment, outcome.intent, now)
-            elif payment.status not in IN_FLIGHT:
-                # Settled meanwhile (its webhook, or the resume job): success is final,
-                # and a failure seen here must not overwrite what the provider reported.
-                pass
+                apply_intent(session, ctx, payment, outcome.intent, now)
             elif outcome.failure is not None:
-                payment.status = PaymentStatus.FAILED.value
-                payment.failure = failure_json(outcome.failure)
-                audit.record(
-                    session,
-                    ctx,
-                    now,
-                    "payment.failed",
-                    payment.id,
-                    None,
-                    {"failure": payment.failure},
-                )
+                payment_failed(session, ctx, payment, outcome.failure, now)
             return self._load(session, payment.id)
-
-    def _apply_intent(
-        self,
-        session: Any,
-        ctx: RequestContext,
-        payment: Payment,
-        intent: ProviderIntent,
-        now: datetime,
-    ) -> None:
-        """Bring a payment in line with its provider intent (idempotent)."""
-        payment.provider_payment_id = intent.id
-        payment.client_secret = intent.client_secret
-        if payment.status in (PaymentStatus.SUCCEEDED.value, PaymentStatus.CANCELED.value):
-            return
-        if intent.status is IntentStatus.SUCCEEDED:
-            payment_succeeded(session, ctx, payment.id, now)
-        elif intent.status is IntentStatus.REQUIRES_ACTION:
-            payment.status = PaymentStatus.REQUIRES_ACTION.value
-            payment.next_action = intent.next_action
-        elif intent.status in (
-            IntentStatus.REQUIRES_PAYMENT_METHOD,
-            IntentStatus.REQUIRES_CONFIRMATION,
-        ):
-            if intent.last_error is not None:
-                payment.status = PaymentStatus.FAILED.value
-                payment.failure = failure_json(intent.last_error)
-            else:  # the browser flow: the shopper confirms with the client secret
-                payment.status = PaymentStatus.REQUIRES_ACTION.value
-                payment.next_action = {"type": "confirm_with_client_secret"}
-        elif intent.status is IntentStatus.PROCESSING:
-            payment.status = PaymentStatus.PROCESSING.value
-        elif intent.status is IntentStatus.CANCELED:
-            payment.status = PaymentStatus.CANCELED.value
 
     def for_intent(self, ctx: RequestContext, provider: str, intent_id: str) -> str:
         """The id of the payment behind `provider`'s intent, if this caller may see it;
@@ -568,7 +521,7 @@ class Payments:
             payment = lock_payment(session, payment_id)
             assert payment is not None
             payment.updated_at = now
-            self._apply_intent(session, ctx, payment, intent, now)
+            apply_intent(session, ctx, payment, intent, now)
             return self._load(session, payment.id)
 
     # -- the worker's half: payments cut off mid-flight ------------------------------

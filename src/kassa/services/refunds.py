@@ -42,6 +42,7 @@ from kassa.domain.payments import (
     PaymentStatus,
     ProviderFailure,
     RetryPolicy,
+    failure_json,
 )
 from kassa.domain.refunds import RefundStatus, allocate_refund, refund_amount
 from kassa.domain.wallet import EntryKind
@@ -55,7 +56,7 @@ from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orchestrator import Attempt, Orchestrator
 from kassa.services.orders import lock_order
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
-from kassa.services.payments import failure_json, provider_idempotency_base
+from kassa.services.payments import provider_idempotency_base
 from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
 from kassa.storage.tables import Job, Order, Payment, Refund, RefundAttempt

@@ -1,8 +1,13 @@
-"""The one place a payment becomes money received: `payment_succeeded`.
+"""The one writer of a payment's status, and the one place a payment becomes money received.
 
-The orchestrator (server-side confirmation), the provider webhooks and the browser flow
-all end here, inside their own transaction, so the paths can never disagree or apply a
-success twice: the payment row is locked and a payment already `succeeded` is a no-op.
+Every path that learns something about a payment ends here, inside its own transaction,
+with the payment row already locked (`lock_payment`): the orchestrator's answer
+(`apply_intent`), the browser flow and a resumed payment (`apply_intent` too), and the
+provider's webhooks (`payment_succeeded`, `payment_failed`, `payment_requires_action`).
+`_transition` checks `domain.payments.PAYMENT_TRANSITIONS` and audits the change, so the
+paths can never disagree: a report that the table refuses (a failure after a success, any
+report about a succeeded payment) is a no-op, whatever order the reports arrive in.
+
 Paying the order also takes its goods: unique items move reserved -> sold, limited stock
 is decremented by a conditional update that never goes below zero, and anything that
 could not be taken sets `stock_shortage` for staff (the order is paid regardless).
@@ -11,13 +16,15 @@ could not be taken sets `stock_shortage` for staff (the order is paid regardless
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from kassa.domain.orders import OrderStatus, ProductStatus
-from kassa.domain.payments import PaymentStatus
+from kassa.domain.payments import PaymentStatus, ProviderFailure, failure_json, payment_may_become
 from kassa.domain.wallet import EntryKind
+from kassa.providers.base import IntentStatus, ProviderIntent
 from kassa.services import audit
 from kassa.services.context import RequestContext
 from kassa.services.invoices import request_invoice
@@ -35,30 +42,104 @@ def lock_payment(session: Session, payment_id: str) -> Payment | None:
     )
 
 
-def payment_succeeded(
-    session: Session, ctx: RequestContext, payment_id: str, now: datetime
+def _transition(
+    session: Session,
+    ctx: RequestContext,
+    payment: Payment,
+    target: PaymentStatus,
+    now: datetime,
+    after: dict[str, Any] | None = None,
 ) -> bool:
-    """Record that `payment_id` succeeded; returns False if it already had."""
-    payment = lock_payment(session, payment_id)
-    if payment is None:
-        raise LookupError(payment_id)
-    if payment.status == PaymentStatus.SUCCEEDED.value:
+    """Move a locked payment to `target` if the transitions table allows it; audited.
+    Returns False (and changes nothing) otherwise, or when it is already there."""
+    before = PaymentStatus(payment.status)
+    if not payment_may_become(before, target):
         return False
-    before = payment.status
-    payment.status = PaymentStatus.SUCCEEDED.value
-    payment.succeeded_at = now
+    payment.status = target.value
     payment.updated_at = now
-    payment.next_action = None
-    payment.failure = None
     audit.record(
         session,
         ctx,
         now,
-        "payment.succeeded",
+        f"payment.{target.value}",
         payment.id,
-        {"status": before},
-        {"status": payment.status, "amount": payment.amount, "order": payment.order_id},
+        {"status": before.value},
+        {"status": target.value, **(after or {})},
     )
+    return True
+
+
+def payment_failed(
+    session: Session, ctx: RequestContext, payment: Payment, failure: ProviderFailure, now: datetime
+) -> bool:
+    """The provider refused the payment (a decline, an error that ended it)."""
+    record = failure_json(failure)
+    if not _transition(session, ctx, payment, PaymentStatus.FAILED, now, {"failure": record}):
+        return False
+    payment.failure = record
+    payment.next_action = None
+    return True
+
+
+def payment_requires_action(
+    session: Session,
+    ctx: RequestContext,
+    payment: Payment,
+    next_action: dict[str, Any] | None,
+    now: datetime,
+) -> bool:
+    """The shopper must act (3-D Secure, or confirm with the client secret)."""
+    if payment.status == PaymentStatus.REQUIRES_ACTION.value:
+        payment.next_action = next_action or payment.next_action  # a newer challenge
+        return False
+    if not _transition(session, ctx, payment, PaymentStatus.REQUIRES_ACTION, now):
+        return False
+    payment.next_action = next_action or payment.next_action
+    return True
+
+
+def apply_intent(
+    session: Session, ctx: RequestContext, payment: Payment, intent: ProviderIntent, now: datetime
+) -> None:
+    """Bring a locked payment in line with its provider intent (idempotent)."""
+    payment.provider_payment_id = intent.id
+    payment.client_secret = intent.client_secret
+    if intent.status is IntentStatus.SUCCEEDED:
+        payment_succeeded(session, ctx, payment, now)
+    elif intent.status is IntentStatus.REQUIRES_ACTION:
+        payment_requires_action(session, ctx, payment, intent.next_action, now)
+    elif intent.status in (
+        IntentStatus.REQUIRES_PAYMENT_METHOD,
+        IntentStatus.REQUIRES_CONFIRMATION,
+    ):
+        if intent.last_error is not None:
+            payment_failed(session, ctx, payment, intent.last_error, now)
+        else:  # the browser flow: the shopper confirms with the client secret
+            payment_requires_action(
+                session, ctx, payment, {"type": "confirm_with_client_secret"}, now
+            )
+    elif intent.status is IntentStatus.PROCESSING:
+        _transition(session, ctx, payment, PaymentStatus.PROCESSING, now)
+    elif intent.status is IntentStatus.CANCELED:
+        _transition(session, ctx, payment, PaymentStatus.CANCELED, now)
+
+
+def payment_succeeded(
+    session: Session, ctx: RequestContext, payment: Payment, now: datetime
+) -> bool:
+    """Record that a locked payment succeeded; returns False if it already had."""
+    if not _transition(
+        session,
+        ctx,
+        payment,
+        PaymentStatus.SUCCEEDED,
+        now,
+        {"amount": payment.amount, "order": payment.order_id},
+    ):
+        return False
+    payment.succeeded_at = now
+    payment.next_action = None
+    payment.failure = None
     if payment.order_id is None:  # a wallet top-up: the money becomes credit
         assert payment.top_up_customer_id is not None
         post_entry(

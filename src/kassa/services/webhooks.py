@@ -34,14 +34,20 @@ from sqlalchemy.orm import Session
 from kassa.domain.errors import DomainError, ErrorKind, not_found
 from kassa.domain.ids import new_id
 from kassa.domain.payments import ErrorType, PaymentStatus, ProviderFailure
+from kassa.providers.events import EventDecodingError
+from kassa.providers.stripe import events as stripe_events
 from kassa.providers.stripe import signatures
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orders import lock_order
-from kassa.services.payments import failure_json
 from kassa.services.refunds import mark_refund_succeeded, recompute_order_refunds
-from kassa.services.settlement import lock_payment, payment_succeeded
+from kassa.services.settlement import (
+    lock_payment,
+    payment_failed,
+    payment_requires_action,
+    payment_succeeded,
+)
 from kassa.storage.database import Database
 from kassa.storage.tables import Payment, ProviderEvent, Refund
 from kassa.storage.upsert import insert_unless_exists
@@ -126,16 +132,11 @@ class Webhooks:
             event = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise rejected("malformed_event", "the body is not JSON") from exc
-        if not (
-            isinstance(event, dict)
-            and isinstance(event.get("id"), str)
-            and 0 < len(event["id"]) <= 100
-            and isinstance(event.get("type"), str)
-            and 0 < len(event["type"]) <= 100
-            and isinstance(event.get("data"), dict)
-            and isinstance(event["data"].get("object"), dict)
-            and "\x00" not in body.decode("utf-8", "replace")
-        ):
+        try:
+            stripe_events.decode(event)  # the sandbox's events are Stripe-shaped too
+        except EventDecodingError as exc:
+            raise rejected("malformed_event", str(exc)) from exc
+        if not isinstance(event, dict) or "\x00" in body.decode("utf-8", "replace"):
             raise rejected("malformed_event", "an event needs id, type and data.object")
         return event
 
@@ -211,7 +212,7 @@ class Webhooks:
         now: datetime,
     ) -> str:
         payment = self._payment(session, provider, obj.get("id"), obj.get("metadata"))
-        applied = payment_succeeded(session, ctx, payment.id, now)
+        applied = payment_succeeded(session, ctx, payment, now)
         return "payment succeeded" if applied else "already succeeded"
 
     def _intent_update(
@@ -224,15 +225,11 @@ class Webhooks:
         now: datetime,
     ) -> str:
         payment = self._payment(session, provider, obj.get("id"), obj.get("metadata"))
-        if payment.status in (PaymentStatus.SUCCEEDED.value, PaymentStatus.CANCELED.value):
-            return f"ignored: payment already {payment.status}"
-        before = payment.status
-        target = "requires_action" if kind == "payment_intent.requires_action" else "failed"
-        if before == target:
-            return f"ignored: payment already {before}"
         if kind == "payment_intent.requires_action":
-            payment.status = PaymentStatus.REQUIRES_ACTION.value
-            payment.next_action = obj.get("next_action") or payment.next_action
+            next_action = obj.get("next_action")
+            changed = payment_requires_action(
+                session, ctx, payment, next_action if isinstance(next_action, dict) else None, now
+            )
         else:
             error = obj.get("last_payment_error") or {}
             failure = ProviderFailure(
@@ -241,19 +238,8 @@ class Webhooks:
                 error.get("code"),
                 error.get("decline_code"),
             )
-            payment.status = PaymentStatus.FAILED.value
-            payment.failure = failure_json(failure)
-        payment.updated_at = now
-        audit.record(
-            session,
-            ctx,
-            now,
-            f"payment.{payment.status}",
-            payment.id,
-            {"status": before},
-            {"status": payment.status},
-        )
-        return f"payment {payment.status}"
+            changed = payment_failed(session, ctx, payment, failure, now)
+        return f"payment {payment.status}" if changed else f"ignored: payment {payment.status}"
 
     def _refunded(
         self,
@@ -270,58 +256,14 @@ class Webhooks:
             return "ignored: a refund of a wallet top-up is settled by staff"
         order = lock_order(session, payment.order_id)
         assert order is not None
-        known = {
-            r.provider_refund_id: r
-            for r in session.scalars(select(Refund).where(Refund.payment_id == payment.id))
-        }
-        listed = (
-            ((obj.get("refunds") or {}).get("data"))
-            if isinstance(obj.get("refunds"), dict)
-            else None
-        )
-        new: list[tuple[str, int]] = []
+        refunds = obj.get("refunds")
+        listed = refunds.get("data") if isinstance(refunds, dict) else None
         if isinstance(listed, list):
-            for item in listed:
-                ours = self._kassa_refund(session, item, payment)
-                if ours is not None:  # a refund kassa itself asked for
-                    if (
-                        ours.status == "pending"
-                        and isinstance(item.get("id"), str)
-                        and item.get("status") in (None, "succeeded")
-                    ):
-                        ours.provider_refund_id, ours.provider = item["id"], provider
-                        mark_refund_succeeded(session, ctx, ours, now)
-                    continue
-                if (
-                    isinstance(item, dict)
-                    and item.get("status") in (None, "succeeded")
-                    and isinstance(item.get("id"), str)
-                    and isinstance(item.get("amount"), int)
-                    and item["id"] not in known
-                ):
-                    new.append((item["id"], item["amount"]))
-        else:  # only the cumulative total: record what kassa does not know of yet
-            total = obj.get("amount_refunded")
-            recorded = sum(r.amount for r in known.values() if r.status != "failed")
-            if isinstance(total, int) and total > recorded:
-                new.append((f"{obj.get('id')}@{total}", total - recorded))
+            new = self._listed_refunds(session, ctx, provider, payment, listed, now)
+        else:
+            new = self._refunded_total(session, payment, obj)
         for refund_id, amount in new:
-            external = Refund(
-                id=new_id("re"),
-                order_id=order.id,
-                payment_id=payment.id,
-                amount=amount,
-                currency=payment.currency,
-                status="pending",
-                destination="original",
-                provider=provider,
-                provider_refund_id=refund_id,
-                origin="provider",
-                reason="refunded at the provider",
-                created_at=now,
-            )
-            session.add(external)
-            mark_refund_succeeded(session, ctx, external, now)
+            self._record_external_refund(session, ctx, provider, payment, refund_id, amount, now)
         session.flush()
         recompute_order_refunds(session, order, now)
         if new:
@@ -335,6 +277,101 @@ class Webhooks:
                 {"refunds": [rid for rid, _ in new], "amount_refunded": order.amount_refunded},
             )
         return f"{len(new)} refund(s) recorded"
+
+    @staticmethod
+    def _card_refunds(session: Session, payment: Payment) -> list[Refund]:
+        """What kassa knows went back to the card of `payment` (wallet refunds never did)."""
+        return list(
+            session.scalars(
+                select(Refund).where(
+                    Refund.payment_id == payment.id,
+                    Refund.destination == "original",
+                    Refund.status != "failed",
+                )
+            )
+        )
+
+    def _listed_refunds(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        provider: str,
+        payment: Payment,
+        listed: list[Any],
+        now: datetime,
+    ) -> list[tuple[str, int]]:
+        """The provider lists the charge's refunds: kassa's own pending ones among them
+        succeed; the rest are recorded up to what the list adds to kassa's succeeded card
+        refunds (so a refund first reported as a total is not recorded again by its id)."""
+        done = [
+            item
+            for item in listed
+            if isinstance(item, dict)
+            and isinstance(item.get("id"), str)
+            and isinstance(item.get("amount"), int)
+            and item.get("status") in (None, "succeeded")
+        ]
+        others: list[tuple[str, int]] = []
+        for item in done:
+            ours = self._kassa_refund(session, item, payment)
+            if ours is None:
+                others.append((item["id"], item["amount"]))
+            elif ours.status == "pending":  # a refund kassa asked for, now confirmed
+                ours.provider_refund_id, ours.provider = item["id"], provider
+                mark_refund_succeeded(session, ctx, ours, now)
+        session.flush()
+        card = self._card_refunds(session, payment)
+        known = {r.provider_refund_id for r in card}
+        recorded = sum(r.amount for r in card if r.status == "succeeded")
+        missing = sum(item["amount"] for item in done) - recorded
+        new: list[tuple[str, int]] = []
+        for refund_id, amount in others:
+            if missing <= 0:
+                break
+            if refund_id not in known:
+                new.append((refund_id, min(amount, missing)))
+                missing -= amount
+        return new
+
+    def _refunded_total(
+        self, session: Session, payment: Payment, obj: dict[str, Any]
+    ) -> list[tuple[str, int]]:
+        """Only the charge's cumulative `amount_refunded`: record what it adds to every card
+        refund kassa knows, kassa's own still pending included (under-recording until the
+        next event is safe; counting one refund twice is not)."""
+        total = obj.get("amount_refunded")
+        recorded = sum(r.amount for r in self._card_refunds(session, payment))
+        if isinstance(total, int) and total > recorded:
+            return [(f"{obj.get('id')}@{total}", total - recorded)]
+        return []
+
+    @staticmethod
+    def _record_external_refund(
+        session: Session,
+        ctx: RequestContext,
+        provider: str,
+        payment: Payment,
+        refund_id: str,
+        amount: int,
+        now: datetime,
+    ) -> None:
+        assert payment.order_id is not None
+        external = Refund(
+            id=new_id("re"),
+            order_id=payment.order_id,
+            payment_id=payment.id,
+            amount=amount,
+            currency=payment.currency,
+            status="pending",
+            destination="original",
+            provider=provider,
+            provider_refund_id=refund_id,
+            origin="provider",
+            reason="refunded at the provider",
+            created_at=now,
+        )
+        session.add(external)
+        mark_refund_succeeded(session, ctx, external, now)
 
     @staticmethod
     def _kassa_refund(session: Session, item: Any, payment: Payment) -> Refund | None:
