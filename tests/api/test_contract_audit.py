@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
+from tests.builders import make_product
 from tests.conftest import FakeClock, Keys
 from tests.support import force_paid
 
@@ -87,13 +88,6 @@ def assert_problem(response: httpx.Response, status: int) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].split(";")[0].strip() == PROBLEM_JSON
     assert {"type", "title", "status", "detail", "code"} <= response.json().keys()
-
-
-def make_product(client: TestClient, keys: Keys, sku: str = "MUG", **extra: Any) -> dict[str, Any]:
-    body = {"sku": sku, "title": sku, "unit_amount": 1000, "currency": "EUR", **extra}
-    response = client.post("/v1/products", json=body, headers=keys.headers("ops"))
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def order_body(sku: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from kassa.services import idempotency
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
+from tests.builders import make_product
 from tests.conftest import Keys
 
 PROBLEM_JSON = "application/problem+json"
@@ -75,13 +76,6 @@ def assert_client_error_problem(response: httpx.Response) -> dict[str, Any]:
     """Any 4xx (never a 5xx), as a problem document."""
     assert 400 <= response.status_code < 500, f"{response.status_code}: {response.text}"
     return assert_problem(response, response.status_code)
-
-
-def make_product(client: TestClient, keys: Keys, sku: str = "MUG", **extra: Any) -> dict[str, Any]:
-    body = {"sku": sku, "title": sku, "unit_amount": 1000, "currency": "EUR", **extra}
-    response = client.post("/v1/products", json=body, headers=keys.headers("ops"))
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def count_orders(client: TestClient, keys: Keys) -> int:

@@ -23,6 +23,7 @@ from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.storage.tables import Refund
 from kassa.worker import Worker
+from tests import builders
 from tests.conftest import FakeClock, Keys
 
 PROBLEM_JSON = "application/problem+json"
@@ -47,29 +48,16 @@ def ids(
 
 
 def new_order(client: TestClient, keys: Keys, role: str = "ops", **buyer: str) -> str:
-    response = client.post(
-        "/v1/orders",
-        json={
-            **(buyer or {"email": "ada@example.com"}),
-            "currency": "EUR",
-            "lines": [{"sku": "MUG", "quantity": 3}],
-        },
-        headers=keys.headers(role),
+    placed = builders.order(
+        client, keys, role, lines=[("MUG", 3)], **(buyer or {"email": "ada@example.com"})
     )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str(placed["id"])
 
 
 def pay(
     client: TestClient, keys: Keys, order_id: str, role: str = "ops", **body: str
 ) -> dict[str, Any]:
-    response = client.post(
-        f"/v1/orders/{order_id}/payments",
-        json=body or {"payment_method": "pm_card_visa"},
-        headers=keys.headers(role),
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
+    return builders.pay(client, keys, order_id, role, **body)
 
 
 def refund(client: TestClient, keys: Keys, order_id: str, **body: Any) -> dict[str, Any]:

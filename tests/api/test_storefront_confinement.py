@@ -18,6 +18,7 @@ from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.storage.tables import Payment
 from kassa.worker import Worker
+from tests.builders import customer, order
 from tests.conftest import Keys
 
 A, B = "storefront", "other_storefront"
@@ -27,26 +28,6 @@ A, B = "storefront", "other_storefront"
 def shop(kassa: Kassa, system: RequestContext) -> Kassa:
     kassa.catalogue.create(system, NewProduct("MUG", "Mug", 1450, "EUR", stock=None))
     return kassa
-
-
-def customer(client: TestClient, keys: Keys, role: str) -> str:
-    r = client.post("/v1/customers", json={"email": "a@example.com"}, headers=keys.headers(role))
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def order(client: TestClient, keys: Keys, role: str, **buyer: Any) -> dict[str, Any]:
-    r = client.post(
-        "/v1/orders",
-        json={
-            **(buyer or {"email": "a@example.com"}),
-            "currency": "EUR",
-            "lines": [{"sku": "MUG", "quantity": 1}],
-        },
-        headers=keys.headers(role),
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
 
 
 def assert_problem(r: Any, status: int, code: str) -> None:

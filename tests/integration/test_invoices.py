@@ -24,6 +24,7 @@ from kassa.services.invoices import ISSUE_INVOICE, allocate_number
 from kassa.services.kassa import Kassa
 from kassa.storage.tables import DocumentCounter, IssuedDocument, Job
 from kassa.worker import Worker
+from tests import builders
 from tests.conftest import FakeClock, Keys
 
 
@@ -47,22 +48,10 @@ def shop(kassa: Kassa, system: RequestContext) -> Kassa:
 
 
 def paid_order(client: TestClient, keys: Keys, **buyer: Any) -> dict[str, Any]:
-    order = client.post(
-        "/v1/orders",
-        json={
-            **(buyer or {"email": "ada@example.com"}),
-            "currency": "EUR",
-            "lines": [{"sku": "MUG", "quantity": 2}, {"sku": "TEA", "quantity": 1}],
-        },
-        headers=keys.headers("ops"),
-    ).json()
-    paid = client.post(
-        f"/v1/orders/{order['id']}/payments",
-        json={"payment_method": "pm_card_visa"},
-        headers=keys.headers("ops"),
+    lines = [("MUG", 2), ("TEA", 1)]
+    return builders.paid_order(
+        client, keys, "ops", lines=lines, **(buyer or {"email": "ada@example.com"})
     )
-    assert paid.json()["status"] == "succeeded", paid.json()
-    return dict(order)
 
 
 def work(kassa: Kassa) -> int:

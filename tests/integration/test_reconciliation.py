@@ -22,6 +22,7 @@ from kassa.services.checks import Finding
 from kassa.services.context import RequestContext
 from kassa.services.kassa import Kassa
 from kassa.worker import Worker
+from tests import builders
 from tests.conftest import FakeClock, Keys, Sleeps
 from tests.stripe_fake import FakeStripe, start_fake_stripe
 
@@ -43,20 +44,7 @@ def post(client: TestClient, keys: Keys, path: str, body: dict[str, Any], role: 
 
 def paid_order(client: TestClient, keys: Keys, customer: str | None = None, **pay: Any) -> Any:
     buyer = {"customer": customer} if customer else {"email": "b@example.com"}
-    order = post(
-        client,
-        keys,
-        "/v1/orders",
-        {**buyer, "currency": "EUR", "lines": [{"sku": "MUG", "quantity": 2}]},
-    )
-    payment = post(
-        client,
-        keys,
-        f"/v1/orders/{order['id']}/payments",
-        pay or {"payment_method": "pm_card_visa"},
-    )
-    assert payment["status"] == "succeeded", payment
-    return order
+    return builders.paid_order(client, keys, "ops", lines=[("MUG", 2)], payment=pay, **buyer)
 
 
 def busy_shop(shop: Kassa, client: TestClient, keys: Keys) -> dict[str, str]:

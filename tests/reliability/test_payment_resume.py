@@ -27,6 +27,7 @@ from kassa.services.kassa import Kassa
 from kassa.services.payments import RESUME_PAYMENT
 from kassa.storage.tables import Job, Payment
 from kassa.worker import Worker
+from tests import builders
 from tests.conftest import FakeClock, Keys
 
 
@@ -42,13 +43,7 @@ def storefront(keys: Keys, idempotency_pk: int | None = None) -> RequestContext:
 
 
 def new_order(client: TestClient, keys: Keys, sku: str = "VASE") -> dict[str, Any]:
-    r = client.post(
-        "/v1/orders",
-        json={"email": "r@example.com", "currency": "EUR", "lines": [{"sku": sku, "quantity": 1}]},
-        headers=keys.headers("storefront"),
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
+    return builders.order(client, keys, lines=[(sku, 1)], email="r@example.com")
 
 
 def cut_off(
