@@ -304,6 +304,204 @@ def _few(numbers: tuple[int, ...], shown: int = 10) -> str:
     return text + (f" … ({len(numbers)} in all)" if len(numbers) > shown else "")
 
 
+@dataclass(frozen=True, slots=True)
+class _KassaRecord:
+    """A payment or refund as kassa recorded it, in the terms the provider check uses."""
+
+    id: str
+    provider_id: str | None
+    status: str
+    succeeded: bool
+    amount: int
+    currency: str
+    created_at: datetime
+    # Money kassa moved through the provider (a refund to the wallet moves none there).
+    at_provider: bool
+    # Started by kassa (not reported by the provider), so the provider must list it.
+    started_by_kassa: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _ProviderRecord:
+    """An intent or refund as the provider lists it."""
+
+    id: str
+    reference: str | None  # kassa's id for it, as stored at the provider
+    status: str
+    succeeded: bool
+    amount: int  # what moved: an intent's amount received, a refund's amount
+    currency: str
+
+
+def _payment_record(payment: Payment) -> _KassaRecord:
+    return _KassaRecord(
+        id=payment.id,
+        provider_id=payment.provider_payment_id,
+        status=payment.status,
+        succeeded=payment.status == SUCCEEDED,
+        amount=payment.amount,
+        currency=payment.currency,
+        created_at=payment.created_at,
+        at_provider=True,
+        started_by_kassa=True,
+    )
+
+
+def _refund_record(refund: Refund) -> _KassaRecord:
+    return _KassaRecord(
+        id=refund.id,
+        provider_id=refund.provider_refund_id,
+        status=refund.status,
+        succeeded=refund.status == REFUND_SUCCEEDED,
+        amount=refund.amount,
+        currency=refund.currency,
+        created_at=refund.created_at,
+        at_provider=refund.destination == "original",
+        started_by_kassa=refund.origin == "kassa",
+    )
+
+
+def _intent_record(intent: ProviderIntent) -> _ProviderRecord:
+    return _ProviderRecord(
+        id=intent.id,
+        reference=intent.reference,
+        status=intent.status.value,
+        succeeded=intent.status is IntentStatus.SUCCEEDED,
+        amount=_received(intent),
+        currency=intent.currency,
+    )
+
+
+def _listed_refund(refund: ProviderRefund) -> _ProviderRecord:
+    return _ProviderRecord(
+        id=refund.id,
+        reference=refund.reference,
+        status=refund.status.value,
+        succeeded=refund.status is RefundStatus.SUCCEEDED,
+        amount=refund.amount,
+        currency=refund.currency,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Comparison:
+    """What to compare between kassa's records of one kind and the provider's, both ways.
+
+    The texts are `str.format` templates over `name` (the provider), `ours`
+    (a `_KassaRecord`), `theirs` (a `_ProviderRecord`) and `state` (kassa's side of an
+    unaccounted provider record)."""
+
+    not_listed: str  # kassa's succeeded record is missing from the provider's list
+    other_status: str  # ... is listed, but not succeeded
+    other_amount: str  # ... is listed as succeeded, for another amount
+    unaccounted: str  # the provider's succeeded record has no succeeded record in kassa
+    compares_currency: bool
+    # Whether a kassa record under the provider's id accounts for the provider's record
+    # whatever its status, and whether a succeeded one its reference names does.
+    any_status_under_id: bool
+    reference_accounts: bool
+
+    def compare(
+        self,
+        name: str,
+        ours: Sequence[_KassaRecord],
+        theirs: Sequence[_ProviderRecord],
+        since: datetime,
+    ) -> list[Finding]:
+        return self._kassa_against_provider(name, ours, theirs, since) + (
+            self._provider_against_kassa(name, ours, theirs)
+        )
+
+    def _kassa_against_provider(
+        self,
+        name: str,
+        ours: Sequence[_KassaRecord],
+        theirs: Sequence[_ProviderRecord],
+        since: datetime,
+    ) -> list[Finding]:
+        listed = {record.id: record for record in theirs}
+        findings = []
+        for record in ours:
+            if not (record.succeeded and record.at_provider):
+                continue
+            found = listed.get(record.provider_id or "")
+            if found is None:
+                if record.created_at >= since and record.started_by_kassa:
+                    findings.append(_finding(record.id, self.not_listed, name=name, ours=record))
+            elif not found.succeeded:
+                findings.append(_finding(record.id, self.other_status, name=name, theirs=found))
+            elif not self._same_amount(record, found):
+                findings.append(
+                    _finding(record.id, self.other_amount, name=name, ours=record, theirs=found)
+                )
+        return findings
+
+    def _provider_against_kassa(
+        self, name: str, ours: Sequence[_KassaRecord], theirs: Sequence[_ProviderRecord]
+    ) -> list[Finding]:
+        by_provider_id = {record.provider_id: record for record in ours if record.provider_id}
+        by_id = {record.id: record for record in ours}
+        findings = []
+        for listed in theirs:
+            known = by_provider_id.get(listed.id)
+            match = known or by_id.get(listed.reference or "")
+            if not self._accounts_for(listed, match, under_id=known is not None):
+                state = _kassa_state(match)
+                findings.append(
+                    _finding(listed.id, self.unaccounted, name=name, theirs=listed, state=state)
+                )
+        return findings
+
+    def _accounts_for(
+        self, listed: _ProviderRecord, match: _KassaRecord | None, *, under_id: bool
+    ) -> bool:
+        """Whether kassa's `match` (found under the provider's id, else by the reference)
+        accounts for the provider's `listed` record; one that did not succeed needs none."""
+        if not listed.succeeded:
+            return True
+        if match is None:
+            return False
+        if under_id:
+            return match.succeeded or self.any_status_under_id
+        return match.succeeded and self.reference_accounts
+
+    def _same_amount(self, ours: _KassaRecord, theirs: _ProviderRecord) -> bool:
+        return ours.amount == theirs.amount and (
+            not self.compares_currency or ours.currency == theirs.currency
+        )
+
+
+def _kassa_state(match: _KassaRecord | None) -> str:
+    return "unknown to kassa" if match is None else f"{match.status} in kassa ({match.id})"
+
+
+def _finding(subject: str, template: str, **fields: object) -> Finding:
+    return Finding("provider_records", subject, template.format(**fields))
+
+
+_PAYMENTS = _Comparison(
+    not_listed="succeeded in kassa, but {name} lists no intent {ours.provider_id}",
+    other_status="succeeded in kassa, but {theirs.status} at {name} ({theirs.id})",
+    other_amount=(
+        "kassa recorded {ours.amount} {ours.currency}, {name} received "
+        "{theirs.amount} {theirs.currency} ({theirs.id})"
+    ),
+    unaccounted="{name} received {theirs.amount} {theirs.currency}, but the payment is {state}",
+    compares_currency=True,
+    any_status_under_id=False,
+    reference_accounts=True,
+)
+_REFUNDS = _Comparison(
+    not_listed="succeeded in kassa, but {name} lists no refund {ours.provider_id}",
+    other_status="succeeded in kassa, but {theirs.status} at {name}",
+    other_amount="kassa refunded {ours.amount}, {name} {theirs.amount}",
+    unaccounted="{name} refunded {theirs.amount} {theirs.currency}, but the refund is {state}",
+    compares_currency=False,
+    any_status_under_id=True,
+    reference_accounts=False,
+)
+
+
 class Reconciliation:
     def __init__(
         self,
@@ -366,119 +564,11 @@ class Reconciliation:
                     | Refund.provider_refund_id.in_([r.id for r in refunds]),
                 )
             ).all()
-            return self._compare_payments(name, payments, intents, since) + self._compare_refunds(
-                name, ours, refunds, since
+            return _PAYMENTS.compare(
+                name,
+                [_payment_record(p) for p in payments],
+                [_intent_record(i) for i in intents],
+                since,
+            ) + _REFUNDS.compare(
+                name, [_refund_record(r) for r in ours], [_listed_refund(r) for r in refunds], since
             )
-
-    @staticmethod
-    def _compare_payments(
-        name: str, payments: Sequence[Payment], intents: list[ProviderIntent], since: datetime
-    ) -> list[Finding]:
-        findings = []
-        by_id = {intent.id: intent for intent in intents}
-        by_payment = {p.id: p for p in payments}
-        by_intent = {p.provider_payment_id: p for p in payments if p.provider_payment_id}
-        for payment in payments:
-            if payment.status != SUCCEEDED:
-                continue
-            intent = by_id.get(payment.provider_payment_id or "")
-            if intent is None:
-                if payment.created_at >= since:
-                    findings.append(
-                        Finding(
-                            "provider_records",
-                            payment.id,
-                            f"succeeded in kassa, but {name} lists no intent "
-                            f"{payment.provider_payment_id}",
-                        )
-                    )
-                continue
-            if intent.status is not IntentStatus.SUCCEEDED:
-                findings.append(
-                    Finding(
-                        "provider_records",
-                        payment.id,
-                        f"succeeded in kassa, but {intent.status.value} at {name} ({intent.id})",
-                    )
-                )
-            elif (_received(intent), intent.currency) != (payment.amount, payment.currency):
-                findings.append(
-                    Finding(
-                        "provider_records",
-                        payment.id,
-                        f"kassa recorded {payment.amount} {payment.currency}, {name} received "
-                        f"{_received(intent)} {intent.currency} ({intent.id})",
-                    )
-                )
-        for intent in intents:
-            if intent.status is not IntentStatus.SUCCEEDED:
-                continue
-            match = by_intent.get(intent.id) or by_payment.get(intent.reference or "")
-            if match is None or match.status != SUCCEEDED:
-                state = "unknown to kassa" if match is None else f"{match.status} in kassa"
-                findings.append(
-                    Finding(
-                        "provider_records",
-                        intent.id,
-                        f"{name} received {_received(intent)} {intent.currency}, but the "
-                        f"payment is {state}" + (f" ({match.id})" if match is not None else ""),
-                    )
-                )
-        return findings
-
-    @staticmethod
-    def _compare_refunds(
-        name: str, ours: Sequence[Refund], theirs: list[ProviderRefund], since: datetime
-    ) -> list[Finding]:
-        findings = []
-        by_id = {refund.id: refund for refund in theirs}
-        known = {r.provider_refund_id for r in ours if r.provider_refund_id}
-        by_reference = {r.id: r for r in ours}
-        for refund in ours:
-            if refund.status != REFUND_SUCCEEDED or refund.destination != "original":
-                continue
-            at_provider = by_id.get(refund.provider_refund_id or "")
-            if at_provider is None:
-                if refund.created_at >= since and refund.origin == "kassa":
-                    findings.append(
-                        Finding(
-                            "provider_records",
-                            refund.id,
-                            f"succeeded in kassa, but {name} lists no refund "
-                            f"{refund.provider_refund_id}",
-                        )
-                    )
-                continue
-            if at_provider.status is not RefundStatus.SUCCEEDED:
-                findings.append(
-                    Finding(
-                        "provider_records",
-                        refund.id,
-                        f"succeeded in kassa, but {at_provider.status.value} at {name}",
-                    )
-                )
-            elif at_provider.amount != refund.amount:
-                findings.append(
-                    Finding(
-                        "provider_records",
-                        refund.id,
-                        f"kassa refunded {refund.amount}, {name} {at_provider.amount}",
-                    )
-                )
-        for listed in theirs:
-            if listed.status is not RefundStatus.SUCCEEDED or listed.id in known:
-                continue
-            ours_by_ref = by_reference.get(listed.reference or "")
-            state = (
-                "unknown to kassa"
-                if ours_by_ref is None
-                else f"{ours_by_ref.status} in kassa ({ours_by_ref.id})"
-            )
-            findings.append(
-                Finding(
-                    "provider_records",
-                    listed.id,
-                    f"{name} refunded {listed.amount} {listed.currency}, but the refund is {state}",
-                )
-            )
-        return findings
