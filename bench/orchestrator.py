@@ -245,6 +245,11 @@ class TimedProvider:
     def find_intent(self, reference: str) -> ProviderIntent | None:
         return self._timed(lambda: self.inner.find_intent(reference))
 
+    def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> ProviderIntent:
+        return self._timed(
+            lambda: self.inner.cancel_intent(intent_id, idempotency_key=idempotency_key)
+        )
+
     def refund(
         self, intent_id: str, amount: int, *, idempotency_key: str, reference: str
     ) -> ProviderRefund:

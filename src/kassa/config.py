@@ -220,8 +220,17 @@ class Settings(BaseSettings):
     def _check_deployment(self, info: ValidationInfo) -> Self:
         """From the environment, KASSA_PROVIDERS must name known providers, and Stripe only
         when it is configured. (Keywords are taken as given: tests build odd shops.)"""
-        if info.context and info.context.get(_FROM_ENV) and self.providers is not None:
+        if not (info.context and info.context.get(_FROM_ENV)):
+            return self
+        if self.providers is not None:
             _check_providers(self.providers, bool(self.stripe_secret_key))
+        if self.default_provider_name and self.default_provider_name not in (
+            self.enabled_providers
+        ):
+            raise ValueError(
+                f"KASSA_DEFAULT_PROVIDER is {self.default_provider_name!r}, which is not one of"
+                f" the enabled providers ({', '.join(self.enabled_providers)}; KASSA_PROVIDERS)"
+            )
         return self
 
     # -- derived

@@ -47,12 +47,6 @@ def _charges(core: Kassa) -> int:
         return int(s.scalar(select(func.count()).select_from(charge)) or 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="payments.resume does not claim the payment: it reads `processing`, the "
-    "request settles it failed meanwhile, a new payment pays the order, and the job's "
-    "provider call then charges the first payment as well (double charge)",
-)
 def test_the_resume_job_and_its_request_never_charge_an_order_twice(
     racing: Kassa,
 ) -> None:

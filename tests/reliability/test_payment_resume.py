@@ -75,14 +75,12 @@ def work(kassa: Kassa) -> int:
     return Worker(kassa, name="t").drain()
 
 
-@pytest.mark.parametrize("reach", ["charge", "create", "nothing"])
-def test_a_payment_cut_off_mid_flight_is_settled_by_the_worker(
-    shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock, reach: str
+def blocked_until_resumed(
+    shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock, order: dict[str, Any], pid: str
 ) -> None:
-    order = new_order(client, keys)
-    payment_id = cut_off(shop, storefront(keys), order["id"], "pm_card_visa", reach=reach)
-    assert state(client, keys, order["id"], payment_id) == ("pending", "processing")
-    # the order is blocked while the payment is open, and the vase stays reserved
+    """While the payment is open the order can be neither paid again nor cancelled, and
+    the job waits KASSA_PAYMENT_RESUME_AFTER_S (the request may still be at the provider)."""
+    assert state(client, keys, order["id"], pid) == ("pending", "processing")
     again = client.post(
         f"/v1/orders/{order['id']}/payments",
         json={"payment_method": "pm_card_visa"},
@@ -91,11 +89,18 @@ def test_a_payment_cut_off_mid_flight_is_settled_by_the_worker(
     assert again.status_code == 409 and again.json()["code"] == "payment_in_progress"
     cancel = client.post(f"/v1/orders/{order['id']}/cancel", headers=keys.headers("ops"))
     assert cancel.status_code == 409 and cancel.json()["code"] == "payment_in_progress"
-
-    work(shop)  # too early: the request itself may still be talking to the provider
-    assert state(client, keys, order["id"], payment_id) == ("pending", "processing")
+    work(shop)  # too early
+    assert state(client, keys, order["id"], pid) == ("pending", "processing")
     clock.advance(shop.settings.payment_resume_after_s + 1)
     work(shop)
+
+
+def test_a_payment_cut_off_after_the_charge_is_settled_by_the_worker(
+    shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock
+) -> None:
+    order = new_order(client, keys)
+    payment_id = cut_off(shop, storefront(keys), order["id"], "pm_card_visa", reach="charge")
+    blocked_until_resumed(shop, client, keys, clock, order, payment_id)
     assert state(client, keys, order["id"], payment_id) == ("paid", "succeeded")
     assert charges(shop, order["id"]) == 1
     vase = client.get("/v1/products/VASE", headers=keys.headers("admin")).json()
@@ -103,6 +108,33 @@ def test_a_payment_cut_off_mid_flight_is_settled_by_the_worker(
     # the job is done once; running the worker again changes nothing
     clock.advance(3600)
     work(shop)
+    assert charges(shop, order["id"]) == 1
+
+
+@pytest.mark.parametrize("reach", ["create", "nothing"])
+def test_a_payment_cut_off_before_the_charge_fails_and_charges_nothing(
+    shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock, reach: str
+) -> None:
+    """The worker never charges on a request that may have been abandoned: the intent is
+    canceled at the provider (so a late confirm cannot charge it) and the payment fails;
+    the shopper pays again."""
+    order = new_order(client, keys)
+    payment_id = cut_off(shop, storefront(keys), order["id"], "pm_card_visa", reach=reach)
+    blocked_until_resumed(shop, client, keys, clock, order, payment_id)
+    assert state(client, keys, order["id"], payment_id) == ("pending", "failed")
+    failed = client.get(f"/v1/payments/{payment_id}", headers=keys.headers("admin")).json()
+    assert failed["failure"]["code"] == "payment_interrupted"
+    assert charges(shop, order["id"]) == 0
+    intent = shop.mock.retrieve_intent(failed["provider_payment_id"])
+    assert intent.status.value == "canceled"
+    with pytest.raises(ProviderError):  # the request's confirm, arriving late, charges nothing
+        shop.mock.confirm_intent(intent.id, idempotency_key="late-confirm")
+    paid = client.post(
+        f"/v1/orders/{order['id']}/payments",
+        json={"payment_method": "pm_card_visa"},
+        headers=keys.headers("storefront"),
+    )
+    assert paid.status_code == 201 and paid.json()["status"] == "succeeded"
     assert charges(shop, order["id"]) == 1
 
 

@@ -79,6 +79,11 @@ class PaymentProvider(Protocol):
 
     def retrieve_intent(self, intent_id: str) -> ProviderIntent: ...
 
+    def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> ProviderIntent:
+        """Cancel an intent that has not charged, so no later confirm can charge it; an
+        intent that already succeeded cannot be canceled (ProviderError)."""
+        ...
+
     def find_intent(self, reference: str) -> ProviderIntent | None:
         """The intent created for kassa's `reference`, if the provider has one."""
         ...

@@ -13,11 +13,11 @@ import hashlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from kassa.domain.errors import DomainError, ErrorKind, FieldProblem, conflict, invalid, not_found
@@ -26,7 +26,9 @@ from kassa.domain.money import MAX_AMOUNT, normalize_currency
 from kassa.domain.orders import OrderStatus
 from kassa.domain.payments import (
     IN_FLIGHT_STATUSES,
+    ErrorType,
     PaymentStatus,
+    ProviderFailure,
     RetryPolicy,
     classify,
 )
@@ -34,11 +36,14 @@ from kassa.domain.roles import sees_only_own_orders
 from kassa.domain.wallet import EntryKind
 from kassa.providers.base import (
     IntentRequest,
+    IntentStatus,
     PaymentProvider,
     ProviderError,
+    ProviderIntent,
 )
 from kassa.providers.registry import ProviderRegistry
 from kassa.services import audit
+from kassa.services.attempts import record_attempt
 from kassa.services.context import Clock, RequestContext
 from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import attach_resource
@@ -57,6 +62,23 @@ from kassa.storage.database import Database
 from kassa.storage.tables import Customer, Order, Payment, PaymentAttempt
 
 IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
+# What a payment cut off before its charge fails with: nothing was charged, the intent was
+# canceled at the provider, and the shopper may simply pay again.
+INTERRUPTED = ProviderFailure(
+    ErrorType.API_ERROR,
+    "the request was cut off before the charge; nothing was charged",
+    code="payment_interrupted",
+)
+
+
+def _never_confirmed(intent: ProviderIntent) -> bool:
+    """A server-side intent whose confirm never took effect (declined ones carry an error)."""
+    return intent.status in (
+        IntentStatus.REQUIRES_CONFIRMATION,
+        IntentStatus.REQUIRES_PAYMENT_METHOD,
+    ) and (intent.last_error is None)
+
+
 RESUME_PAYMENT = "payments.resume"
 # Backs off from ~2 s to an hour between tries: more than a day of asking in all.
 RESUME_MAX_ATTEMPTS = 30
@@ -450,23 +472,7 @@ class Payments:
             return payment.id, request, payment.idempotency_base
 
     def _record_attempt(self, payment_id: str, provider: str, attempt: Attempt) -> None:
-        with self._db.transaction() as session:
-            session.add(
-                PaymentAttempt(
-                    payment_id=payment_id,
-                    provider=provider,
-                    number=attempt.number,
-                    operation=attempt.operation,
-                    started_at=attempt.started_at,
-                    duration_ms=attempt.duration_ms,
-                    outcome=attempt.outcome.value,
-                    error_type=attempt.error_type,
-                    code=attempt.code,
-                    decline_code=attempt.decline_code,
-                    retry_delay_ms=attempt.retry_delay_ms,
-                    gateway_failure=attempt.gateway_failure,
-                )
-            )
+        record_attempt(self._db, PaymentAttempt, {"payment_id": payment_id}, provider, attempt)
 
     def _settle(self, ctx: RequestContext, payment_id: str, outcome: Outcome) -> PaymentView:
         now = self._clock()
@@ -529,11 +535,19 @@ class Payments:
     def resume(self, payload: dict[str, Any]) -> None:
         """Job handler: settle a payment still `processing` (see `open_gateway_payment`).
 
-        The provider is asked again through the orchestrator with the payment's own
-        idempotency keys, so a call that took effect is answered with its result and one
-        that never arrived is made now, once. Only a definitive answer settles the
-        payment; a transient failure or an intent still processing at the provider
-        raises RetryLater and the job backs off (it never marks money lost as failed)."""
+        The job asks; it never moves money. It replays the intent's creation with the
+        payment's own idempotency key (which charges nothing: the provider answers with the
+        intent it made, or makes an unconfirmed one), then:
+        - an intent that charged, was declined, or waits for the shopper settles the
+          payment as the orchestrator would have;
+        - an intent still waiting for its server-side confirmation was never charged: the
+          request died before its confirm arrived, or that confirm is still on its way. The
+          intent is canceled at the provider first, so no late confirm can charge it, then
+          the payment fails and the order is payable again (if the confirm won the race,
+          the cancel is refused and the intent's real outcome is settled instead);
+        - a transient failure, or an intent still processing, raises RetryLater.
+        The request may settle the payment meanwhile; settlement's transitions keep the
+        first definitive answer, and money received always wins."""
         payment_id = str(payload["payment"])
         with self._db.transaction(read_only=True) as session:
             payment = session.scalar(select(Payment).where(Payment.id == payment_id))
@@ -547,25 +561,44 @@ class Payments:
             request = intent_request(payment, payment.payment_method, order)
             base, provider = payment.idempotency_base, payment.provider
             server_side = payment.payment_method is not None
-            attempts_so_far = session.scalar(
-                select(func.max(PaymentAttempt.number)).where(
-                    PaymentAttempt.payment_id == payment_id
-                )
-            )
-        orchestrator = self._orchestrator(
-            self._providers.existing(provider), payment_id, (attempts_so_far or 0) + 1
-        )
-        if server_side:
-            outcome = orchestrator.charge(request, base)
-        else:
-            outcome = orchestrator.create(request, base)
-        if outcome.intent is None and (
-            outcome.failure is None or classify(outcome.failure).retryable
-        ):
-            raise RetryLater(f"payment {payment_id}: the provider's answer is still unknown")
+        gateway = self._providers.existing(provider)
+        outcome = self._orchestrator(gateway, payment_id).create(request, base)
+        intent = outcome.intent
+        if intent is None:
+            if outcome.failure is None or classify(outcome.failure).retryable:
+                raise RetryLater(f"payment {payment_id}: the provider's answer is still unknown")
+        elif server_side and _never_confirmed(intent):
+            intent = self._cancel_unconfirmed(gateway, intent, base)
+            if intent.status is IntentStatus.CANCELED:
+                self._settle_interrupted(payment_id, intent)
+                return
+            outcome = replace(outcome, intent=intent)
         view = self._settle(RequestContext.system("worker"), payment_id, outcome)
         if view.status == PaymentStatus.PROCESSING.value:
             raise RetryLater(f"payment {payment_id} is still processing at {provider}")
+
+    @staticmethod
+    def _cancel_unconfirmed(
+        gateway: PaymentProvider, intent: ProviderIntent, base: str
+    ) -> ProviderIntent:
+        try:
+            return gateway.cancel_intent(intent.id, idempotency_key=f"{base}:cancel")
+        except ProviderError as exc:
+            if classify(exc.failure).retryable:
+                raise RetryLater(f"could not cancel {intent.id}: {exc}") from exc
+            # refused: the late confirm arrived first; settle what it did
+            try:
+                return gateway.retrieve_intent(intent.id)
+            except ProviderError as again:
+                raise RetryLater(f"could not read {intent.id}: {again}") from again
+
+    def _settle_interrupted(self, payment_id: str, intent: ProviderIntent) -> None:
+        now = self._clock()
+        with self._db.transaction() as session:
+            payment = lock_payment(session, payment_id)
+            assert payment is not None
+            payment.provider_payment_id = intent.id
+            payment_failed(session, RequestContext.system("worker"), payment, INTERRUPTED, now)
 
     # -- reading ----------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from kassa.domain.errors import FieldProblem, invalid, not_found
@@ -49,6 +48,7 @@ from kassa.domain.wallet import EntryKind
 from kassa.providers.base import PaymentProvider
 from kassa.providers.registry import ProviderRegistry
 from kassa.services import audit
+from kassa.services.attempts import record_attempt
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
 from kassa.services.invoices import request_credit_note
@@ -374,35 +374,7 @@ class Refunds:
         )
 
     def _record_attempt(self, part_id: str, provider: str, attempt: Attempt) -> None:
-        """Record one provider call for the part. Numbered here, in the order recorded:
-        the request and a resume job may call the provider for the same part at once."""
-        for _ in range(3):
-            try:
-                with self._db.transaction() as session:
-                    last = session.scalar(
-                        select(func.max(RefundAttempt.number)).where(
-                            RefundAttempt.refund_id == part_id
-                        )
-                    )
-                    session.add(
-                        RefundAttempt(
-                            refund_id=part_id,
-                            provider=provider,
-                            number=(last or 0) + 1,
-                            operation=attempt.operation,
-                            started_at=attempt.started_at,
-                            duration_ms=attempt.duration_ms,
-                            outcome=attempt.outcome.value,
-                            error_type=attempt.error_type,
-                            code=attempt.code,
-                            decline_code=attempt.decline_code,
-                            retry_delay_ms=attempt.retry_delay_ms,
-                            gateway_failure=attempt.gateway_failure,
-                        )
-                    )
-                return
-            except IntegrityError:
-                continue  # the other caller took that number: take the next one
+        record_attempt(self._db, RefundAttempt, {"refund_id": part_id}, provider, attempt)
 
     def resume(self, payload: dict[str, Any]) -> None:
         """Job handler: finish a part still `pending` (see `_execute`). Raises while the

@@ -368,6 +368,29 @@ class MockProvider:
             raise ProviderError(failure)
         return result
 
+    def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> ProviderIntent:
+        """Like Stripe: an intent not yet charged is canceled (a later confirm fails);
+        a succeeded one cannot be. Fault scripts do not apply (a cleanup call)."""
+        with self._db.transaction() as session:
+            intent = self._locked_intent(session, intent_id)
+            if intent.status in (
+                IntentStatus.REQUIRES_PAYMENT_METHOD.value,
+                IntentStatus.REQUIRES_CONFIRMATION.value,
+                IntentStatus.REQUIRES_ACTION.value,
+            ):
+                intent.status = IntentStatus.CANCELED.value
+                self._emit_intent(session, "payment_intent.canceled", intent)
+            elif intent.status != IntentStatus.CANCELED.value:
+                raise ProviderError(
+                    ProviderFailure(
+                        ErrorType.INVALID_REQUEST,
+                        f"mock: an intent that is {intent.status} cannot be canceled",
+                        code="payment_intent_unexpected_state",
+                        http_status=400,
+                    )
+                )
+            return self._view(intent)
+
     def retrieve_intent(self, intent_id: str) -> ProviderIntent:
         with self._db.transaction(read_only=True) as session:
             intent = session.scalar(select(MockIntent).where(MockIntent.id == intent_id))
