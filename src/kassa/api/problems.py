@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from functools import singledispatch
 from http import HTTPStatus
 from typing import Any
 
@@ -104,46 +105,73 @@ def field_problems(errors: Sequence[FieldProblem]) -> list[dict[str, Any]]:
     return [_field(e.loc, e.message, e.type) for e in errors]
 
 
+@singledispatch
 def response_for(exc: Exception) -> Response | None:
-    """The problem response for an exception we know how to answer, else None."""
-    if isinstance(exc, DomainError):
-        return problem_response(
-            _KIND_STATUS[exc.kind], exc.code, exc.detail, field_problems(exc.errors) or None
-        )
-    if isinstance(exc, ApiProblem):
-        return problem_response(
-            exc.status, exc.code, exc.detail, exc.errors or None, headers=exc.headers
-        )
-    if isinstance(exc, SchemaMissing):
-        return problem_response(
-            503, "database_not_migrated", "the database has no kassa schema: run `kassa migrate`"
-        )
-    if isinstance(exc, StorageError):  # the details (hosts, ports) stay in the log
-        return problem_response(
-            503,
-            "database_unavailable",
-            "the database is unavailable; retry later",
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-        )
-    if isinstance(exc, RequestValidationError):
-        errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return problem_response(400, "malformed_json", "the request body is not valid JSON")
-        fields = [
-            _field(tuple(e.get("loc", ())), str(e.get("msg", "")), str(e.get("type", "")))
-            for e in errors
-        ]
-        detail = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
-        return problem_response(422, "validation_error", detail or "invalid request", fields)
-    if isinstance(exc, StarletteHTTPException):
-        headers = dict(exc.headers) if exc.headers else None
-        if exc.status_code == 404:
-            return problem_response(404, "route_not_found", "no such route", headers=headers)
-        if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:  # e.g. not UTF-8
-            return problem_response(400, "malformed_json", "the request body is not valid JSON")
-        code = _STATUS_CODE.get(exc.status_code, "http_error")
-        return problem_response(exc.status_code, code, str(exc.detail), headers=headers)
+    """The problem response for an exception we know how to answer, else None.
+
+    One responder per exception type, registered below; the most specific one answers
+    (a `SchemaMissing` is a `StorageError` with its own answer)."""
     return None
+
+
+@response_for.register
+def _domain_problem(exc: DomainError) -> Response:
+    return problem_response(
+        _KIND_STATUS[exc.kind], exc.code, exc.detail, field_problems(exc.errors) or None
+    )
+
+
+@response_for.register
+def _api_problem(exc: ApiProblem) -> Response:
+    return problem_response(
+        exc.status, exc.code, exc.detail, exc.errors or None, headers=exc.headers
+    )
+
+
+@response_for.register
+def _schema_missing(exc: SchemaMissing) -> Response:
+    return problem_response(
+        503, "database_not_migrated", "the database has no kassa schema: run `kassa migrate`"
+    )
+
+
+@response_for.register
+def _storage_problem(exc: StorageError) -> Response:
+    # the details (hosts, ports) stay in the log
+    return problem_response(
+        503,
+        "database_unavailable",
+        "the database is unavailable; retry later",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+@response_for.register
+def _validation_problem(exc: RequestValidationError) -> Response:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return _malformed_json()
+    fields = [
+        _field(tuple(e.get("loc", ())), str(e.get("msg", "")), str(e.get("type", "")))
+        for e in errors
+    ]
+    detail = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
+    return problem_response(422, "validation_error", detail or "invalid request", fields)
+
+
+@response_for.register
+def _http_problem(exc: StarletteHTTPException) -> Response:
+    headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 404:
+        return problem_response(404, "route_not_found", "no such route", headers=headers)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:  # e.g. not UTF-8
+        return _malformed_json()
+    code = _STATUS_CODE.get(exc.status_code, "http_error")
+    return problem_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+def _malformed_json() -> Response:
+    return problem_response(400, "malformed_json", "the request body is not valid JSON")
 
 
 def install_problem_handlers(app: FastAPI) -> None:
