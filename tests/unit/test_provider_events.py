@@ -19,6 +19,7 @@ from kassa.providers.events import (
     IntentSucceeded,
     RefundsReported,
     ReportedRefund,
+    SettledRefund,
 )
 from kassa.providers.stripe.events import decode
 from tests.events import charge_refunded, dispute, event, intent
@@ -99,7 +100,7 @@ def test_charge_refunded_with_its_list_of_refunds() -> None:
             ReportedRefund("re_1", 500, "succeeded", None),
             ReportedRefund("re_2", 250, "succeeded", None),
         ),
-        amount_refunded=750,
+        total_refunded=750,
     )
 
 
@@ -216,4 +217,28 @@ def test_what_is_not_an_event_is_a_decoding_error(raw: Any) -> None:
 def test_decoded_events_are_frozen() -> None:
     typed = decoded("payment_intent.succeeded", intent("pi_1", "pay_1", 1)).event
     with pytest.raises(AttributeError):
-        typed.intent_id = "pi_2"  # type: ignore[misc]
+        typed.intent_id = "pi_2"  # type: ignore[misc, union-attr]
+
+
+def test_settled_refunds_are_the_well_typed_ones_that_went_through() -> None:
+    obj = charge_refunded("pi_1", "pay_1", [])
+    obj["refunds"]["data"] = [
+        {"id": "re_1", "amount": 500, "status": "succeeded", "metadata": {"kassa_refund": "re_a"}},
+        {"id": "re_2", "amount": 100},  # no status: Stripe means succeeded
+        {"id": "re_3", "amount": 100, "status": "pending"},
+        {"id": "re_4", "amount": 100, "status": "failed"},
+        {"id": "re_5", "amount": 100, "status": 1},
+        {"id": 6, "amount": 100, "status": "succeeded"},
+        {"id": "re_7", "amount": "100", "status": "succeeded"},
+        {"id": "re_8", "amount": True, "status": "succeeded"},
+    ]
+    typed = decoded("charge.refunded", obj).event
+    assert isinstance(typed, RefundsReported)
+    assert typed.settled() == (SettledRefund("re_1", 500, "re_a"), SettledRefund("re_2", 100, None))
+
+
+def test_without_a_list_nothing_is_settled_by_id() -> None:
+    obj = {"id": "ch_1", "payment_intent": "pi_1", "amount_refunded": 700}
+    typed = decoded("charge.refunded", obj).event
+    assert isinstance(typed, RefundsReported)
+    assert typed.settled() is None

@@ -66,6 +66,16 @@ class ReportedRefund:
 
 
 UNKNOWN_STATUS = "unknown"
+SUCCEEDED_STATUS = "succeeded"
+
+
+@dataclass(frozen=True, slots=True)
+class SettledRefund:
+    """A listed refund that went through: well-typed, so a handler need not check."""
+
+    refund_id: str
+    amount: int
+    kassa_refund_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +83,27 @@ class RefundsReported:
     """A charge was refunded at the provider, in part or in full.
 
     `refunds` is the provider's list of the charge's refunds when it sent one (entries
-    that are not objects are left out), None when it sent only the cumulative
-    `amount_refunded`."""
+    that are not objects are left out), None when it sent only the cumulative total
+    refunded, `total_refunded`."""
 
     intent_id: str | None
     kassa_payment_id: str | None
     charge_id: str | None
     refunds: tuple[ReportedRefund, ...] | None
-    amount_refunded: int | None
+    total_refunded: int | None
+
+    def settled(self) -> tuple[SettledRefund, ...] | None:
+        """The listed refunds that went through (an id, an amount, and succeeded or no
+        status), in the provider's order; None when the provider sent no list."""
+        if self.refunds is None:
+            return None
+        return tuple(
+            SettledRefund(r.refund_id, r.amount, r.kassa_refund_id)
+            for r in self.refunds
+            if r.refund_id is not None
+            and r.amount is not None
+            and r.status in (None, SUCCEEDED_STATUS)
+        )
 
 
 @dataclass(frozen=True, slots=True)

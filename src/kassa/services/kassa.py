@@ -17,6 +17,7 @@ from kassa.providers.base import PaymentProvider
 from kassa.providers.mock.events import DELIVER_EVENT, EventDelivery
 from kassa.providers.mock.provider import MockProvider
 from kassa.providers.registry import ProviderRegistry, stripe_from
+from kassa.providers.stripe import events as stripe_events
 from kassa.services.api_keys import ApiKeys
 from kassa.services.audit import AuditLog
 from kassa.services.catalogue import Catalogue
@@ -146,6 +147,8 @@ class Kassa:
                 )
                 if self.providers.is_enabled(name)
             },
+            # each provider reads its own events; the sandbox's are Stripe-shaped
+            {"stripe": stripe_events.decode, "mock": stripe_events.decode},
         )
 
         self.mock_webhook_url = settings.mock_webhook_url

@@ -1,16 +1,21 @@
 """Provider webhooks: verify, store once, acknowledge; apply the effects once, later.
 
-`receive` is the fast path: check the signature, store the event once per (provider,
+`receive` is the fast path: check the signature, decode the event with its provider's
+decoder (a body it rejects is 400 `malformed_event`), store the event once per (provider,
 event id) and enqueue its job in the same transaction, a single write. `apply` runs in
-the worker, inside the job's transaction, so every effect happens exactly once whatever
-the order and number of deliveries:
+the worker, inside the job's transaction: it decodes the stored event again into a typed
+provider event (`kassa.providers.events`) and hands it to the one handler for its type, so
+every effect happens exactly once whatever the order and number of deliveries:
 
-- `payment_intent.succeeded` -> settlement.payment_succeeded (order paid, goods taken);
-- `payment_intent.payment_failed`, `payment_intent.requires_action` -> the payment follows,
-  unless it already succeeded (success is final, so late or reordered events cannot undo it);
-- `charge.refunded` -> refunds made at the provider are recorded; the order's refund totals
-  are recomputed from the refund rows, never incremented, so replays change nothing;
-- `charge.dispute.created` -> the order is flagged disputed and audited.
+- intent succeeded -> settlement.payment_succeeded (order paid, goods taken);
+- intent failed, intent requires action -> the payment follows, unless it already
+  succeeded (success is final, so late or reordered events cannot undo it);
+- refunds reported -> refunds made at the provider are recorded; the order's refund
+  totals are recomputed from the refund rows, never incremented, so replays change nothing;
+- dispute opened -> the order is flagged disputed and audited.
+
+What an event type is called and where its fields sit is the provider package's business
+(its decoder); nothing here reads a provider's wire format.
 
 An event about a payment kassa does not know yet raises RetryLater: the job backs off and
 runs again, and is never dropped.
@@ -24,6 +29,7 @@ so its events must not be able to settle a Stripe payment, and the other way rou
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,9 +39,18 @@ from sqlalchemy.orm import Session
 
 from kassa.domain.errors import DomainError, ErrorKind, not_found
 from kassa.domain.ids import new_id
-from kassa.domain.payments import ErrorType, PaymentStatus, ProviderFailure
-from kassa.providers.events import EventDecodingError
-from kassa.providers.stripe import events as stripe_events
+from kassa.domain.payments import PaymentStatus
+from kassa.providers.events import (
+    DecodedEvent,
+    DisputeOpened,
+    EventDecodingError,
+    Ignored,
+    IntentFailed,
+    IntentRequiresAction,
+    IntentSucceeded,
+    RefundsReported,
+    SettledRefund,
+)
 from kassa.providers.stripe import signatures
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
@@ -55,6 +70,10 @@ from kassa.storage.upsert import insert_unless_exists
 APPLY_EVENT = "provider_event.apply"
 MAX_EVENT_BYTES = 512 * 1024
 
+Decode = Callable[[Any], DecodedEvent]
+"""A provider's decoder: a verified event's parsed JSON as a typed kassa event, or
+EventDecodingError."""
+
 
 def rejected(code: str, detail: str) -> DomainError:
     return DomainError(code, detail, ErrorKind.REJECTED)
@@ -70,18 +89,46 @@ class ForeignEvent(Exception):
     applied as a no-op and audited, never retried."""
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What every handler needs besides the event: the job's transaction, who acts (the
+    provider), which provider sent (and signed) the event, and when it is applied."""
+
+    session: Session
+    ctx: RequestContext
+    provider: str
+    now: datetime
+
+
 class Webhooks:
     def __init__(
         self,
         db: Database,
         clock: Clock,
-        secrets: dict[str, tuple[str, ...]],
+        secrets: Mapping[str, tuple[str, ...]],
+        decoders: Mapping[str, Decode],
         tolerance_s: int = signatures.DEFAULT_TOLERANCE_S,
     ) -> None:
+        """`secrets`: the signing secrets of each provider whose webhooks are open;
+        `decoders`: each provider's event decoder (also for providers whose route is
+        closed, so events already stored are still applied)."""
+        undecodable = set(secrets) - set(decoders)
+        if undecodable:
+            raise ValueError(f"no event decoder for {', '.join(sorted(undecodable))}")
         self._db = db
         self._clock = clock
         self._secrets = secrets
+        self._decoders = decoders
         self._tolerance = tolerance_s
+        # One short handler per event type, each answering the event's outcome.
+        self._handlers: dict[type, Callable[[Delivery, Any], str]] = {
+            IntentSucceeded: self._succeeded,
+            IntentFailed: self._failed,
+            IntentRequiresAction: self._requires_action,
+            RefundsReported: self._refunded,
+            DisputeOpened: self._disputed,
+            Ignored: lambda _d, _e: "ignored: not an event kassa acts on",
+        }
 
     # -- the fast path ------------------------------------------------------------------
 
@@ -95,16 +142,16 @@ class Webhooks:
             )
         except signatures.SignatureError as exc:
             raise rejected("invalid_signature", str(exc)) from exc
-        event = self._parse(body)
+        payload, decoded = self._parse(body, self._decoders[provider])
         with self._db.transaction() as session:
             pk = insert_unless_exists(
                 session,
                 ProviderEvent,
                 {
                     "provider": provider,
-                    "event_id": event["id"],
-                    "type": event["type"],
-                    "payload": event,
+                    "event_id": decoded.event_id,
+                    "type": decoded.type,
+                    "payload": payload,
                     "signed_at": datetime.fromtimestamp(signed_at, UTC),
                     "received_at": now,
                     "deliveries": 1,
@@ -116,7 +163,7 @@ class Webhooks:
                     update(ProviderEvent)
                     .where(
                         ProviderEvent.provider == provider,
-                        ProviderEvent.event_id == event["id"],
+                        ProviderEvent.event_id == decoded.event_id,
                     )
                     .values(deliveries=ProviderEvent.deliveries + 1)
                 )
@@ -125,20 +172,21 @@ class Webhooks:
             return Receipt(duplicate=False)
 
     @staticmethod
-    def _parse(body: bytes) -> dict[str, Any]:
+    def _parse(body: bytes, decode: Decode) -> tuple[Any, DecodedEvent]:
+        """The body's JSON, to store as it came, and what it means; 400 if either fails."""
         if len(body) > MAX_EVENT_BYTES:
             raise rejected("malformed_event", "event too large")
         try:
-            event = json.loads(body)
+            payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise rejected("malformed_event", "the body is not JSON") from exc
         try:
-            stripe_events.decode(event)  # the sandbox's events are Stripe-shaped too
+            decoded = decode(payload)
         except EventDecodingError as exc:
             raise rejected("malformed_event", str(exc)) from exc
-        if not isinstance(event, dict) or "\x00" in body.decode("utf-8", "replace"):
+        if "\x00" in body.decode("utf-8", "replace"):
             raise rejected("malformed_event", "an event needs id, type and data.object")
-        return event
+        return payload, decoded
 
     # -- the effects, in the worker -----------------------------------------------------
 
@@ -150,19 +198,11 @@ class Webhooks:
             return
         now = self._clock()
         ctx = RequestContext.system(f"provider:{event.provider}")
-        obj: dict[str, Any] = event.payload["data"]["object"]
-        kind = event.type
+        typed = self._decoders[event.provider](event.payload).event
         try:
-            if kind == "payment_intent.succeeded":
-                outcome = self._succeeded(session, ctx, event.provider, obj, now)
-            elif kind in ("payment_intent.payment_failed", "payment_intent.requires_action"):
-                outcome = self._intent_update(session, ctx, event.provider, kind, obj, now)
-            elif kind == "charge.refunded":
-                outcome = self._refunded(session, ctx, event.provider, obj, now)
-            elif kind == "charge.dispute.created":
-                outcome = self._disputed(session, ctx, event.provider, obj, now)
-            else:
-                outcome = "ignored: not an event kassa acts on"
+            outcome = self._handlers[type(typed)](
+                Delivery(session, ctx, event.provider, now), typed
+            )
         except ForeignEvent as exc:
             outcome = f"refused: {exc}"
             audit.record(
@@ -172,111 +212,110 @@ class Webhooks:
                 "provider_event.refused",
                 event.event_id,
                 None,
-                {"provider": event.provider, "type": kind, "reason": str(exc)},
+                {"provider": event.provider, "type": event.type, "reason": str(exc)},
             )
         event.applied_at = now
         event.outcome = outcome
 
-    def _payment(self, session: Session, provider: str, intent_id: Any, metadata: Any) -> Payment:
-        """The payment `provider`'s event is about: the one of that provider's payments
-        with that intent id. kassa's own id in the metadata is followed only to a payment
-        of the same provider whose intent id kassa has not recorded yet (it died between
-        the provider's answer and its own write); anything else is a ForeignEvent."""
-        row = None
-        if isinstance(intent_id, str):
-            found = session.scalar(
-                select(Payment.id).where(
-                    Payment.provider == provider, Payment.provider_payment_id == intent_id
-                )
-            )
-            row = lock_payment(session, found) if found else None
-        payment_id = metadata.get("kassa_payment") if isinstance(metadata, dict) else None
-        if row is None and isinstance(payment_id, str):
-            row = lock_payment(session, payment_id)
-            if row is not None and row.provider != provider:
-                raise ForeignEvent(f"payment {row.id} was not made at {provider}")
-            if row is not None and row.provider_payment_id not in (None, intent_id):
-                raise ForeignEvent(f"payment {row.id} belongs to another intent")
-        if row is None:
-            raise RetryLater(f"no payment for intent {intent_id!r} yet")
-        if row.provider_payment_id is None and isinstance(intent_id, str):
-            row.provider_payment_id = intent_id
-        return row
+    # -- one handler per event type -----------------------------------------------------
 
-    def _succeeded(
-        self,
-        session: Session,
-        ctx: RequestContext,
-        provider: str,
-        obj: dict[str, Any],
-        now: datetime,
-    ) -> str:
-        payment = self._payment(session, provider, obj.get("id"), obj.get("metadata"))
-        applied = payment_succeeded(session, ctx, payment, now)
+    def _succeeded(self, d: Delivery, event: IntentSucceeded) -> str:
+        payment = self._payment(d, event.intent_id, event.kassa_payment_id)
+        applied = payment_succeeded(d.session, d.ctx, payment, d.now)
         return "payment succeeded" if applied else "already succeeded"
 
-    def _intent_update(
-        self,
-        session: Session,
-        ctx: RequestContext,
-        provider: str,
-        kind: str,
-        obj: dict[str, Any],
-        now: datetime,
-    ) -> str:
-        payment = self._payment(session, provider, obj.get("id"), obj.get("metadata"))
-        if kind == "payment_intent.requires_action":
-            next_action = obj.get("next_action")
-            changed = payment_requires_action(
-                session, ctx, payment, next_action if isinstance(next_action, dict) else None, now
-            )
-        else:
-            error = obj.get("last_payment_error") or {}
-            failure = ProviderFailure(
-                ErrorType.CARD_ERROR if error.get("type") == "card_error" else ErrorType.API_ERROR,
-                str(error.get("message") or "payment failed"),
-                error.get("code"),
-                error.get("decline_code"),
-            )
-            changed = payment_failed(session, ctx, payment, failure, now)
+    def _failed(self, d: Delivery, event: IntentFailed) -> str:
+        payment = self._payment(d, event.intent_id, event.kassa_payment_id)
+        changed = payment_failed(d.session, d.ctx, payment, event.failure, d.now)
+        return self._followed(payment, changed)
+
+    def _requires_action(self, d: Delivery, event: IntentRequiresAction) -> str:
+        payment = self._payment(d, event.intent_id, event.kassa_payment_id)
+        changed = payment_requires_action(d.session, d.ctx, payment, event.next_action, d.now)
+        return self._followed(payment, changed)
+
+    @staticmethod
+    def _followed(payment: Payment, changed: bool) -> str:
         return f"payment {payment.status}" if changed else f"ignored: payment {payment.status}"
 
-    def _refunded(
-        self,
-        session: Session,
-        ctx: RequestContext,
-        provider: str,
-        obj: dict[str, Any],
-        now: datetime,
-    ) -> str:
-        payment = self._payment(session, provider, obj.get("payment_intent"), obj.get("metadata"))
+    def _refunded(self, d: Delivery, event: RefundsReported) -> str:
+        payment = self._payment(d, event.intent_id, event.kassa_payment_id)
         if payment.status != PaymentStatus.SUCCEEDED.value:
             raise RetryLater("a refund arrived before its payment's success")
         if payment.order_id is None:
             return "ignored: a refund of a wallet top-up is settled by staff"
-        order = lock_order(session, payment.order_id)
+        order = lock_order(d.session, payment.order_id)
         assert order is not None
-        refunds = obj.get("refunds")
-        listed = refunds.get("data") if isinstance(refunds, dict) else None
-        if isinstance(listed, list):
-            new = self._listed_refunds(session, ctx, provider, payment, listed, now)
+        settled = event.settled()
+        if settled is not None:
+            new = self._listed_refunds(d, payment, settled)
         else:
-            new = self._refunded_total(session, payment, obj)
+            new = self._refunded_total(d.session, payment, event)
         for refund_id, amount in new:
-            self._record_external_refund(session, ctx, provider, payment, refund_id, amount, now)
-        session.flush()
-        recompute_order_refunds(session, order, now)
+            self._record_external_refund(d, payment, refund_id, amount)
+        d.session.flush()
+        recompute_order_refunds(d.session, order, d.now)
         if new:
             audit.record(
-                session,
-                ctx,
-                now,
+                d.session,
+                d.ctx,
+                d.now,
                 "order.refunded_at_provider",
                 order.id,
                 None,
                 {"refunds": [rid for rid, _ in new], "amount_refunded": order.amount_refunded},
             )
         return f"{len(new)} refund(s) recorded"
+
+    def _disputed(self, d: Delivery, event: DisputeOpened) -> str:
+        payment = self._payment(d, event.intent_id, event.kassa_payment_id)
+        if payment.order_id is None:
+            return "ignored: a dispute of a wallet top-up is settled by staff"
+        order = lock_order(d.session, payment.order_id)
+        assert order is not None
+        if order.disputed:
+            return "already disputed"
+        order.disputed = True
+        order.disputed_at = d.now
+        audit.record(
+            d.session,
+            d.ctx,
+            d.now,
+            "order.disputed",
+            order.id,
+            None,
+            {"dispute": event.dispute_id, "amount": event.amount, "reason": event.reason},
+        )
+        return "order flagged disputed"
+
+    # -- what the handlers share --------------------------------------------------------
+
+    @staticmethod
+    def _payment(d: Delivery, intent_id: str | None, kassa_payment_id: str | None) -> Payment:
+        """The payment `d.provider`'s event is about: the one of that provider's payments
+        with that intent id. kassa's own id in the metadata is followed only to a payment
+        of the same provider whose intent id kassa has not recorded yet (it died between
+        the provider's answer and its own write); anything else is a ForeignEvent."""
+        session, provider = d.session, d.provider
+        row = None
+        if intent_id is not None:
+            found = session.scalar(
+                select(Payment.id).where(
+                    Payment.provider == provider, Payment.provider_payment_id == intent_id
+                )
+            )
+            row = lock_payment(session, found) if found else None
+        if row is None and kassa_payment_id is not None:
+            row = lock_payment(session, kassa_payment_id)
+            if row is not None and row.provider != provider:
+                raise ForeignEvent(f"payment {row.id} was not made at {provider}")
+            if row is not None and row.provider_payment_id not in (None, intent_id):
+                raise ForeignEvent(f"payment {row.id} belongs to another intent")
+        if row is None:
+            raise RetryLater(f"no payment for intent {intent_id!r} yet")
+        if row.provider_payment_id is None and intent_id is not None:
+            row.provider_payment_id = intent_id
+        return row
 
     @staticmethod
     def _card_refunds(session: Session, payment: Payment) -> list[Refund]:
@@ -292,38 +331,24 @@ class Webhooks:
         )
 
     def _listed_refunds(
-        self,
-        session: Session,
-        ctx: RequestContext,
-        provider: str,
-        payment: Payment,
-        listed: list[Any],
-        now: datetime,
+        self, d: Delivery, payment: Payment, settled: tuple[SettledRefund, ...]
     ) -> list[tuple[str, int]]:
         """The provider lists the charge's refunds: kassa's own pending ones among them
         succeed; the rest are recorded up to what the list adds to kassa's succeeded card
         refunds (so a refund first reported as a total is not recorded again by its id)."""
-        done = [
-            item
-            for item in listed
-            if isinstance(item, dict)
-            and isinstance(item.get("id"), str)
-            and isinstance(item.get("amount"), int)
-            and item.get("status") in (None, "succeeded")
-        ]
         others: list[tuple[str, int]] = []
-        for item in done:
-            ours = self._kassa_refund(session, item, payment)
+        for item in settled:
+            ours = self._kassa_refund(d.session, item.kassa_refund_id, payment)
             if ours is None:
-                others.append((item["id"], item["amount"]))
+                others.append((item.refund_id, item.amount))
             elif ours.status == "pending":  # a refund kassa asked for, now confirmed
-                ours.provider_refund_id, ours.provider = item["id"], provider
-                mark_refund_succeeded(session, ctx, ours, now)
-        session.flush()
-        card = self._card_refunds(session, payment)
+                ours.provider_refund_id, ours.provider = item.refund_id, d.provider
+                mark_refund_succeeded(d.session, d.ctx, ours, d.now)
+        d.session.flush()
+        card = self._card_refunds(d.session, payment)
         known = {r.provider_refund_id for r in card}
         recorded = sum(r.amount for r in card if r.status == "succeeded")
-        missing = sum(item["amount"] for item in done) - recorded
+        missing = sum(item.amount for item in settled) - recorded
         new: list[tuple[str, int]] = []
         for refund_id, amount in others:
             if missing <= 0:
@@ -334,27 +359,19 @@ class Webhooks:
         return new
 
     def _refunded_total(
-        self, session: Session, payment: Payment, obj: dict[str, Any]
+        self, session: Session, payment: Payment, event: RefundsReported
     ) -> list[tuple[str, int]]:
-        """Only the charge's cumulative `amount_refunded`: record what it adds to every card
+        """Only the charge's cumulative total refunded: record what it adds to every card
         refund kassa knows, kassa's own still pending included (under-recording until the
         next event is safe; counting one refund twice is not)."""
-        total = obj.get("amount_refunded")
+        total = event.total_refunded
         recorded = sum(r.amount for r in self._card_refunds(session, payment))
-        if isinstance(total, int) and total > recorded:
-            return [(f"{obj.get('id')}@{total}", total - recorded)]
+        if total is not None and total > recorded:
+            return [(f"{event.charge_id}@{total}", total - recorded)]
         return []
 
     @staticmethod
-    def _record_external_refund(
-        session: Session,
-        ctx: RequestContext,
-        provider: str,
-        payment: Payment,
-        refund_id: str,
-        amount: int,
-        now: datetime,
-    ) -> None:
+    def _record_external_refund(d: Delivery, payment: Payment, refund_id: str, amount: int) -> None:
         assert payment.order_id is not None
         external = Refund(
             id=new_id("re"),
@@ -364,56 +381,22 @@ class Webhooks:
             currency=payment.currency,
             status="pending",
             destination="original",
-            provider=provider,
+            provider=d.provider,
             provider_refund_id=refund_id,
             origin="provider",
             reason="refunded at the provider",
-            created_at=now,
+            created_at=d.now,
         )
-        session.add(external)
-        mark_refund_succeeded(session, ctx, external, now)
+        d.session.add(external)
+        mark_refund_succeeded(d.session, d.ctx, external, d.now)
 
     @staticmethod
-    def _kassa_refund(session: Session, item: Any, payment: Payment) -> Refund | None:
-        """kassa's own refund named by a listed refund's metadata, if it is a refund of
-        this very payment (so of this provider); another payment's refund is foreign."""
-        if not isinstance(item, dict):
-            return None
-        meta = item.get("metadata")
-        if not isinstance(meta, dict):
-            return None
-        ref = meta.get("kassa_refund") or meta.get("kassa_reference")
-        if not isinstance(ref, str):
+    def _kassa_refund(session: Session, ref: str | None, payment: Payment) -> Refund | None:
+        """kassa's own refund a listed refund names (`ref`), if it is a refund of this very
+        payment (so of this provider); another payment's refund is foreign."""
+        if ref is None:
             return None
         refund = session.scalar(select(Refund).where(Refund.id == ref).with_for_update())
         if refund is not None and refund.payment_id != payment.id:
             raise ForeignEvent(f"refund {refund.id} is not a refund of payment {payment.id}")
         return refund
-
-    def _disputed(
-        self,
-        session: Session,
-        ctx: RequestContext,
-        provider: str,
-        obj: dict[str, Any],
-        now: datetime,
-    ) -> str:
-        payment = self._payment(session, provider, obj.get("payment_intent"), obj.get("metadata"))
-        if payment.order_id is None:
-            return "ignored: a dispute of a wallet top-up is settled by staff"
-        order = lock_order(session, payment.order_id)
-        assert order is not None
-        if order.disputed:
-            return "already disputed"
-        order.disputed = True
-        order.disputed_at = now
-        audit.record(
-            session,
-            ctx,
-            now,
-            "order.disputed",
-            order.id,
-            None,
-            {"dispute": obj.get("id"), "amount": obj.get("amount"), "reason": obj.get("reason")},
-        )
-        return "order flagged disputed"

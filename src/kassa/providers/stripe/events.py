@@ -113,7 +113,7 @@ def _refunded(obj: dict[str, Any]) -> RefundsReported:
         kassa_payment_id=_kassa_payment(obj),
         charge_id=_str(obj.get("id")),
         refunds=refunds,
-        amount_refunded=_int(obj.get("amount_refunded")),
+        total_refunded=_int(obj.get("amount_refunded")),
     )
 
 
