@@ -333,54 +333,65 @@ class _ProviderRecord:
     currency: str
 
 
-def _payment_record(payment: Payment) -> _KassaRecord:
+def _kassa_record(
+    row: Payment | Refund,
+    provider_id: str | None,
+    succeeded: bool,
+    *,
+    at_provider: bool = True,
+    started_by_kassa: bool = True,
+) -> _KassaRecord:
     return _KassaRecord(
-        id=payment.id,
-        provider_id=payment.provider_payment_id,
-        status=payment.status,
-        succeeded=payment.status == SUCCEEDED,
-        amount=payment.amount,
-        currency=payment.currency,
-        created_at=payment.created_at,
-        at_provider=True,
-        started_by_kassa=True,
+        id=row.id,
+        provider_id=provider_id,
+        status=row.status,
+        succeeded=succeeded,
+        amount=row.amount,
+        currency=row.currency,
+        created_at=row.created_at,
+        at_provider=at_provider,
+        started_by_kassa=started_by_kassa,
     )
 
 
+def _payment_record(payment: Payment) -> _KassaRecord:
+    return _kassa_record(payment, payment.provider_payment_id, payment.status == SUCCEEDED)
+
+
 def _refund_record(refund: Refund) -> _KassaRecord:
-    return _KassaRecord(
-        id=refund.id,
-        provider_id=refund.provider_refund_id,
-        status=refund.status,
-        succeeded=refund.status == REFUND_SUCCEEDED,
-        amount=refund.amount,
-        currency=refund.currency,
-        created_at=refund.created_at,
+    return _kassa_record(
+        refund,
+        refund.provider_refund_id,
+        refund.status == REFUND_SUCCEEDED,
         at_provider=refund.destination == "original",
         started_by_kassa=refund.origin == "kassa",
     )
 
 
-def _intent_record(intent: ProviderIntent) -> _ProviderRecord:
+def _provider_record(
+    listed: ProviderIntent | ProviderRefund, *, succeeded: bool, amount: int
+) -> _ProviderRecord:
     return _ProviderRecord(
-        id=intent.id,
-        reference=intent.reference,
-        status=intent.status.value,
-        succeeded=intent.status is IntentStatus.SUCCEEDED,
-        amount=_received(intent),
-        currency=intent.currency,
+        id=listed.id,
+        reference=listed.reference,
+        status=listed.status.value,
+        succeeded=succeeded,
+        amount=amount,
+        currency=listed.currency,
     )
+
+
+def _intent_record(intent: ProviderIntent) -> _ProviderRecord:
+    succeeded = intent.status is IntentStatus.SUCCEEDED
+    return _provider_record(intent, succeeded=succeeded, amount=_received(intent))
 
 
 def _listed_refund(refund: ProviderRefund) -> _ProviderRecord:
-    return _ProviderRecord(
-        id=refund.id,
-        reference=refund.reference,
-        status=refund.status.value,
-        succeeded=refund.status is RefundStatus.SUCCEEDED,
-        amount=refund.amount,
-        currency=refund.currency,
-    )
+    succeeded = refund.status is RefundStatus.SUCCEEDED
+    return _provider_record(refund, succeeded=succeeded, amount=refund.amount)
+
+
+_Listed = dict[str, _ProviderRecord]  # the provider's records by their id
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,18 +419,14 @@ class _Comparison:
         theirs: Sequence[_ProviderRecord],
         since: datetime,
     ) -> list[Finding]:
-        return self._kassa_against_provider(name, ours, theirs, since) + (
+        listed = {record.id: record for record in theirs}
+        return self._kassa_against_provider(name, ours, listed, since) + (
             self._provider_against_kassa(name, ours, theirs)
         )
 
     def _kassa_against_provider(
-        self,
-        name: str,
-        ours: Sequence[_KassaRecord],
-        theirs: Sequence[_ProviderRecord],
-        since: datetime,
+        self, name: str, ours: Sequence[_KassaRecord], listed: _Listed, since: datetime
     ) -> list[Finding]:
-        listed = {record.id: record for record in theirs}
         findings = []
         for record in ours:
             if not (record.succeeded and record.at_provider):
