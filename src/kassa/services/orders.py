@@ -25,6 +25,7 @@ from kassa.domain.orders import (
     LineRequest,
     OrderRefundStatus,
     OrderStatus,
+    PricedOrder,
     ProductStatus,
     check_stock,
     order_number,
@@ -180,6 +181,81 @@ def release_reservations(session: Session, order_id: str) -> None:
     )
 
 
+def _require_contact(new: NewOrder) -> None:
+    if new.customer is None and not new.email:
+        raise invalid(
+            "validation_error",
+            "an order needs a customer or an e-mail address",
+            FieldProblem(("body", "email"), "customer or email is required"),
+        )
+
+
+def _contact_email(session: Session, ctx: RequestContext, new: NewOrder) -> str | None:
+    """The order's e-mail address: the one given, else its customer's."""
+    if new.customer is None:
+        return new.email
+    customer = session.scalar(select(Customer).where(Customer.id == new.customer))
+    if customer is None or not ctx.may_see(customer.created_by_key):
+        # another storefront key's customer does not exist for this one
+        raise not_found("customer_not_found", f"no customer {new.customer!r}")
+    return new.email or customer.email
+
+
+@dataclass(frozen=True, slots=True)
+class _OrderedProducts:
+    """The products an order's lines name, the unique ones locked for reservation."""
+
+    by_sku: dict[str, Product]
+    unique_skus: list[str]  # in SKU order, the order they are locked and reserved in
+
+    @classmethod
+    def load(cls, session: Session, lines: Sequence[LineRequest]) -> _OrderedProducts:
+        skus = sorted({line.sku for line in lines})
+        by_sku = {p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(skus)))}
+        unique_skus = sorted(sku for sku, p in by_sku.items() if p.unique)
+        if unique_skus:  # re-read the unique ones under lock, in a fixed order
+            for p in session.scalars(
+                select(Product)
+                .where(Product.sku.in_(unique_skus))
+                .order_by(Product.sku)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ):
+                by_sku[p.sku] = p
+        return cls(by_sku, unique_skus)
+
+    def price(self, currency: str, lines: Sequence[LineRequest]) -> PricedOrder:
+        """Server-side prices for `lines`, refusing what the catalogue cannot fill."""
+        catalogue = {sku: catalogue_entry(p) for sku, p in self.by_sku.items()}
+        priced = price_order(currency, lines, catalogue)
+        for line in priced.lines:
+            check_stock(catalogue[line.sku], line.quantity)
+        return priced
+
+    def order_lines(self, order_id: str, priced: PricedOrder) -> list[OrderLine]:
+        return [
+            OrderLine(
+                order_id=order_id,
+                position=position,
+                product_id=self.by_sku[line.sku].id,
+                sku=line.sku,
+                title=line.title,
+                unit_amount=line.unit_amount,
+                quantity=line.quantity,
+                amount=line.amount,
+                product_status=self._status_after_ordering(line.sku),
+                unique=self.by_sku[line.sku].unique,
+            )
+            for position, line in enumerate(priced.lines)
+        ]
+
+    def _status_after_ordering(self, sku: str) -> str:
+        """The product's status as the order leaves it: a unique item is reserved for it."""
+        if sku in self.unique_skus:
+            return ProductStatus.RESERVED.value
+        return self.by_sku[sku].status
+
+
 class Orders:
     def __init__(self, db: Database, clock: Clock, *, reservation_ttl_s: int) -> None:
         self._db = db
@@ -190,61 +266,13 @@ class Orders:
 
     def create(self, ctx: RequestContext, new: NewOrder) -> OrderView:
         currency = normalize_currency(new.currency)
-        if new.customer is None and not new.email:
-            raise invalid(
-                "validation_error",
-                "an order needs a customer or an e-mail address",
-                FieldProblem(("body", "email"), "customer or email is required"),
-            )
+        _require_contact(new)
         now = self._clock()
         with self._db.transaction() as session:
-            email = new.email
-            if new.customer is not None:
-                customer = session.scalar(select(Customer).where(Customer.id == new.customer))
-                if customer is None or not ctx.may_see(customer.created_by_key):
-                    # another storefront key's customer does not exist for this one
-                    raise not_found("customer_not_found", f"no customer {new.customer!r}")
-                email = email or customer.email
-            skus = sorted({line.sku for line in new.lines})
-            products = {
-                p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(skus)))
-            }
-            unique_skus = sorted(sku for sku, p in products.items() if p.unique)
-            if unique_skus:  # re-read the unique ones under lock, in a fixed order
-                for p in session.scalars(
-                    select(Product)
-                    .where(Product.sku.in_(unique_skus))
-                    .order_by(Product.sku)
-                    .with_for_update()
-                    .execution_options(populate_existing=True)
-                ):
-                    products[p.sku] = p
-            catalogue = {sku: catalogue_entry(p) for sku, p in products.items()}
-            priced = price_order(currency, new.lines, catalogue)
-            for line in priced.lines:
-                check_stock(catalogue[line.sku], line.quantity)
-
+            email = _contact_email(session, ctx, new)
+            products = _OrderedProducts.load(session, new.lines)
+            priced = products.price(currency, new.lines)
             order_id = new_id("ord")
-            lines = [
-                OrderLine(
-                    order_id=order_id,
-                    position=position,
-                    product_id=products[line.sku].id,
-                    sku=line.sku,
-                    title=line.title,
-                    unit_amount=line.unit_amount,
-                    quantity=line.quantity,
-                    amount=line.amount,
-                    # as the order leaves it: a unique item is reserved for it below
-                    product_status=(
-                        ProductStatus.RESERVED.value
-                        if line.sku in unique_skus
-                        else products[line.sku].status
-                    ),
-                    unique=products[line.sku].unique,
-                )
-                for position, line in enumerate(priced.lines)
-            ]
             order = Order(
                 id=order_id,
                 status=OrderStatus.PENDING.value,
@@ -260,15 +288,16 @@ class Orders:
                 shipping_address=new.shipping_address,
                 metadata_=dict(new.metadata),
                 created_by_key=ctx.actor_key_id,
-                reservation_expires_at=(now + self._ttl) if unique_skus else None,
+                reservation_expires_at=(now + self._ttl) if products.unique_skus else None,
                 created_at=now,
-                lines=lines,  # snapshots of the catalogue as it is now, inserted with the order
+                # snapshots of the catalogue as it is now, inserted with the order
+                lines=products.order_lines(order_id, priced),
             )
             session.add(order)
             session.flush()
             order.number = order_number(order.pk)
-            for sku in unique_skus:
-                self._reserve(session, ctx, products[sku], order.id, now)
+            for sku in products.unique_skus:
+                self._reserve(session, ctx, products.by_sku[sku], order.id, now)
             session.flush()
             audit.record(session, ctx, now, "order.created", order.id, None, _summary(order))
             attach_resource(session, ctx, "order", order.id)
