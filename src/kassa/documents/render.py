@@ -453,25 +453,37 @@ class _DocumentPDF(FPDF):
         cells are printed at its top and its `flow` cell then runs on across pages.
         """
         heights = [self.text_height(width, text, line_height) for text, width, _ in cells]
-        fixed = max((h for i, h in enumerate(heights) if i != flow), default=0.0)
-        if self.will_page_break(max(heights)) and (
-            max(heights) <= self.fresh_page_room() or self.will_page_break(fixed)
-        ):
-            self.add_page()
+        self._make_room(heights, flow)
         left = self.l_margin if x is None else x
         starts = [left + sum(width for _, width, _ in cells[:i]) for i in range(len(cells))]
         top, page = self.y, self.page
         bottom = top
-        order = list(range(len(cells)))  # reading order, for text extraction
-        if max(heights) > self.fresh_page_room():
-            order = [i for i in order if i != flow] + [flow]
-        for i in order:
+        for i in self._reading_order(heights, flow):
             text, width, align = cells[i]
             self.set_xy(starts[i], top)
             self.multi_cell(width, line_height, text, align=align, new_x=XPos.RIGHT)
             if self.page == page:
                 bottom = max(bottom, self.y)
         self.set_xy(self.l_margin, self.y if self.page != page else bottom)
+
+    def _make_room(self, heights: list[float], flow: int) -> None:
+        """Start a new page for a row of cells `heights` tall that does not fit on this
+        one, if it fits on a fresh one or if even its cells other than `flow` do not fit
+        here."""
+        tallest = max(heights)
+        if not self.will_page_break(tallest):
+            return
+        fixed = max((h for i, h in enumerate(heights) if i != flow), default=0.0)
+        if tallest <= self.fresh_page_room() or self.will_page_break(fixed):
+            self.add_page()
+
+    def _reading_order(self, heights: list[float], flow: int) -> list[int]:
+        """The order to print a row's cells in, for text extraction: left to right, but
+        a `flow` cell that runs on across pages last."""
+        order = list(range(len(heights)))
+        if max(heights) > self.fresh_page_room():
+            order = [i for i in order if i != flow] + [flow]
+        return order
 
     def rule(self, color: tuple[int, int, int] = _RULE, width: float = 0.2) -> None:
         self.set_draw_color(*color)
