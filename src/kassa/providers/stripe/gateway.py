@@ -27,30 +27,45 @@ NAME = "stripe"
 REFERENCE_KEY = "kassa_reference"
 
 
+# The SDK's exception classes in kassa's vocabulary, most specific first; any other
+# error is an API error if Stripe answered 5xx, else an invalid request.
+_ERROR_TYPES: tuple[tuple[type[stripe.StripeError], ErrorType], ...] = (
+    (stripe.CardError, ErrorType.CARD_ERROR),
+    (stripe.RateLimitError, ErrorType.RATE_LIMIT),
+    (stripe.APIConnectionError, ErrorType.CONNECTION),
+    (stripe.AuthenticationError, ErrorType.AUTHENTICATION),
+    (stripe.PermissionError, ErrorType.AUTHENTICATION),
+    (stripe.IdempotencyError, ErrorType.IDEMPOTENCY),
+    (stripe.InvalidRequestError, ErrorType.INVALID_REQUEST),
+    (stripe.APIError, ErrorType.API_ERROR),
+)
+
+
+def _error_type(exc: stripe.StripeError) -> ErrorType:
+    for kind, error_type in _ERROR_TYPES:
+        if isinstance(exc, kind):
+            return error_type
+    status = exc.http_status
+    return (
+        ErrorType.API_ERROR if status is not None and status >= 500 else ErrorType.INVALID_REQUEST
+    )
+
+
 def failure_of(exc: stripe.StripeError) -> ProviderFailure:
     """Translate an SDK exception into kassa's vocabulary."""
-    status = exc.http_status
-    error = exc.error
-    code = getattr(exc, "code", None) or (error.code if error else None)
-    decline = error.decline_code if error else None
+    error_type = _error_type(exc)
     message = exc.user_message or str(exc) or type(exc).__name__
-    if isinstance(exc, stripe.CardError):
-        return ProviderFailure(ErrorType.CARD_ERROR, message, code, decline, status)
-    if isinstance(exc, stripe.RateLimitError):
-        return ProviderFailure(ErrorType.RATE_LIMIT, message, code, None, status or 429)
-    if isinstance(exc, stripe.APIConnectionError):
+    if error_type is ErrorType.CONNECTION:
         # The SDK cannot tell "never sent" from "sent, answer lost": assume the worst,
         # so the orchestrator looks the payment up before it retries anything.
-        return ProviderFailure(ErrorType.CONNECTION, message, reached_provider=None)
-    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
-        return ProviderFailure(ErrorType.AUTHENTICATION, message, code, None, status)
-    if isinstance(exc, stripe.IdempotencyError):
-        return ProviderFailure(ErrorType.IDEMPOTENCY, message, code, None, status)
-    if isinstance(exc, stripe.InvalidRequestError):
-        return ProviderFailure(ErrorType.INVALID_REQUEST, message, code, None, status)
-    if isinstance(exc, stripe.APIError) or (status is not None and status >= 500):
-        return ProviderFailure(ErrorType.API_ERROR, message, code, None, status)
-    return ProviderFailure(ErrorType.INVALID_REQUEST, message, code, None, status)
+        return ProviderFailure(error_type, message, reached_provider=None)
+    error = exc.error
+    code = getattr(exc, "code", None) or (error.code if error else None)
+    decline = error.decline_code if error and error_type is ErrorType.CARD_ERROR else None
+    status = exc.http_status
+    if error_type is ErrorType.RATE_LIMIT:
+        status = status or 429
+    return ProviderFailure(error_type, message, code, decline, status)
 
 
 def _plain(obj: Any) -> dict[str, Any]:
