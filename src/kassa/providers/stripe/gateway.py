@@ -158,6 +158,14 @@ class StripeGateway:
         )
         return _intent(obj)
 
+    def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> ProviderIntent:
+        obj = self._call(
+            self._client.v1.payment_intents.cancel,
+            intent_id,
+            options={"idempotency_key": idempotency_key},
+        )
+        return _intent(obj)
+
     def retrieve_intent(self, intent_id: str) -> ProviderIntent:
         return _intent(self._call(self._client.v1.payment_intents.retrieve, intent_id))
 
@@ -195,9 +203,7 @@ class StripeGateway:
         on the reference kassa stores in each refund's metadata. A failed look-up raises,
         and the caller treats the outcome as still unknown."""
         try:
-            page = self._client.v1.refunds.list(
-                params={"payment_intent": intent_id, "limit": 100}
-            )
+            page = self._client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100})
             for obj in page.auto_paging_iter():  # later pages are fetched as it goes
                 found = _refund(obj)
                 if found.reference == reference:
