@@ -251,3 +251,24 @@ def test_intent_request_metadata_reaches_stripe(fake_stripe: FakeStripe) -> None
     )
     pi = sdk(fake_stripe).v1.payment_intents.retrieve(intent.id)
     assert pi.metadata.to_dict() == {"k": "v", "kassa_reference": "pay_ref"}
+
+
+def test_an_unconfirmed_intent_is_canceled_and_cannot_be_charged_later(
+    stripe_kassa: Kassa, fake_stripe: FakeStripe
+) -> None:
+    """What the payment resume relies on: a canceled intent refuses a late confirm."""
+    gateway = stripe_kassa.providers.existing("stripe")
+    intent = gateway.create_intent(
+        IntentRequest(
+            amount=1450,
+            currency="EUR",
+            reference="pay_cut_off",
+            payment_method=card(fake_stripe, "4242424242424242"),
+        ),
+        idempotency_key="cut-off:create",
+    )
+    canceled = gateway.cancel_intent(intent.id, idempotency_key="cut-off:cancel")
+    assert canceled.status is IntentStatus.CANCELED
+    with pytest.raises(ProviderError):
+        gateway.confirm_intent(intent.id, idempotency_key="cut-off:confirm")
+    assert gateway.retrieve_intent(intent.id).status is IntentStatus.CANCELED
