@@ -14,6 +14,7 @@ a guess, so a handler sees only well-typed values and decides what a None means.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,20 @@ from kassa.domain.payments import ProviderFailure
 
 class EventDecodingError(ValueError):
     """The body is not an event of this provider's shape (the message says why)."""
+
+
+class SignatureError(ValueError):
+    """The signature is missing, malformed, stale or wrong (the reason says which)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookScheme:
+    """How one provider's webhook deliveries are checked: `verify(body, the value of the
+    `header` it signs in, now in unix seconds)` returns when the delivery was signed or
+    raises SignatureError; the provider package builds it with its own secrets."""
+
+    header: str
+    verify: Callable[[bytes, str | None, int], int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from kassa.providers.mock.events import DELIVER_EVENT, EventDelivery
 from kassa.providers.mock.provider import MockProvider
 from kassa.providers.registry import ProviderRegistry, stripe_from
 from kassa.providers.stripe import events as stripe_events
+from kassa.providers.stripe import signatures as stripe_signatures
 from kassa.services.api_keys import ApiKeys
 from kassa.services.audit import AuditLog
 from kassa.services.catalogue import Catalogue
@@ -140,7 +141,7 @@ class Kassa:
             self.db,
             clock,
             {  # a provider that is not enabled has no webhook route at all (404)
-                name: secrets
+                name: stripe_signatures.scheme(secrets)  # the sandbox signs like Stripe
                 for name, secrets in (
                     ("stripe", settings.stripe_webhook_secrets),
                     ("mock", settings.mock_webhook_secrets),

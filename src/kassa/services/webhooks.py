@@ -50,8 +50,9 @@ from kassa.providers.events import (
     IntentSucceeded,
     RefundsReported,
     SettledRefund,
+    SignatureError,
+    WebhookScheme,
 )
-from kassa.providers.stripe import signatures
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater, enqueue
@@ -105,21 +106,20 @@ class Webhooks:
         self,
         db: Database,
         clock: Clock,
-        secrets: Mapping[str, tuple[str, ...]],
+        schemes: Mapping[str, WebhookScheme],
         decoders: Mapping[str, Decode],
-        tolerance_s: int = signatures.DEFAULT_TOLERANCE_S,
     ) -> None:
-        """`secrets`: the signing secrets of each provider whose webhooks are open;
+        """`schemes`: how each provider whose webhooks are open signs its deliveries;
         `decoders`: each provider's event decoder (also for providers whose route is
-        closed, so events already stored are still applied)."""
-        undecodable = set(secrets) - set(decoders)
+        closed, so events already stored are still applied). Both come from the provider
+        packages: this module knows no provider's wire format."""
+        undecodable = set(schemes) - set(decoders)
         if undecodable:
             raise ValueError(f"no event decoder for {', '.join(sorted(undecodable))}")
         self._db = db
         self._clock = clock
-        self._secrets = secrets
+        self._schemes = schemes
         self._decoders = decoders
-        self._tolerance = tolerance_s
         # One short handler per event type, each answering the event's outcome.
         self._handlers: dict[type, Callable[[Delivery, Any], str]] = {
             IntentSucceeded: self._succeeded,
@@ -132,15 +132,16 @@ class Webhooks:
 
     # -- the fast path ------------------------------------------------------------------
 
-    def receive(self, provider: str, body: bytes, signature: str | None) -> Receipt:
-        if provider not in self._secrets:
+    def receive(self, provider: str, body: bytes, headers: Mapping[str, str]) -> Receipt:
+        """Verify, store once and enqueue; `headers` are the delivery's (case-insensitive
+        lookup, as HTTP headers are: pass Starlette's `request.headers`)."""
+        scheme = self._schemes.get(provider)
+        if scheme is None:
             raise not_found("unknown_provider", f"no webhooks for provider {provider!r}")
         now = self._clock()
         try:
-            signed_at = signatures.verify(
-                body, signature, self._secrets[provider], int(now.timestamp()), self._tolerance
-            )
-        except signatures.SignatureError as exc:
+            signed_at = scheme.verify(body, headers.get(scheme.header), int(now.timestamp()))
+        except SignatureError as exc:
             raise rejected("invalid_signature", str(exc)) from exc
         payload, decoded = self._parse(body, self._decoders[provider])
         with self._db.transaction() as session:

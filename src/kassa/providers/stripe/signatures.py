@@ -12,11 +12,10 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kassa.providers.events import SignatureError, WebhookScheme
+
 DEFAULT_TOLERANCE_S = 300
-
-
-class SignatureError(ValueError):
-    """The signature is missing, malformed, stale or wrong (the reason says which)."""
+__all__ = ["SignatureError", "scheme", "sign", "verify"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +78,12 @@ def verify(
     if not matched:
         raise SignatureError("no signature matches")
     return parsed.timestamp
+
+
+def scheme(secrets: Sequence[str], tolerance_s: int = DEFAULT_TOLERANCE_S) -> WebhookScheme:
+    """Stripe's check with these secrets (several during a rotation)."""
+
+    def check(payload: bytes, header: str | None, now: int) -> int:
+        return verify(payload, header, tuple(secrets), now, tolerance_s)
+
+    return WebhookScheme(header="Stripe-Signature", verify=check)
