@@ -73,6 +73,7 @@ from harness import (
 )
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.domain.orders import LineRequest
 from kassa.providers.base import IntentRequest, ProviderIntent, ProviderRefund
@@ -80,7 +81,6 @@ from kassa.providers.mock.provider import FAULT_KINDS, MockProvider
 from kassa.providers.mock.tables import MockCharge
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.services.payments import PaymentView
 from kassa.storage.tables import Order

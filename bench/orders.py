@@ -59,10 +59,10 @@ from harness import (
     table_head,
 )
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 
 CURRENCY = "EUR"
 # Unlimited stock (None), so no order is ever refused for want of stock.

@@ -93,13 +93,13 @@ from harness import (
 )
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.domain.orders import LineRequest
 from kassa.providers.stripe import signatures
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE
-from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.tables import Job, Order, Payment, ProviderEvent

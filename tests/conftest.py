@@ -26,10 +26,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kassa.api.app import create_app
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.providers.mock import tables as _mock_tables  # noqa: F401  (the whole schema)
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.storage.migrate import upgrade
 from kassa.storage.tables import Base
 

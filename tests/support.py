@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 
-from kassa.services.kassa import Kassa
+from kassa.bootstrap import Kassa
 from kassa.storage.tables import Order
 
 

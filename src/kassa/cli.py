@@ -12,11 +12,11 @@ import uvicorn
 from rich.console import Console
 from rich.table import Column, Table
 
+from kassa.bootstrap import Kassa
 from kassa.config import ConfigError, Settings
 from kassa.domain.errors import DomainError
 from kassa.services.context import CLI_ACTOR, RequestContext
 from kassa.services.demo import load_demo_catalogue
-from kassa.services.kassa import Kassa
 from kassa.storage import migrate as migrations
 from kassa.storage.errors import storage_error
 

@@ -14,9 +14,9 @@ import time
 import uuid
 from collections.abc import Callable
 
+from kassa.bootstrap import Kassa
 from kassa.services.context import RequestContext
 from kassa.services.jobs import JobHandler
-from kassa.services.kassa import Kassa
 from kassa.storage.errors import StorageError
 
 log = logging.getLogger("kassa.worker")

@@ -18,12 +18,12 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from kassa.api.app import create_app
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.domain.ids import new_id
 from kassa.providers.mock.tables import MockCharge, MockIntent
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import Order, Payment, ProviderEvent, Refund
 from kassa.worker import Worker
 from tests.conftest import FakeClock, Keys, Sleeps, make_keys

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from kassa.bootstrap import Kassa
 from kassa.services.jobs import JobHandler
-from kassa.services.kassa import Kassa
 from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.tables import Job
 from kassa.worker import Worker

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from kassa.bootstrap import Kassa
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from tests.builders import make_product
 from tests.conftest import FakeClock, Keys
 from tests.support import force_paid

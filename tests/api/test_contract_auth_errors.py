@@ -15,9 +15,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from kassa.bootstrap import Kassa
 from kassa.services import idempotency
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from tests.builders import make_product
 from tests.conftest import Keys
 

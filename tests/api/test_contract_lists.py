@@ -17,10 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from kassa.bootstrap import Kassa
 from kassa.domain.ids import new_id
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import Refund
 from kassa.worker import Worker
 from tests import builders

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from kassa.bootstrap import Kassa
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from tests.conftest import FakeClock, Keys
 from tests.support import force_paid
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from kassa.api.app import create_app
 from kassa.api.docs import STATIC_DIR
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
-from kassa.services.kassa import Kassa
 
 BASE = "http://testserver"
 

@@ -6,11 +6,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from kassa.api.app import create_app
+from kassa.bootstrap import Kassa
 from kassa.domain.orders import LineRequest
 from kassa.domain.roles import Role
 from kassa.services.context import RequestContext
 from kassa.services.idempotency import Proceed, fingerprint
-from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.storage.tables import Order
 from tests.conftest import FakeClock, Keys

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kassa.api.app import create_app
-from kassa.services.kassa import Kassa
+from kassa.bootstrap import Kassa
 from tests.conftest import Keys
 
 FUZZ = settings(

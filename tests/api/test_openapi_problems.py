@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from kassa.api.app import create_app
 from kassa.api.problem_docs import PROBLEM_CODES, PROBLEM_REF, problems
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
-from kassa.services.kassa import Kassa
 
 PROBLEM_JSON = "application/problem+json"
 PUBLIC = {("get", "/healthz"), ("post", "/v1/webhooks/{provider}")}

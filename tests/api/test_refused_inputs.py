@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from kassa.services.kassa import Kassa
+from kassa.bootstrap import Kassa
 from kassa.storage.tables import Payment
 from tests.conftest import Keys, Sleeps
 

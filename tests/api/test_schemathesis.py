@@ -33,9 +33,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from tests.conftest import LiveServer, _truncate_postgres, start_server, stop_server
 
 EXAMPLES = 8  # per operation, key and generation mode

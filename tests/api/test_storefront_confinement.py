@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.providers.mock.tables import MockCharge
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import Payment
 from kassa.worker import Worker
 from tests.builders import customer, order

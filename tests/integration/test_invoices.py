@@ -16,12 +16,12 @@ from pypdf import PdfReader
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.domain.documents import Series, included_tax
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE, allocate_number
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import DocumentCounter, IssuedDocument, Job
 from kassa.worker import Worker
 from tests import builders

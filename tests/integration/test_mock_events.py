@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from kassa.bootstrap import Kassa
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import Job, ProviderEvent, Refund
 from kassa.worker import Worker
 from tests.conftest import Keys

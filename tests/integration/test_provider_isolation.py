@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from kassa.api.app import create_app
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import Refund
 from kassa.worker import Worker
 from tests.conftest import FakeClock, Keys, Sleeps, make_keys

@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from kassa.bootstrap import Kassa
 from kassa.cli import app as cli
 from kassa.config import Settings
 from kassa.providers.base import IntentRequest
 from kassa.services.catalogue import NewProduct
 from kassa.services.checks import Finding
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.worker import Worker
 from tests import builders
 from tests.conftest import FakeClock, Keys, Sleeps

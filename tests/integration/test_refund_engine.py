@@ -11,6 +11,7 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.domain.orders import LineRequest
 from kassa.domain.payments import ErrorType, ProviderFailure
 from kassa.domain.refunds import RefundStatus
@@ -19,7 +20,6 @@ from kassa.providers.mock.tables import MockCharge, MockRefund, MockRequest
 from kassa.providers.stripe.gateway import StripeGateway
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.services.refunds import RESUME_AFTER_S, RESUME_REFUND
 from kassa.storage.tables import Job, Payment, PaymentAttempt, RefundAttempt

@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.providers.mock.tables import MockRefund
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.refunds import RESUME_AFTER_S
 from kassa.storage.tables import AuditRecord, WalletBalance, WalletEntry
 from kassa.worker import Worker

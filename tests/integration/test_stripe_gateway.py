@@ -15,13 +15,13 @@ import stripe
 from fastapi.testclient import TestClient
 
 from kassa.api.app import create_app
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.domain.refunds import RefundStatus
 from kassa.providers.base import IntentRequest, IntentStatus, ProviderError
 from kassa.providers.stripe.gateway import StripeGateway
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from tests.conftest import FakeClock, Keys, Sleeps, free_port, make_keys
 from tests.stripe_fake import FakeStripe, start_fake_stripe
 

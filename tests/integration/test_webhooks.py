@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from kassa.api.app import create_app
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.tables import Job, ProviderEvent, Refund
 from kassa.worker import Worker

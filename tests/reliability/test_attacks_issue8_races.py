@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.domain.roles import Role
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import Order, Payment
 from tests.conftest import FakeClock
 

@@ -29,12 +29,12 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.providers.mock.tables import MockCharge
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE
-from kassa.services.kassa import Kassa
 from kassa.services.payments import RESUME_PAYMENT
 from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.migrate import upgrade

@@ -23,10 +23,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services.context import RequestContext
 from kassa.services.jobs import JobHandler
-from kassa.services.kassa import Kassa
 from kassa.storage.migrate import upgrade
 from kassa.worker import Worker
 from tests.conftest import PG_ADMIN_URL, Keys, start_server, stop_server

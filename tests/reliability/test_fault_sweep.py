@@ -10,12 +10,12 @@ import itertools
 
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.domain.orders import LineRequest
 from kassa.providers.mock.provider import FAULT_KINDS
 from kassa.providers.mock.tables import MockCharge
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.storage.tables import Order
 

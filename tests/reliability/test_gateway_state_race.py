@@ -9,9 +9,9 @@ import threading
 
 from sqlalchemy import delete, func, select
 
+from kassa.bootstrap import Kassa
 from kassa.domain.payments import GatewayState
 from kassa.services.gateway_health import GatewayHealth, HealthReport
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import GatewayStateRow
 
 THREADS = 16

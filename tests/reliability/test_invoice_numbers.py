@@ -16,11 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.domain.documents import parse_number
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import DocumentCounter, IssuedDocument, Job, Order
 from tests.conftest import Keys, LiveServer
 from tests.reliability.test_races import _fire

@@ -49,6 +49,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.domain.errors import DomainError, ErrorKind
 from kassa.domain.money import MAX_AMOUNT
@@ -56,7 +57,6 @@ from kassa.domain.orders import LineRequest
 from kassa.providers.mock.tables import MockCharge, MockRefund
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.services.refunds import RESUME_AFTER_S
 from kassa.storage.tables import (

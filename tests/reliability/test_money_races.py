@@ -8,10 +8,10 @@ from collections import Counter
 import httpx
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.providers.mock.tables import MockRefund
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import Order, Refund, WalletBalance, WalletEntry
 from tests.conftest import Keys, LiveServer
 from tests.reliability.test_races import _fire

@@ -17,13 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from kassa.bootstrap import Kassa
 from kassa.domain.roles import Role
 from kassa.providers.base import ProviderError
 from kassa.providers.mock.tables import MockCharge
 from kassa.services import idempotency
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.payments import RESUME_PAYMENT
 from kassa.storage.tables import Job, Payment
 from kassa.worker import Worker

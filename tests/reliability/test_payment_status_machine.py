@@ -29,6 +29,7 @@ from hypothesis.stateful import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kassa.bootstrap import Kassa
 from kassa.domain.orders import LineRequest
 from kassa.domain.payments import (
     PAYMENT_TRANSITIONS,
@@ -42,7 +43,6 @@ from kassa.providers.base import IntentStatus, ProviderIntent
 from kassa.services import settlement
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.storage.tables import AuditRecord, Order, Payment
 

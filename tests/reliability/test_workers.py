@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select
 
-from kassa.services.kassa import Kassa
+from kassa.bootstrap import Kassa
 from kassa.storage.tables import AuditRecord, Job
 
 ROOT = Path(__file__).resolve().parents[2]

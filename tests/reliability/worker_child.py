@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services import audit
 from kassa.services.context import RequestContext
 from kassa.services.jobs import JobHandler
-from kassa.services.kassa import Kassa
 from kassa.storage.tables import Job
 from kassa.worker import Worker
 

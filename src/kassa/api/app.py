@@ -23,9 +23,9 @@ from kassa.api.routers.refunds import refunds
 from kassa.api.routers.wallets import wallets
 from kassa.api.routers.webhooks import webhooks
 from kassa.api.text import RejectUnstorableText
+from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.domain.ids import new_id
-from kassa.services.kassa import Kassa
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,80}$")
 

@@ -8,10 +8,10 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from kassa.api.problems import ApiProblem
+from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission, allows
 from kassa.services.api_keys import ApiKeyView
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 
 _WWW = {"WWW-Authenticate": "Bearer"}
 

@@ -23,10 +23,10 @@ from starlette.responses import Response
 from kassa.api.auth import authenticate, kassa_of
 from kassa.api.problem_docs import common_problem_codes, document_problems
 from kassa.api.problems import ApiProblem, problem_response, response_for
+from kassa.bootstrap import Kassa
 from kassa.domain.payments import PaymentStatus
 from kassa.services import idempotency
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.payments import PaymentView
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]

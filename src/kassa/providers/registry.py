@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kassa.config import Settings
 from kassa.domain.errors import FieldProblem, invalid
 from kassa.providers.base import PaymentProvider
 
@@ -63,15 +62,3 @@ class ProviderRegistry:
         """The gateway that took an existing payment (refunds, resumes, checks), enabled
         for new payments or not; KeyError when kassa has no such gateway at all."""
         return self._providers[name]
-
-
-def stripe_from(settings: Settings) -> PaymentProvider | None:
-    if not settings.stripe_secret_key:
-        return None
-    from kassa.providers.stripe.gateway import StripeGateway
-
-    return StripeGateway(
-        settings.stripe_secret_key,
-        api_base=settings.stripe_api_base,
-        timeout_s=settings.stripe_timeout_s,
-    )

@@ -7,9 +7,9 @@ from fastapi import Depends, Query
 from kassa.api.auth import kassa_of, require
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import AuditOut, ListOf
+from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 
 audit = router("/v1/audit", "audit")
 

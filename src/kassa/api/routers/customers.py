@@ -8,9 +8,9 @@ from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import CustomerCreate, CustomerOut, ListOf
+from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 
 customers = router("/v1/customers", "customers")
 Core = Annotated[Kassa, Depends(kassa_of)]

@@ -11,10 +11,10 @@ from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import DocumentOut, ListOf
+from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 from kassa.services.invoices import CREDIT_NOTE, INVOICE, DocumentView
-from kassa.services.kassa import Kassa
 from kassa.services.pagination import CreatedRange
 
 documents = router("", "invoices and credit notes")

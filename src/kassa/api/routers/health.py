@@ -5,10 +5,8 @@ from starlette.concurrency import run_in_threadpool
 
 from kassa.api.auth import kassa_of
 from kassa.api.routing import DocumentedRoute
-from kassa.storage.migrate import revisions
 
 health = APIRouter(tags=["operations"], route_class=DocumentedRoute)
-revisions()  # read the migration scripts now, not on the first health check
 
 
 @health.get("/healthz", response_model=None)

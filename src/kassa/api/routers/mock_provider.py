@@ -10,11 +10,11 @@ from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import BrowserConfirm, ListOf, MockChargeOut, MockRefundOut, PaymentOut
+from kassa.bootstrap import Kassa
 from kassa.domain.errors import DomainError, ErrorKind, FieldProblem, invalid
 from kassa.domain.roles import Permission
 from kassa.providers.base import ProviderError
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 
 Core = Annotated[Kassa, Depends(kassa_of)]
 

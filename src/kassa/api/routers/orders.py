@@ -9,10 +9,10 @@ from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import ListOf, OrderCreate, OrderOut
+from kassa.bootstrap import Kassa
 from kassa.domain.orders import LineRequest
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.orders import NewOrder
 from kassa.services.pagination import CreatedRange
 

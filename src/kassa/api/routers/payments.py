@@ -14,10 +14,10 @@ from kassa.api.schemas import (
     PaymentCreate,
     PaymentOut,
 )
+from kassa.bootstrap import Kassa
 from kassa.domain.payments import PaymentStatus
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 from kassa.services.pagination import CreatedRange
 from kassa.services.payment_analytics import parse_window
 

@@ -8,10 +8,10 @@ from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import ListOf, ProductCreate, ProductOut, ProductUpdate
+from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission
 from kassa.services.catalogue import NewProduct, ProductChanges
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 
 products = router("/v1/products", "products")
 

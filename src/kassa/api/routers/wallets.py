@@ -8,9 +8,9 @@ from kassa.api.auth import kassa_of, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import router
 from kassa.api.schemas import PaymentOut, TopUpCreate, WalletAdjust, WalletAdjustOut, WalletOut
+from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
-from kassa.services.kassa import Kassa
 
 wallets = router("/v1/customers/{customer_id}/wallet", "wallets")
 Core = Annotated[Kassa, Depends(kassa_of)]

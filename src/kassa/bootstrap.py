@@ -1,0 +1,184 @@
+"""The composition root: settings, the database, the provider adapters, every service and
+the job handlers, wired once (cf. cosmicpython's `bootstrap.py`).
+
+This is the one module that knows every layer: it picks the concrete adapters (the Stripe
+gateway when configured, the sandbox, their webhook schemes and event decoders) and hands
+services only what they need, so services depend on the provider protocol and never on a
+provider package. Adapters (HTTP API, CLI, worker) build one `Kassa` and call its
+services; nothing else reaches the database.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from kassa.config import Settings
+from kassa.documents import Party
+from kassa.domain.payments import HealthThresholds, RetryPolicy
+from kassa.providers.base import PaymentProvider
+from kassa.providers.mock.events import DELIVER_EVENT, EventDelivery
+from kassa.providers.mock.provider import MockProvider
+from kassa.providers.registry import ProviderRegistry
+from kassa.providers.stripe import events as stripe_events
+from kassa.providers.stripe import signatures as stripe_signatures
+from kassa.services.api_keys import ApiKeys
+from kassa.services.audit import AuditLog
+from kassa.services.catalogue import Catalogue
+from kassa.services.checks import Reconciliation
+from kassa.services.context import Clock, utc_now
+from kassa.services.customers import Customers
+from kassa.services.gateway_health import GatewayHealth
+from kassa.services.idempotency import IdempotencyStore
+from kassa.services.invoices import (
+    ISSUE_CREDIT_NOTE,
+    ISSUE_INVOICE,
+    Invoices,
+    SellerProfile,
+)
+from kassa.services.jobs import JobHandler, JobQueue
+from kassa.services.orders import Orders
+from kassa.services.payment_analytics import Analytics
+from kassa.services.payments import RESUME_PAYMENT, Payments
+from kassa.services.refunds import RESUME_REFUND, Refunds
+from kassa.services.wallets import Wallets
+from kassa.services.webhooks import APPLY_EVENT, Webhooks
+from kassa.storage.database import Database
+from kassa.storage.migrate import revisions
+
+
+class Kassa:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        extra_providers: dict[str, PaymentProvider] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = Database(settings.database_url)
+        revisions()  # read the migration scripts once now, not on the first /healthz
+        self.api_keys = ApiKeys(self.db, clock)
+        self.audit = AuditLog(self.db, clock)
+        self.catalogue = Catalogue(self.db, clock)
+        self.customers = Customers(self.db, clock)
+        self.orders = Orders(self.db, clock, reservation_ttl_s=settings.reservation_ttl_s)
+        self.idempotency = IdempotencyStore(
+            self.db,
+            clock,
+            lock_timeout_s=settings.idempotency_lock_timeout_s,
+            retention_s=settings.idempotency_retention_s,
+        )
+
+        self.mock = MockProvider(self.db, clock, sleep=sleep)
+        providers: dict[str, PaymentProvider] = {self.mock.name: self.mock}
+        if settings.stripe_secret_key:  # the SDK is imported only where Stripe is used
+            from kassa.providers.stripe.gateway import StripeGateway
+
+            stripe = StripeGateway(
+                settings.stripe_secret_key,
+                api_base=settings.stripe_api_base,
+                timeout_s=settings.stripe_timeout_s,
+            )
+            providers[stripe.name] = stripe
+        providers.update(extra_providers or {})
+        self.providers = ProviderRegistry(
+            providers,
+            settings.default_provider,
+            # test and bench doubles passed in by name take payments too
+            enabled=(*settings.enabled_providers, *(extra_providers or {})),
+        )
+        self.gateway_health = GatewayHealth(
+            self.db,
+            clock,
+            HealthThresholds(
+                window_s=settings.health_window_s,
+                min_attempts=settings.health_min_attempts,
+                degrade_at=settings.health_degrade_at,
+                recover_below=settings.health_recover_below,
+                degrade_p95_ms=settings.health_degrade_p95_ms,
+            ),
+        )
+        # One policy for every provider call: payments, top-ups and refunds retry alike.
+        retry_policy = RetryPolicy(
+            max_retries=settings.payment_max_retries,
+            base_delay_ms=settings.retry_base_delay_ms,
+            max_delay_ms=settings.retry_max_delay_ms,
+        )
+        self.payments = Payments(
+            self.db,
+            clock,
+            self.providers,
+            retry_policy,
+            self.gateway_health,
+            sleep=sleep,
+            rng=rng,
+            resume_after_s=settings.payment_resume_after_s,
+        )
+        self.analytics = Analytics(self.db, clock)
+        self.wallets = Wallets(self.db, clock)
+        self.refunds = Refunds(
+            self.db,
+            clock,
+            self.providers,
+            retry_policy,
+            is_degraded=self.gateway_health.is_degraded,
+            sleep=sleep,
+            rng=rng,
+        )
+        self.invoices = Invoices(
+            self.db,
+            clock,
+            SellerProfile(
+                Party(
+                    name=settings.seller_name,
+                    lines=settings.seller_address,
+                    tax_id=settings.seller_tax_id,
+                    email=settings.seller_email,
+                ),
+                locale=settings.document_locale,
+                tax_label=settings.tax_label,
+                tax_rate_bp=settings.tax_rate_bp,
+            ),
+        )
+        self.reconciliation = Reconciliation(
+            self.db, clock, self.providers, stuck_after_s=settings.stuck_payment_after_s
+        )
+        self.jobs = JobQueue(self.db, clock, lease_s=settings.job_lease_s)
+        self.webhooks = Webhooks(
+            self.db,
+            clock,
+            {  # a provider that is not enabled has no webhook route at all (404)
+                name: stripe_signatures.scheme(secrets)  # the sandbox signs like Stripe
+                for name, secrets in (
+                    ("stripe", settings.stripe_webhook_secrets),
+                    ("mock", settings.mock_webhook_secrets),
+                )
+                if self.providers.is_enabled(name)
+            },
+            # each provider reads its own events; the sandbox's are Stripe-shaped
+            {"stripe": stripe_events.decode, "mock": stripe_events.decode},
+        )
+
+        self.mock_webhook_url = settings.mock_webhook_url
+        self.mock_events = EventDelivery(
+            settings.mock_webhook_secrets[0], clock, url=lambda: self.mock_webhook_url
+        )
+
+    def job_handlers(self) -> dict[str, JobHandler]:
+        """Every kind of background job kassa knows how to run."""
+        return {
+            APPLY_EVENT: JobHandler(self.webhooks.apply),
+            DELIVER_EVENT: JobHandler(self.mock_events.deliver, in_transaction=False),
+            RESUME_REFUND: JobHandler(self.refunds.resume, in_transaction=False),
+            RESUME_PAYMENT: JobHandler(self.payments.resume, in_transaction=False),
+            ISSUE_INVOICE: JobHandler(self.invoices.issue_invoice),
+            ISSUE_CREDIT_NOTE: JobHandler(self.invoices.issue_credit_note),
+        }
+
+    def close(self) -> None:
+        self.db.dispose()
