@@ -14,6 +14,13 @@ class RefundStatus(StrEnum):
     FAILED = "failed"
 
 
+class RefundDestination(StrEnum):
+    """Where a refund's money goes: back to the card (or other method), or to the wallet."""
+
+    ORIGINAL = "original"
+    WALLET = "wallet"
+
+
 def refund_amount(amount_paid: int, committed: int, requested: int | None) -> int:
     """The amount to refund now.
 

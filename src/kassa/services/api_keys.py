@@ -77,11 +77,10 @@ class ApiKeys:
             audit.record(
                 session,
                 ctx,
-                now,
-                "api_key.created",
-                row.id,
-                None,
-                {"role": row.role, "name": row.name},
+                at=now,
+                action="api_key.created",
+                subject=row.id,
+                after={"role": row.role, "name": row.name},
             )
         return ApiKeyView.of(row), secret
 
@@ -107,5 +106,5 @@ class ApiKeys:
                 raise not_found("api_key_not_found", f"no API key {key_id!r}")
             if row.revoked_at is None:
                 row.revoked_at = now
-                audit.record(session, ctx, now, "api_key.revoked", row.id, None, None)
+                audit.record(session, ctx, at=now, action="api_key.revoked", subject=row.id)
             return ApiKeyView.of(row)

@@ -44,13 +44,16 @@ class AuditView:
 def record(
     session: Session,
     ctx: RequestContext,
-    now: datetime,
+    *,
+    at: datetime,
     action: str,
-    subject_id: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
+    subject: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit record inside the caller's transaction."""
+    """Append one audit record inside the caller's transaction: `ctx` acted on `subject`
+    (an id) at `at`; `before` and `after` summarise what changed."""
+    now, subject_id = at, subject
     session.add(
         AuditRecord(
             id=new_id("aud"),

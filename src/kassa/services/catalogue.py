@@ -142,7 +142,14 @@ class Catalogue:
                     raise conflict("sku_exists", f"a product with SKU {new.sku!r} exists")
                 session.add(row)
                 session.flush()
-                audit.record(session, ctx, now, "product.created", row.id, None, _summary(row))
+                audit.record(
+                    session,
+                    ctx,
+                    at=now,
+                    action="product.created",
+                    subject=row.id,
+                    after=_summary(row),
+                )
                 attach_resource(session, ctx, "product", row.sku)
         except IntegrityError as exc:  # a concurrent create of the same SKU won
             raise conflict("sku_exists", f"a product with SKU {new.sku!r} exists") from exc
@@ -201,5 +208,13 @@ class Catalogue:
                     )
                 row.stock = changes.stock
             row.updated_at = now
-            audit.record(session, ctx, now, "product.updated", row.id, before, _summary(row))
+            audit.record(
+                session,
+                ctx,
+                at=now,
+                action="product.updated",
+                subject=row.id,
+                before=before,
+                after=_summary(row),
+            )
             return ProductView.of(row)

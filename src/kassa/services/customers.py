@@ -49,11 +49,10 @@ class Customers:
             audit.record(
                 session,
                 ctx,
-                now,
-                "customer.created",
-                row.id,
-                None,
-                {"email": email, "name": name},
+                at=now,
+                action="customer.created",
+                subject=row.id,
+                after={"email": email, "name": name},
             )
             attach_resource(session, ctx, "customer", row.id)
         return CustomerView.of(row)

@@ -279,11 +279,10 @@ class Invoices:
         audit.record(
             session,
             RequestContext.system("worker"),
-            now,
-            f"{kind}.issued",
-            document_id,
-            None,
-            {"number": number, "order": order.id, "refund": refund_id, "total": total},
+            at=now,
+            action=f"{kind}.issued",
+            subject=document_id,
+            after={"number": number, "order": order.id, "refund": refund_id, "total": total},
         )
 
     @staticmethod

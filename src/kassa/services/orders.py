@@ -299,7 +299,14 @@ class Orders:
             for sku in products.unique_skus:
                 self._reserve(session, ctx, products.by_sku[sku], order.id, now)
             session.flush()
-            audit.record(session, ctx, now, "order.created", order.id, None, _summary(order))
+            audit.record(
+                session,
+                ctx,
+                at=now,
+                action="order.created",
+                subject=order.id,
+                after=_summary(order),
+            )
             attach_resource(session, ctx, "order", order.id)
             return OrderView.of(order)
 
@@ -411,11 +418,11 @@ class Orders:
         audit.record(
             session,
             ctx,
-            now,
-            "order.canceled",
-            order_id,
-            before,
-            {**_summary(row), "reason": reason},
+            at=now,
+            action="order.canceled",
+            subject=order_id,
+            before=before,
+            after={**_summary(row), "reason": reason},
         )
         return row
 
@@ -426,7 +433,15 @@ class Orders:
             before = _summary(row)
             row.status = transition(OrderStatus(row.status), OrderStatus.FULFILLED).value
             row.fulfilled_at = now
-            audit.record(session, ctx, now, "order.fulfilled", order_id, before, _summary(row))
+            audit.record(
+                session,
+                ctx,
+                at=now,
+                action="order.fulfilled",
+                subject=order_id,
+                before=before,
+                after=_summary(row),
+            )
             attach_resource(session, ctx, "order", order_id)
             return OrderView.of(row)
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from kassa.domain.errors import FieldProblem, invalid
+from kassa.domain.payments import PaymentStatus
 from kassa.services.context import Clock
 from kassa.storage.database import Database
 from kassa.storage.tables import Payment, PaymentAttempt
@@ -76,7 +77,9 @@ class Analytics:
             in_window = Payment.created_at >= since
             payments = session.scalar(select(func.count()).where(in_window)) or 0
             succeeded = (
-                session.scalar(select(func.count()).where(in_window, Payment.status == "succeeded"))
+                session.scalar(
+                    select(func.count()).where(in_window, Payment.status == PaymentStatus.SUCCEEDED)
+                )
                 or 0
             )
             needed_retry = (

@@ -333,11 +333,10 @@ class Payments:
             audit.record(
                 session,
                 ctx,
-                now,
-                "payment.created",
-                payment_id,
-                None,
-                {"order": order.id, "amount": amount, "provider": WALLET},
+                at=now,
+                action="payment.created",
+                subject=payment_id,
+                after={"order": order.id, "amount": amount, "provider": WALLET},
             )
             payment_succeeded(session, ctx, payment, now)
             attach_resource(session, ctx, "payment", payment_id)
@@ -391,11 +390,10 @@ class Payments:
             audit.record(
                 session,
                 ctx,
-                now,
-                "wallet.top_up_started",
-                payment.id,
-                None,
-                {"customer": customer_id, "amount": amount, "currency": code},
+                at=now,
+                action="wallet.top_up_started",
+                subject=payment.id,
+                after={"customer": customer_id, "amount": amount, "currency": code},
             )
             attach_resource(session, ctx, "payment", payment.id)
             payment_id, base = payment.id, payment.idempotency_base
@@ -461,11 +459,10 @@ class Payments:
             audit.record(
                 session,
                 ctx,
-                now,
-                "payment.created",
-                payment.id,
-                None,
-                {"order": order.id, "amount": amount, "provider": provider},
+                at=now,
+                action="payment.created",
+                subject=payment.id,
+                after={"order": order.id, "amount": amount, "provider": provider},
             )
             attach_resource(session, ctx, "payment", payment.id)
             request = intent_request(payment, payment_method, order)

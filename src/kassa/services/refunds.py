@@ -43,7 +43,7 @@ from kassa.domain.payments import (
     RetryPolicy,
     failure_json,
 )
-from kassa.domain.refunds import RefundStatus, allocate_refund, refund_amount
+from kassa.domain.refunds import RefundDestination, RefundStatus, allocate_refund, refund_amount
 from kassa.domain.wallet import EntryKind
 from kassa.providers.base import PaymentProvider
 from kassa.providers.registry import ProviderRegistry
@@ -61,14 +61,17 @@ from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
 from kassa.storage.tables import Job, Order, Payment, Refund, RefundAttempt
 
-PENDING, SUCCEEDED, FAILED = (s.value for s in RefundStatus)
+PENDING = RefundStatus.PENDING.value
+SUCCEEDED = RefundStatus.SUCCEEDED.value
+FAILED = RefundStatus.FAILED.value
 RESUME_REFUND = "refunds.resume"
 # Long enough that the request itself has given up on the provider (two calls and two
 # look-ups of at most the provider timeout, plus the retry delay), so the job rarely races
 # it (it may: the same idempotency key and the part's row lock keep that safe).
 RESUME_AFTER_S = 300
 RESUME_MAX_ATTEMPTS = 20
-ORIGINAL, WALLET = "original", "wallet"
+ORIGINAL = RefundDestination.ORIGINAL.value
+WALLET = RefundDestination.WALLET.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +120,11 @@ def mark_refund_succeeded(
     audit.record(
         session,
         ctx,
-        now,
-        "refund.succeeded",
-        refund.id,
-        {"status": "pending"},
-        {"status": SUCCEEDED, "amount": refund.amount, "provider": refund.provider},
+        at=now,
+        action="refund.succeeded",
+        subject=refund.id,
+        before={"status": "pending"},
+        after={"status": SUCCEEDED, "amount": refund.amount, "provider": refund.provider},
     )
     request_credit_note(session, refund.id, now)
 
@@ -258,11 +261,10 @@ class Refunds:
             audit.record(
                 session,
                 ctx,
-                now,
-                "refund.created",
-                group_id,
-                None,
-                {
+                at=now,
+                action="refund.created",
+                subject=group_id,
+                after={
                     "order": order.id,
                     "amount": amount,
                     "destination": destination,
@@ -337,7 +339,12 @@ class Refunds:
                     )
                 )
                 audit.record(
-                    session, ctx, now, "refund.failed", part_id, None, {"failure": part.failure}
+                    session,
+                    ctx,
+                    at=now,
+                    action="refund.failed",
+                    subject=part_id,
+                    after={"failure": part.failure},
                 )
             else:
                 assert failure is not None
@@ -346,16 +353,20 @@ class Refunds:
                     audit.record(
                         session,
                         ctx,
-                        now,
-                        "refund.outcome_unknown",
-                        part_id,
-                        None,
-                        {"failure": part.failure, "resumed_by": RESUME_REFUND},
+                        at=now,
+                        action="refund.outcome_unknown",
+                        subject=part_id,
+                        after={"failure": part.failure, "resumed_by": RESUME_REFUND},
                     )
                 else:
                     part.status = FAILED
                     audit.record(
-                        session, ctx, now, "refund.failed", part_id, None, {"failure": part.failure}
+                        session,
+                        ctx,
+                        at=now,
+                        action="refund.failed",
+                        subject=part_id,
+                        after={"failure": part.failure},
                     )
             if not outcome.outcome_unknown:
                 _retire_resume_job(session, part_id)

@@ -60,11 +60,11 @@ def _transition(
     audit.record(
         session,
         ctx,
-        now,
-        f"payment.{target.value}",
-        payment.id,
-        {"status": before.value},
-        {"status": target.value, **(after or {})},
+        at=now,
+        action=f"payment.{target.value}",
+        subject=payment.id,
+        before={"status": before.value},
+        after={"status": target.value, **(after or {})},
     )
     return True
 
@@ -165,11 +165,11 @@ def payment_succeeded(
         audit.record(
             session,
             ctx,
-            now,
-            "order.paid",
-            order.id,
-            {"status": "pending"},
-            {
+            at=now,
+            action="order.paid",
+            subject=order.id,
+            before={"status": "pending"},
+            after={
                 "status": order.status,
                 "amount_paid": order.amount_paid,
                 "stock_shortage": order.stock_shortage,
@@ -181,11 +181,10 @@ def payment_succeeded(
         audit.record(
             session,
             ctx,
-            now,
-            "payment.succeeded_on_" + order.status + "_order",
-            order.id,
-            None,
-            {"amount_paid": order.amount_paid, "payment": payment.id},
+            at=now,
+            action="payment.succeeded_on_" + order.status + "_order",
+            subject=order.id,
+            after={"amount_paid": order.amount_paid, "payment": payment.id},
         )
     return True
 

@@ -195,10 +195,10 @@ class Wallets:
             audit.record(
                 session,
                 ctx,
-                now,
-                "wallet.adjusted",
-                customer_id,
-                {"currency": code, "balance": previous},
-                {"currency": code, "balance": balance, "reason": reason},
+                at=now,
+                action="wallet.adjusted",
+                subject=customer_id,
+                before={"currency": code, "balance": previous},
+                after={"currency": code, "balance": balance, "reason": reason},
             )
             return Adjustment(code, previous, balance)

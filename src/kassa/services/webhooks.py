@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from kassa.domain.errors import DomainError, ErrorKind, not_found
 from kassa.domain.ids import new_id
 from kassa.domain.payments import PaymentStatus
+from kassa.domain.refunds import RefundDestination, RefundStatus
 from kassa.providers.events import (
     DecodedEvent,
     DisputeOpened,
@@ -209,11 +210,10 @@ class Webhooks:
             audit.record(
                 session,
                 ctx,
-                now,
-                "provider_event.refused",
-                event.event_id,
-                None,
-                {"provider": event.provider, "type": event.type, "reason": str(exc)},
+                at=now,
+                action="provider_event.refused",
+                subject=event.event_id,
+                after={"provider": event.provider, "type": event.type, "reason": str(exc)},
             )
         event.applied_at = now
         event.outcome = outcome
@@ -260,11 +260,13 @@ class Webhooks:
             audit.record(
                 d.session,
                 d.ctx,
-                d.now,
-                "order.refunded_at_provider",
-                order.id,
-                None,
-                {"refunds": [rid for rid, _ in new], "amount_refunded": order.amount_refunded},
+                at=d.now,
+                action="order.refunded_at_provider",
+                subject=order.id,
+                after={
+                    "refunds": [rid for rid, _ in new],
+                    "amount_refunded": order.amount_refunded,
+                },
             )
         return f"{len(new)} refund(s) recorded"
 
@@ -281,11 +283,10 @@ class Webhooks:
         audit.record(
             d.session,
             d.ctx,
-            d.now,
-            "order.disputed",
-            order.id,
-            None,
-            {"dispute": event.dispute_id, "amount": event.amount, "reason": event.reason},
+            at=d.now,
+            action="order.disputed",
+            subject=order.id,
+            after={"dispute": event.dispute_id, "amount": event.amount, "reason": event.reason},
         )
         return "order flagged disputed"
 
@@ -325,8 +326,8 @@ class Webhooks:
             session.scalars(
                 select(Refund).where(
                     Refund.payment_id == payment.id,
-                    Refund.destination == "original",
-                    Refund.status != "failed",
+                    Refund.destination == RefundDestination.ORIGINAL,
+                    Refund.status != RefundStatus.FAILED,
                 )
             )
         )
@@ -342,13 +343,13 @@ class Webhooks:
             ours = self._kassa_refund(d.session, item.kassa_refund_id, payment)
             if ours is None:
                 others.append((item.refund_id, item.amount))
-            elif ours.status == "pending":  # a refund kassa asked for, now confirmed
+            elif ours.status == RefundStatus.PENDING:  # kassa asked for it; now confirmed
                 ours.provider_refund_id, ours.provider = item.refund_id, d.provider
                 mark_refund_succeeded(d.session, d.ctx, ours, d.now)
         d.session.flush()
         card = self._card_refunds(d.session, payment)
         known = {r.provider_refund_id for r in card}
-        recorded = sum(r.amount for r in card if r.status == "succeeded")
+        recorded = sum(r.amount for r in card if r.status == RefundStatus.SUCCEEDED)
         missing = sum(item.amount for item in settled) - recorded
         new: list[tuple[str, int]] = []
         for refund_id, amount in others:
@@ -380,8 +381,8 @@ class Webhooks:
             payment_id=payment.id,
             amount=amount,
             currency=payment.currency,
-            status="pending",
-            destination="original",
+            status=RefundStatus.PENDING.value,
+            destination=RefundDestination.ORIGINAL.value,
             provider=d.provider,
             provider_refund_id=refund_id,
             origin="provider",
