@@ -101,6 +101,7 @@ from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE
 from kassa.services.orders import NewOrder
+from kassa.services.settlement import RESUME_PAYMENT
 from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.tables import Job, Order, Payment, ProviderEvent
 from kassa.worker import Worker
@@ -469,10 +470,12 @@ def verify(kassa: Kassa, payments: list[BenchPayment], event_ids: list[str]) -> 
         problems.append(f"{len(odd)} event(s) with another outcome: {_sample(odd)}")
     if len(events) != len(event_ids):
         problems.append(f"{len(events)} events stored, {len(event_ids)} sent")
-    # Paying an order also enqueues its invoice: follow-on work, not timed here (the
-    # workers stop once every event is applied), so those jobs may be in any state.
+    # Paying an order also enqueues its invoice, and opening a payment its resume guard:
+    # follow-on work, not timed here (the workers stop once every event is applied), so
+    # those jobs may be in any state.
     apply_done = jobs.get((APPLY_EVENT, "done"), 0)
-    others = sum(n for (kind, _), n in jobs.items() if kind not in (APPLY_EVENT, ISSUE_INVOICE))
+    follow_on = (APPLY_EVENT, ISSUE_INVOICE, RESUME_PAYMENT)
+    others = sum(n for (kind, _), n in jobs.items() if kind not in follow_on)
     if (
         apply_done != len(event_ids)
         or others

@@ -40,8 +40,9 @@ from kassa.services.invoices import (
 from kassa.services.jobs import JobHandler, JobQueue
 from kassa.services.orders import Orders
 from kassa.services.payment_analytics import Analytics
-from kassa.services.payments import RESUME_PAYMENT, Payments
+from kassa.services.payments import Payments
 from kassa.services.refunds import RESUME_REFUND, Refunds
+from kassa.services.settlement import RESUME_PAYMENT
 from kassa.services.wallets import Wallets
 from kassa.services.webhooks import APPLY_EVENT, Webhooks
 from kassa.storage.database import Database

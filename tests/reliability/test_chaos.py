@@ -35,7 +35,7 @@ from kassa.providers.mock.tables import MockCharge
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE
-from kassa.services.payments import RESUME_PAYMENT
+from kassa.services.settlement import RESUME_PAYMENT
 from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.migrate import upgrade
 from kassa.storage.tables import AuditRecord, Job, Order, Payment

@@ -24,7 +24,7 @@ from kassa.providers.mock.tables import MockCharge
 from kassa.services import idempotency
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.payments import RESUME_PAYMENT
+from kassa.services.settlement import RESUME_PAYMENT
 from kassa.storage.tables import Job, Payment
 from kassa.worker import Worker
 from tests import builders

@@ -52,10 +52,12 @@ from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
 from kassa.services.orders import lock_order
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.services.settlement import (
+    RESUME_PAYMENT,
     apply_intent,
     lock_payment,
     payment_failed,
     payment_succeeded,
+    resume_guard_key,
 )
 from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
@@ -79,7 +81,6 @@ def _never_confirmed(intent: ProviderIntent) -> bool:
     ) and (intent.last_error is None)
 
 
-RESUME_PAYMENT = "payments.resume"
 # Backs off from ~2 s to an hour between tries: more than a day of asking in all.
 RESUME_MAX_ATTEMPTS = 30
 WALLET = "wallet"
@@ -200,6 +201,7 @@ def open_gateway_payment(
         now,
         run_after=now + timedelta(seconds=resume_after_s),
         max_attempts=RESUME_MAX_ATTEMPTS,
+        dedupe_key=resume_guard_key(payment_id),
     )
     base = provider_idempotency_base(payment_id, ctx.actor_key_id, request_key)
     payment = Payment(

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from kassa.domain.errors import FieldProblem, invalid, not_found
@@ -59,7 +59,8 @@ from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.services.payments import provider_idempotency_base
 from kassa.services.wallets import post_entry
 from kassa.storage.database import Database
-from kassa.storage.tables import Job, Order, Payment, Refund, RefundAttempt
+from kassa.storage.outbox import retire
+from kassa.storage.tables import Order, Payment, Refund, RefundAttempt
 
 PENDING = RefundStatus.PENDING.value
 SUCCEEDED = RefundStatus.SUCCEEDED.value
@@ -516,9 +517,7 @@ def _resume_key(part_id: str) -> str:
 def _retire_resume_job(session: Session, part_id: str) -> None:
     """The part no longer needs its resume job (see the module's docstring): drop it if
     no worker has claimed it yet (a claimed one finds the part settled and ends)."""
-    session.execute(
-        delete(Job).where(Job.dedupe_key == _resume_key(part_id), Job.state == "queued")
-    )
+    retire(session, _resume_key(part_id))
 
 
 # A refund as the API shows it is its group's first part (a lone refund has no group).

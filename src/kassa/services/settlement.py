@@ -30,7 +30,16 @@ from kassa.services.context import RequestContext
 from kassa.services.invoices import request_invoice
 from kassa.services.orders import lock_order
 from kassa.services.wallets import post_entry
+from kassa.storage.outbox import retire
 from kassa.storage.tables import Order, OrderLine, Payment, Product
+
+RESUME_PAYMENT = "payments.resume"
+
+
+def resume_guard_key(payment_id: str) -> str:
+    """The payment's resume job, enqueued when it opens (`payments.open_gateway_payment`)
+    and retired here as soon as the payment leaves `processing`."""
+    return f"{RESUME_PAYMENT}:{payment_id}"
 
 
 def lock_payment(session: Session, payment_id: str) -> Payment | None:
@@ -57,6 +66,8 @@ def _transition(
         return False
     payment.status = target.value
     payment.updated_at = now
+    if before is PaymentStatus.PROCESSING:
+        retire(session, resume_guard_key(payment.id))
     audit.record(
         session,
         ctx,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from kassa.storage.tables import Job
@@ -20,6 +21,12 @@ DEFAULT_MAX_ATTEMPTS = 12
 
 class RetryLater(Exception):
     """A job that cannot run yet (e.g. an event about a payment kassa has not seen)."""
+
+
+def retire(session: Session, dedupe_key: str) -> None:
+    """Drop the job enqueued under `dedupe_key` if no worker has claimed it yet (a guard
+    that is no longer needed); a claimed one runs and finds nothing to do."""
+    session.execute(delete(Job).where(Job.dedupe_key == dedupe_key, Job.state == QUEUED))
 
 
 def enqueue(
