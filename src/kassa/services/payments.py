@@ -609,8 +609,9 @@ class Payments:
             return self._load(session, row.id)
 
     @staticmethod
-    def _load(session: Any, payment_id: str) -> PaymentView:
+    def _load(session: Session, payment_id: str) -> PaymentView:
         row = session.scalar(select(Payment).where(Payment.id == payment_id))
+        assert row is not None  # only called with the id of a payment the caller holds
         attempts = list(
             session.scalars(
                 select(PaymentAttempt)
