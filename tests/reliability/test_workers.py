@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select as io_select
 import signal
 import subprocess
 import sys
@@ -27,8 +28,18 @@ def spawn(database_url: str, mode: str, **env: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    assert read_line(proc) == "ready"
     return proc
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """The child's next line, or a failure (never a hang) if none comes in `timeout`."""
+    assert proc.stdout is not None
+    ready, _, _ = io_select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        raise AssertionError(f"the worker child said nothing for {timeout} s")
+    return proc.stdout.readline().strip()
 
 
 def enqueue_markers(kassa: Kassa, count: int) -> None:
@@ -72,7 +83,7 @@ def test_a_worker_killed_mid_job_leaves_it_to_run_once_after_restart(
 ) -> None:
     enqueue_markers(kassa, 1)
     first = spawn(database_url, "forever", KASSA_TEST_JOB_SLEEP_S="60", KASSA_JOB_LEASE_S="2")
-    assert first.stdout is not None and first.stdout.readline().strip() == "in-job"
+    assert read_line(first) == "in-job"
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     with kassa.db.transaction(read_only=True) as s:

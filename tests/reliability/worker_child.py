@@ -37,11 +37,10 @@ def main() -> int:
         audit.record(
             session,
             ctx,
-            kassa.clock(),
-            "test.job",
-            str(payload["n"]),
-            None,
-            {"worker": worker.name},
+            at=kassa.clock(),
+            action="test.job",
+            subject=str(payload["n"]),
+            after={"worker": worker.name},
         )
         session.flush()
         if pause:
