@@ -20,12 +20,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -37,9 +35,8 @@ from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE
 from kassa.services.settlement import RESUME_PAYMENT
 from kassa.services.webhooks import APPLY_EVENT
-from kassa.storage.migrate import upgrade
 from kassa.storage.tables import AuditRecord, Job, Order, Payment
-from tests.conftest import IN_CI, PG_ADMIN_URL, free_port
+from tests.conftest import allow_connections, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -56,41 +53,6 @@ METHODS = [
     "pm_card_visa|timeout_after_send",
     "pm_card_chargeDeclined",
 ]
-
-
-# -- a database of its own (its connections are cut off on purpose) ------------------------
-
-
-@pytest.fixture
-def chaos_db() -> Iterator[str]:
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is unreachable: {exc}")
-        pytest.skip(f"PostgreSQL is unreachable: {exc}")
-    name = f"kassa_chaos_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    upgrade(url)
-    try:
-        yield name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def refuse_connections(name: str, refuse: bool) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"false" if refuse else "true"}')
-        if refuse:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
 
 
 # -- the processes under test, and their supervisor -------------------------------------------
@@ -219,9 +181,9 @@ def wait_healthy(url: str, deadline_s: float) -> None:
 
 
 def test_kills_and_a_database_outage_lose_no_payment_and_charge_nothing_twice(
-    chaos_db: str,
+    own_pg_database: str,
 ) -> None:
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{chaos_db}"
+    url = own_pg_database
     rng = random.Random(SEED)
     core = Kassa(Settings(database_url=url.replace("postgresql://", "postgresql+psycopg://")))
     system = RequestContext.system("chaos")
@@ -269,9 +231,9 @@ def test_kills_and_a_database_outage_lose_no_payment_and_charge_nothing_twice(
         at(rng.uniform(5, 7))
         worker.kill_and_restart()
         at(9)
-        refuse_connections(chaos_db, True)
+        allow_connections(url, False)
         time.sleep(OUTAGE_S)
-        refuse_connections(chaos_db, False)
+        allow_connections(url, True)
         at(rng.uniform(22, 24))
         server.kill_and_restart()
         at(rng.uniform(25, 27))

@@ -29,7 +29,7 @@ from kassa.services.context import RequestContext
 from kassa.services.jobs import JobHandler
 from kassa.storage.migrate import upgrade
 from kassa.worker import Worker
-from tests.conftest import PG_ADMIN_URL, Keys, start_server, stop_server
+from tests.conftest import PG_ADMIN_URL, Keys, allow_connections, start_server, stop_server
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -196,47 +196,16 @@ def test_the_worker_rides_out_an_outage_with_one_line_per_cycle(
 # -- a real outage of a real PostgreSQL ---------------------------------------------------
 
 
-@pytest.fixture
-def outage_database() -> Iterator[str]:
-    """A PostgreSQL database of its own, to be taken away from the server under test."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is unreachable: {exc}")
-    name = f"kassa_outage_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    upgrade(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _take_away(url: str, available: bool) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(available).lower()}')
-        if not available:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-
-
 def test_a_live_server_answers_503_in_a_real_outage_and_recovers(
-    outage_database: str, capfd: pytest.CaptureFixture[str]
+    own_pg_database: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    core = Kassa(Settings(database_url=outage_database))
+    core = Kassa(Settings(database_url=own_pg_database))
     try:
         _, ops = core.api_keys.create(RequestContext.system("test"), "ops", "ops")
         _, shop = core.api_keys.create(RequestContext.system("test"), "storefront", "shop")
     finally:
         core.close()
-    server = start_server(outage_database, workers=1)
+    server = start_server(own_pg_database, workers=1)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as http:
             auth_ops = {"Authorization": f"Bearer {ops}"}
@@ -252,14 +221,14 @@ def test_a_live_server_answers_503_in_a_real_outage_and_recovers(
             assert order.status_code == 201, order.text
             idem = {**auth_shop, "Idempotency-Key": "live-outage-1"}
 
-            _take_away(outage_database, available=False)
+            allow_connections(own_pg_database, False)
             for _ in range(2):  # each of the two server processes, pooled connections dead
                 assert_unavailable(http.get("/v1/products", headers=auth_ops))
                 assert_unavailable(http.post("/v1/orders", json=body, headers=idem))
                 assert_unavailable(http.get("/healthz"))
                 assert_unavailable(http.get(f"/v1/orders/{order.json()['id']}", headers=auth_shop))
 
-            _take_away(outage_database, available=True)
+            allow_connections(own_pg_database, True)
             assert http.get("/healthz").status_code == 200
             for _ in range(2):
                 assert http.get("/v1/products", headers=auth_ops).status_code == 200
@@ -270,7 +239,7 @@ def test_a_live_server_answers_503_in_a_real_outage_and_recovers(
             replay = http.post("/v1/orders", json=body, headers=idem)
             assert replay.status_code == 201 and replay.json()["id"] == retried.json()["id"]
     finally:
-        _take_away(outage_database, available=True)
+        allow_connections(own_pg_database, True)
         stop_server(server)
     logged = capfd.readouterr().err  # the server's own stderr
     assert "Traceback" not in logged and "Exception in ASGI application" not in logged, logged
