@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -41,10 +40,10 @@ def _whole(header: str) -> Column:
     return Column(header, no_wrap=True, overflow="fold")
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(level: str = "info") -> None:
     """INFO lines (one per background job) on stderr, unless logging is configured already."""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
 
@@ -61,42 +60,81 @@ def _kassa(settings: Settings | None = None, *, schema: bool = True) -> Kassa:
     return kassa
 
 
-def _serve(kassa: Kassa, host: str, port: int, worker: bool) -> None:
-    from kassa.api.app import create_app
-    from kassa.worker import Worker, WorkerThread
-
-    if kassa.mock_webhook_url is None:  # the sandbox reports to this very server
+def _sandbox_webhook_url(kassa: Kassa, host: str, port: int) -> str:
+    """Where the sandbox posts its signed events: KASSA_MOCK_WEBHOOK_URL, else this very
+    server. Put in the environment too, which every API process `serve` starts inherits."""
+    if kassa.mock_webhook_url is None:
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         kassa.mock_webhook_url = f"http://{local}:{port}/v1/webhooks/mock"
-    embedded = WorkerThread(Worker(kassa)) if worker else None
+    os.environ["KASSA_MOCK_WEBHOOK_URL"] = kassa.mock_webhook_url
+    return kassa.mock_webhook_url
+
+
+def _serve(
+    kassa: Kassa,
+    host: str,
+    port: int,
+    worker: bool,
+    *,
+    workers: int = 1,
+    log_level: str = "info",
+) -> None:
+    """Serve the API: in this process with `kassa` (workers=1), or in `workers` processes
+    under uvicorn's supervisor, each building its own core from the environment. The
+    embedded background worker runs once either way, here (in the supervisor), never in
+    the API processes; SIGINT or SIGTERM stops the API processes, then it."""
+    from kassa import server
+    from kassa.worker import WorkerPool
+
+    _sandbox_webhook_url(kassa, host, port)
+    embedded = WorkerPool(kassa) if worker else None
     if embedded:
-        _log_to_stderr()
+        _log_to_stderr(log_level)
         embedded.start()
     try:
-        uvicorn.run(create_app(kassa), host=host, port=port, log_level="info")
+        if workers == 1:
+            from kassa.api.app import create_app
+
+            server.serve(create_app(kassa), host=host, port=port, log_level=log_level)
+        else:
+            server.serve_processes(host=host, port=port, workers=workers, log_level=log_level)
     finally:
         if embedded:
             embedded.stop()
+            embedded.join(timeout=10)
         kassa.close()
 
 
 @app.command()
 def worker(
     poll: Annotated[float, typer.Option(help="Seconds between polls when idle.")] = 0.5,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker loops in this process (threads), sharing the queue: more help when "
+            "jobs wait on the network or on PostgreSQL.",
+        ),
+    ] = 1,
 ) -> None:
-    """Run a standalone background worker (any number may run against PostgreSQL)."""
+    """Run a standalone background worker (any number may run against PostgreSQL).
+
+    It delivers the sandbox's events too: with `kassa serve --no-worker`, set
+    KASSA_MOCK_WEBHOOK_URL to the server's /v1/webhooks/mock."""
     import signal
 
-    from kassa.worker import Worker
+    from kassa.worker import WorkerPool
 
     _log_to_stderr()
     kassa = _kassa()
-    runner = Worker(kassa, poll_s=poll)
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    signal.signal(signal.SIGINT, lambda *_: runner.stop())
-    err.print(f"worker {runner.name} running; Ctrl-C to stop")
+    pool = WorkerPool(kassa, concurrency, poll_s=poll)
+    signal.signal(signal.SIGTERM, lambda *_: pool.stop())
+    signal.signal(signal.SIGINT, lambda *_: pool.stop())
+    names = ", ".join(w.name for w in pool.workers)
+    err.print(f"worker {names} running; Ctrl-C to stop", markup=False)
     try:
-        runner.run_forever()
+        pool.start()
+        pool.join()  # until a signal stops every loop and each has finished its batch
     finally:
         kassa.close()
 
@@ -154,14 +192,29 @@ def jobs_retry(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    worker: Annotated[bool, typer.Option(help="Run the embedded background worker.")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes sharing the port (uvicorn's supervisor restarts one that "
+            "dies). The embedded worker still runs once, in the supervisor.",
+        ),
+    ] = 1,
+    worker: Annotated[
+        bool,
+        typer.Option(help="Run the embedded background worker (else run `kassa worker`)."),
+    ] = True,
     migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
+    log_level: Annotated[
+        str, typer.Option(help="debug, info (a line per request and per job), warning, error.")
+    ] = "info",
 ) -> None:
     """Serve the HTTP API (with an embedded worker unless --no-worker)."""
     settings = Settings.from_env()
     if migrate:
-        migrations.upgrade(settings.database_url)
-    _serve(_kassa(settings), host, port, worker)  # --no-migrate: refuses an unmigrated one
+        migrations.upgrade(settings.database_url)  # once, before any API process starts
+    kassa = _kassa(settings)  # --no-migrate: refuses an unmigrated database
+    _serve(kassa, host, port, worker, workers=workers, log_level=log_level)
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """The background worker: runs queued jobs and periodic upkeep.
 
-`kassa serve` runs one in a thread; `kassa worker` runs one as its own process, and any
-number of them may run against PostgreSQL at once (the queue hands each job to one).
+`kassa serve` runs one in a thread (in its supervisor, however many API processes it
+starts); `kassa worker --concurrency N` runs N loops on threads of one process, and any
+number of such processes may run against PostgreSQL at once: the queue hands each job to one
+claimer (`FOR UPDATE SKIP LOCKED`; on SQLite the write lock takes them in turn).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Worker:
         batch: int = 10,
         handlers: dict[str, JobHandler] | None = None,
         max_backoff_s: float = 30.0,
+        upkeep: bool = True,
     ) -> None:
         self.kassa = kassa
         self.name = name or worker_name()
@@ -44,13 +47,18 @@ class Worker:
         self._max_backoff = max_backoff_s
         self.handlers: dict[str, JobHandler] = {**kassa.job_handlers(), **(handlers or {})}
         self._stop = threading.Event()
-        self._periodic: list[tuple[float, Callable[[], object], list[float]]] = [
-            (
-                kassa.settings.reservation_sweep_interval_s,
-                lambda: kassa.orders.release_expired_reservations(RequestContext.system()),
-                [0.0],
-            ),
-        ]
+        # `upkeep=False`: a loop that only runs jobs, beside one that also does the upkeep
+        self._periodic: list[tuple[float, Callable[[], object], list[float]]] = (
+            [
+                (
+                    kassa.settings.reservation_sweep_interval_s,
+                    lambda: kassa.orders.release_expired_reservations(RequestContext.system()),
+                    [0.0],
+                ),
+            ]
+            if upkeep
+            else []
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -111,16 +119,51 @@ class Worker:
         return total
 
 
-class WorkerThread:
-    """A worker on a daemon thread, for `kassa serve`."""
+class WorkerPool:
+    """`concurrency` worker loops on daemon threads of this process, sharing one core (and
+    its connection pool). Each is a `Worker` with its own name, so the queue leases each job
+    to exactly one of them; only the first does the periodic upkeep (one sweep per process
+    is enough). More loops help when jobs wait on I/O (event delivery, provider calls) or,
+    on PostgreSQL, on the database; on SQLite they take the write lock in turn.
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self._thread = threading.Thread(target=worker.run_forever, name="kassa-worker", daemon=True)
+    `stop()` is safe from a signal handler: it only sets each loop's stop flag; a loop
+    finishes the job it is running (committing or rolling it back) before it ends."""
+
+    def __init__(
+        self,
+        kassa: Kassa,
+        concurrency: int = 1,
+        *,
+        poll_s: float = 0.5,
+        handlers: dict[str, JobHandler] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.workers = [
+            Worker(kassa, poll_s=poll_s, handlers=handlers, upkeep=index == 0)
+            for index in range(concurrency)
+        ]
+        self._threads = [
+            threading.Thread(target=w.run_forever, name=f"kassa-worker-{index}", daemon=True)
+            for index, w in enumerate(self.workers, start=1)
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        self.worker.stop()
-        self._thread.join(timeout=10)
+        for w in self.workers:
+            w.stop()
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait (at most `timeout` seconds in all) for every loop to end; True if they did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            # short waits, so that the main thread runs a signal handler promptly
+            while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+                thread.join(0.2)
+        return not self.alive()

@@ -1,0 +1,112 @@
+"""Running the HTTP API under uvicorn: in this process, or in N processes sharing one socket.
+
+Its own module so that the CLI decides *what* runs (migrations, the embedded worker) and
+this one only *how* uvicorn runs it. Two things uvicorn does not do by itself:
+
+- **TCP_NODELAY on every accepted connection.** uvicorn writes a response's head and its
+  body in separate `send`s. asyncio sets TCP_NODELAY only on accepted sockets whose
+  `proto` is IPPROTO_TCP (`asyncio.base_events._set_nodelay`); uvicorn's multi-process
+  mode binds its listening socket with `socket.socket(family=...)` (proto 0), and an
+  accepted socket inherits its listener's proto, so there Nagle holds each body back until
+  the client's delayed ACK (~40 ms on Linux): every request pays 40 ms. `NoDelayH11Protocol`
+  sets the option itself, whatever the socket came from.
+- **The app in the children.** With `workers > 1` uvicorn starts each API process with
+  `spawn` and needs the app as an import string: `API_FACTORY` builds a fresh core from
+  the environment (`KASSA_*`) in each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+# Each API process of `serve(..., workers > 1)` builds its app with this factory.
+API_FACTORY = "kassa.api.app:create_app"
+_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off on a TCP transport (a Unix socket has none to turn off)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in _TCP_FAMILIES:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class NoDelayH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol (the one it picks without httptools, which kassa does not
+    install), with TCP_NODELAY set on each connection as it is accepted."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport)
+        super().connection_made(transport)
+
+
+def config(
+    app: Callable[..., Any] | str,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str = "info",
+) -> uvicorn.Config:
+    """The uvicorn configuration every `kassa serve` runs with. `app` is an ASGI app, or
+    with `workers > 1` the import string of a factory (`API_FACTORY`)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        workers=workers,
+        factory=isinstance(app, str),
+        http=NoDelayH11Protocol,
+        log_level=log_level,
+    )
+
+
+@contextmanager
+def _stops_return() -> Iterator[None]:
+    """While uvicorn serves in this process it owns SIGINT and SIGTERM; after a graceful
+    shutdown it re-raises the signal with the handler it found. Finding a no-op here, that
+    re-raise ends `serve` normally, so the caller's cleanup (stopping the embedded worker,
+    closing the database) runs instead of the process dying on SIGTERM's default action."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread has signals; uvicorn leaves them alone there too
+        return
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(app: Callable[..., Any], *, host: str, port: int, log_level: str = "info") -> None:
+    """Serve `app` in this process; returns after SIGINT or SIGTERM and a graceful shutdown."""
+    with _stops_return():
+        uvicorn.Server(config(app, host=host, port=port, log_level=log_level)).run()
+
+
+def serve_processes(*, host: str, port: int, workers: int, log_level: str = "info") -> None:
+    """Serve `API_FACTORY` in `workers` processes on one listening socket, under uvicorn's
+    supervisor: it restarts a process that dies, and on SIGINT or SIGTERM stops them all
+    and waits for them before it returns. The children see this process's environment.
+    A process that cannot start (its app fails to build) stops them all: SystemExit(3)."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    settings = config(API_FACTORY, host=host, port=port, workers=workers, log_level=log_level)
+    listener = settings.bind_socket()
+    supervisor = Multiprocess(settings, sockets=[listener])
+    try:
+        supervisor.run()
+    finally:
+        listener.close()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
