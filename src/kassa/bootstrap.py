@@ -182,4 +182,5 @@ class Kassa:
         }
 
     def close(self) -> None:
+        self.api_keys.close()
         self.db.dispose()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request
-from starlette.responses import Response
+from fastapi import FastAPI
 
 from kassa.api.docs import install_docs
 from kassa.api.problem_docs import install_problem_schema
 from kassa.api.problems import install_problem_handlers
+from kassa.api.request_id import RequestId
 from kassa.api.routers.audit import audit
 from kassa.api.routers.customers import customers
 from kassa.api.routers.documents import documents
@@ -25,9 +22,6 @@ from kassa.api.routers.webhooks import webhooks
 from kassa.api.text import RejectUnstorableText
 from kassa.bootstrap import Kassa
 from kassa.config import Settings
-from kassa.domain.ids import new_id
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,80}$")
 
 
 def create_app(kassa: Kassa | None = None) -> FastAPI:
@@ -41,18 +35,8 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
     )
     app.state.kassa = core
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        incoming = request.headers.get("x-request-id", "")
-        rid = incoming if _REQUEST_ID.match(incoming) else new_id("req")
-        request.state.request_id = rid
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = rid
-        return response
-
     app.add_middleware(RejectUnstorableText)
+    app.add_middleware(RequestId)  # outermost: even a 400 for bad text carries the id
     install_problem_handlers(app)
     install_problem_schema(app)
     install_docs(app)

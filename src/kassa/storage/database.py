@@ -79,11 +79,11 @@ def make_engine(url: str) -> Engine:
         connect_args: dict[str, Any] = {}
         if make_url(url).get_backend_name() == "postgresql":
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
-        # pool_pre_ping: a connection that died in an outage is replaced on checkout, so
-        # kassa recovers by itself when the database is back.
-        return create_engine(
-            url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=connect_args
-        )
+        # No pool_pre_ping (a round trip on every checkout): when a connection turns out
+        # to be dead, SQLAlchemy invalidates the whole pool, so after an outage one
+        # request per process gets a 503 and every later checkout opens a fresh
+        # connection; kassa recovers by itself when the database is back.
+        return create_engine(url, pool_size=10, max_overflow=20, connect_args=connect_args)
     except ImportError as exc:
         raise DatabaseUrlInvalid(f"no driver for it: {exc}") from exc
     except Exception as exc:

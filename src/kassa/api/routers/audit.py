@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import AuditOut, ListOf
 from kassa.bootstrap import Kassa
@@ -17,7 +17,7 @@ audit = router("/v1/audit", "audit")
 @audit.get("", response_model=ListOf[AuditOut])
 def list_audit(
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_AUDIT))],
-    kassa: Annotated[Kassa, Depends(kassa_of)],
+    kassa: Annotated[Kassa, Depends(kassa_dependency)],
     page: Annotated[ListParams, Depends(list_params)],
     subject: Annotated[str | None, Query(max_length=60)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,

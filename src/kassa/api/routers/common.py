@@ -26,7 +26,7 @@ class ListParams:
 
 
 @raises(422, "invalid_cursor")
-def list_params(
+async def list_params(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     starting_after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListParams:
@@ -53,7 +53,7 @@ def parse_rfc3339(value: object) -> datetime:
 Rfc3339 = Annotated[datetime, BeforeValidator(parse_rfc3339)]
 
 
-def created_range(
+async def created_range(
     gte: Annotated[
         Rfc3339 | None,
         Query(alias="created[gte]", description="only objects created at or after this time"),

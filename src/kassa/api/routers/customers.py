@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import CustomerCreate, CustomerOut, ListOf
@@ -13,7 +13,7 @@ from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 
 customers = router("/v1/customers", "customers")
-Core = Annotated[Kassa, Depends(kassa_of)]
+Core = Annotated[Kassa, Depends(kassa_dependency)]
 
 
 @customers.post("", status_code=201, response_model=CustomerOut)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query
 from starlette.responses import HTMLResponse, Response
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import DocumentOut, ListOf
@@ -18,7 +18,7 @@ from kassa.services.invoices import CREDIT_NOTE, INVOICE, DocumentView
 from kassa.services.pagination import CreatedRange
 
 documents = router("", "invoices and credit notes")
-Core = Annotated[Kassa, Depends(kassa_of)]
+Core = Annotated[Kassa, Depends(kassa_dependency)]
 # A storefront key may read its own orders' documents (the service confines it) ...
 Reader = Annotated[RequestContext, Depends(require(Permission.READ_DOCUMENTS))]
 # ... but only staff list them.

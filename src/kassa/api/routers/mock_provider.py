@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import BrowserConfirm, ListOf, MockChargeOut, MockRefundOut, PaymentOut
@@ -16,10 +16,10 @@ from kassa.domain.roles import Permission
 from kassa.providers.base import ProviderError
 from kassa.services.context import RequestContext
 
-Core = Annotated[Kassa, Depends(kassa_of)]
+Core = Annotated[Kassa, Depends(kassa_dependency)]
 
 
-def sandbox_enabled(kassa: Core) -> None:
+async def sandbox_enabled(kassa: Core) -> None:
     """The sandbox's routes exist only where it takes payments (KASSA_PROVIDERS)."""
     if not kassa.providers.is_enabled("mock"):
         raise DomainError(

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Query
 from pydantic import EmailStr
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import ListOf, OrderCreate, OrderOut
@@ -17,7 +17,7 @@ from kassa.services.orders import NewOrder
 from kassa.services.pagination import CreatedRange
 
 orders = router("/v1/orders", "orders")
-Core = Annotated[Kassa, Depends(kassa_of)]
+Core = Annotated[Kassa, Depends(kassa_dependency)]
 
 
 @orders.post(

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import (
@@ -22,7 +22,7 @@ from kassa.services.pagination import CreatedRange
 from kassa.services.payment_analytics import parse_window
 
 payments = router("", "payments")
-Core = Annotated[Kassa, Depends(kassa_of)]
+Core = Annotated[Kassa, Depends(kassa_dependency)]
 
 
 @payments.post(

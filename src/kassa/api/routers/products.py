@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
 from kassa.api.schemas import ListOf, ProductCreate, ProductOut, ProductUpdate
@@ -17,7 +17,7 @@ products = router("/v1/products", "products")
 
 Reader = Annotated[RequestContext, Depends(require(Permission.READ_CATALOGUE))]
 Writer = Annotated[RequestContext, Depends(require(Permission.WRITE_CATALOGUE))]
-Core = Annotated[Kassa, Depends(kassa_of)]
+Core = Annotated[Kassa, Depends(kassa_dependency)]
 
 
 @products.post(

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, created_range, list_params, router
 from kassa.api.schemas import ListOf, RefundCreate, RefundOut
@@ -14,7 +14,7 @@ from kassa.services.context import RequestContext
 from kassa.services.pagination import CreatedRange
 
 refunds = router("", "refunds")
-Core = Annotated[Kassa, Depends(kassa_of)]
+Core = Annotated[Kassa, Depends(kassa_dependency)]
 
 
 @refunds.post(

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from kassa.api.auth import kassa_of, require
+from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import router
 from kassa.api.schemas import PaymentOut, TopUpCreate, WalletAdjust, WalletAdjustOut, WalletOut
@@ -13,7 +13,7 @@ from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 
 wallets = router("/v1/customers/{customer_id}/wallet", "wallets")
-Core = Annotated[Kassa, Depends(kassa_of)]
+Core = Annotated[Kassa, Depends(kassa_dependency)]
 
 
 @wallets.get("", response_model=WalletOut, responses=problems(404, "customer_not_found"))
