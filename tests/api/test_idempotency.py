@@ -10,6 +10,7 @@ from kassa.bootstrap import Kassa
 from kassa.domain.orders import LineRequest
 from kassa.domain.roles import Role
 from kassa.services.context import RequestContext
+from kassa.services import idempotency
 from kassa.services.idempotency import Proceed, fingerprint
 from kassa.services.orders import NewOrder
 from kassa.storage.tables import Order
@@ -130,10 +131,13 @@ def test_crash_after_effect_is_answered_from_the_resource(
         keys.ids["storefront"], "crash", fingerprint("POST", "/v1/orders", body)
     )
     assert isinstance(decision, Proceed)
-    ctx = RequestContext(keys.ids["storefront"], Role.STOREFRONT, idempotency_pk=decision.pk)
-    created = kassa.orders.create(
-        ctx, NewOrder(currency="EUR", lines=[LineRequest("MUG", 2)], email="buyer@example.com")
-    )
+    ctx = RequestContext(keys.ids["storefront"], Role.STOREFRONT)
+    # A claim committed on its own, then the effect (as a request whose effect is not
+    # local commits them: see the payment tests); then the process died.
+    with kassa.idempotency.running(kassa.idempotency.adopt(decision.pk)):
+        created = kassa.orders.create(
+            ctx, NewOrder(currency="EUR", lines=[LineRequest("MUG", 2)], email="buyer@example.com")
+        )
     # still within the lock timeout: the key is in use
     assert _post(client, keys, "crash", ORDER).status_code == 409
     clock.advance(kassa.settings.idempotency_lock_timeout_s + 1)
@@ -143,6 +147,36 @@ def test_crash_after_effect_is_answered_from_the_resource(
     assert _order_count(kassa) == 1
     replay = _post(client, keys, "crash", ORDER)
     assert replay.content == recovered.content
+
+
+def test_a_local_effect_commits_with_its_answer_or_not_at_all(
+    client: TestClient, keys: Keys, kassa: Kassa
+) -> None:
+    """Claim, order and answer are one transaction: a request that died after creating
+    the order but before storing its answer leaves no order and no key behind, so the
+    retry runs it exactly once."""
+    _catalogue(client, keys)
+    body = client.build_request("POST", "/v1/orders", json=ORDER).content
+    claim = idempotency.Claim(
+        kassa.idempotency,
+        keys.ids["storefront"],
+        "held",
+        fingerprint("POST", "/v1/orders", body),
+        local=True,
+    )
+    ctx = RequestContext(keys.ids["storefront"], Role.STOREFRONT)
+    with kassa.idempotency.running(claim):
+        kassa.orders.create(
+            ctx, NewOrder(currency="EUR", lines=[LineRequest("MUG", 2)], email="buyer@example.com")
+        )
+        assert claim.scope.session is not None  # held open for the answer
+    # the block ended without `finish`: the process "died"
+    assert _order_count(kassa) == 0
+    r = _post(client, keys, "held", ORDER)
+    assert r.status_code == 201, r.text
+    assert "idempotent-replayed" not in r.headers
+    assert _order_count(kassa) == 1
+    assert _post(client, keys, "held", ORDER).content == r.content
 
 
 def test_crash_before_effect_runs_the_request_once(

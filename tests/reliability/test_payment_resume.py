@@ -38,8 +38,8 @@ def shop(kassa: Kassa, system: RequestContext) -> Kassa:
     return kassa
 
 
-def storefront(keys: Keys, idempotency_pk: int | None = None) -> RequestContext:
-    return RequestContext(keys.ids["storefront"], Role.STOREFRONT, idempotency_pk=idempotency_pk)
+def storefront(keys: Keys) -> RequestContext:
+    return RequestContext(keys.ids["storefront"], Role.STOREFRONT)
 
 
 def new_order(client: TestClient, keys: Keys, sku: str = "VASE") -> dict[str, Any]:
@@ -209,9 +209,8 @@ def test_a_replay_of_a_request_whose_payment_is_processing_answers_202(
     )
     assert isinstance(decision, idempotency.Proceed)
     # the request that held the key died after the provider charged
-    payment_id = cut_off(
-        shop, storefront(keys, decision.pk), order["id"], "pm_card_visa", reach="charge"
-    )
+    with shop.idempotency.running(shop.idempotency.adopt(decision.pk)):
+        payment_id = cut_off(shop, storefront(keys), order["id"], "pm_card_visa", reach="charge")
     clock.advance(shop.settings.idempotency_lock_timeout_s + 1)
     replay = client.post(
         path,

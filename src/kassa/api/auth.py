@@ -52,7 +52,6 @@ def request_context(request: Request, key: ApiKeyView) -> RequestContext:
         actor_key_id=key.id,
         role=key.role,
         request_id=getattr(request.state, "request_id", None),
-        idempotency_pk=getattr(request.state, "idempotency_pk", None),
     )
 
 

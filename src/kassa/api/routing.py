@@ -4,14 +4,17 @@ It enforces JSON bodies (415) and implements `Idempotency-Key` for POST: the fir
 request with a key runs and its answer is stored; the same key with the same request
 replays that answer byte for byte (`Idempotent-Replayed: true`); with another request it
 is 422 `idempotency_key_reused`; while the first still runs it is 409
-`idempotency_key_in_use`. See `kassa.services.idempotency` for the storage side.
-Its routes document these answers, and the common ones of `DocumentedRoute`, in OpenAPI.
+`idempotency_key_in_use`. See `kassa.services.idempotency` for the storage side: the
+claim rides in the request's first write transaction and the answer in its last, and an
+endpoint marked `@local_effect` (no provider call) runs claim, effect and answer in ONE
+transaction. Its routes document these answers, and the common ones of
+`DocumentedRoute`, in OpenAPI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
@@ -32,6 +35,16 @@ from kassa.services.payments import PaymentView
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 REPLAYED = "Idempotent-Replayed"
 _KEPT_HEADERS = ("content-type", "location")
+_LOCAL = "_kassa_local_effect"
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def local_effect(endpoint: E) -> E:
+    """Mark an endpoint whose effect is local (database only, no provider call): with an
+    Idempotency-Key, its claim, effect and stored answer are one transaction."""
+    setattr(endpoint, _LOCAL, True)
+    return endpoint
+
 
 # How to answer from a resource when a request died after its effect committed.
 RESOURCE_LOADERS: dict[str, Callable[[Kassa, str], object]] = {
@@ -112,10 +125,56 @@ class KassaRoute(DocumentedRoute):
             )
         api_key = await authenticate(request)
         store = kassa_of(request).idempotency
+        if store.has_pending_releases():
+            await run_in_threadpool(store.release_pending)
         fingerprint = idempotency.fingerprint(
             request.method, request.url.path, await request.body()
         )
-        decision = await run_in_threadpool(store.begin, api_key.id, key, fingerprint)
+        local = bool(getattr(self.endpoint, _LOCAL, False))
+        claim = idempotency.Claim(store, api_key.id, key, fingerprint, local=local)
+        earlier = await self._run_claimed(request, inner, store, claim)
+        if isinstance(earlier, Response):
+            return earlier
+        # The claim found an earlier request with the key: answer as it did, outside the
+        # claim (whose transactions are all closed by now).
+        return await self._answer(request, store, earlier)
+
+    @staticmethod
+    async def _run_claimed(
+        request: Request,
+        inner: Handler,
+        store: idempotency.IdempotencyStore,
+        claim: idempotency.Claim,
+    ) -> Response | idempotency.Decision:
+        """Run the request under `claim` and store its answer; or the decision of an
+        earlier request with the same key, found by the claim."""
+        with store.running(claim):
+            try:
+                response = await inner(request)
+            except idempotency.Decided as decided:
+                await run_in_threadpool(store.release, claim)
+                return decided.decision
+            except Exception as exc:
+                known = response_for(exc)
+                if known is None or known.status_code >= 500:
+                    # e.g. the database went away: free the key for the retry.
+                    await run_in_threadpool(store.release, claim)
+                    raise
+                response = known
+            if response.status_code >= 500:
+                await run_in_threadpool(store.release, claim)
+                return response
+            body = bytes(getattr(response, "body", b""))
+            headers = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
+            earlier = await run_in_threadpool(
+                store.finish, claim, response.status_code, headers, body
+            )
+        return response if earlier is None else earlier
+
+    async def _answer(
+        self, request: Request, store: idempotency.IdempotencyStore, decision: object
+    ) -> Response:
+        """The answer for a request whose key an earlier request holds or held."""
         match decision:
             case idempotency.Replay(status, headers, body):
                 return Response(
@@ -141,22 +200,6 @@ class KassaRoute(DocumentedRoute):
                     raise
                 await self._store(store, pk, response)
                 response.headers[REPLAYED] = "true"
-                return response
-            case idempotency.Proceed(pk):
-                request.state.idempotency_pk = pk
-                try:
-                    response = await inner(request)
-                except Exception as exc:
-                    known = response_for(exc)
-                    if known is None or known.status_code >= 500:
-                        # e.g. the database went away: free the key for the retry.
-                        await run_in_threadpool(store.abandon_soon, pk)
-                        raise
-                    response = known
-                if response.status_code >= 500:
-                    await run_in_threadpool(store.abandon_soon, pk)
-                    return response
-                await self._store(store, pk, response)
                 return response
         raise AssertionError(f"unhandled idempotency decision {decision!r}")
 

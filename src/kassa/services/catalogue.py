@@ -150,7 +150,7 @@ class Catalogue:
                     subject=row.id,
                     after=_summary(row),
                 )
-                attach_resource(session, ctx, "product", row.sku)
+                attach_resource(session, "product", row.sku)
         except IntegrityError as exc:  # a concurrent create of the same SKU won
             raise conflict("sku_exists", f"a product with SKU {new.sku!r} exists") from exc
         return ProductView.of(row)

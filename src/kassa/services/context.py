@@ -23,8 +23,6 @@ class RequestContext:
     actor_key_id: str
     role: Role
     request_id: str | None = None
-    # The idempotency record this request runs under, if any (see services.idempotency).
-    idempotency_pk: int | None = None
 
     @classmethod
     def system(cls, actor: str = SYSTEM_ACTOR) -> RequestContext:

@@ -54,7 +54,7 @@ class Customers:
                 subject=row.id,
                 after={"email": email, "name": name},
             )
-            attach_resource(session, ctx, "customer", row.id)
+            attach_resource(session, "customer", row.id)
         return CustomerView.of(row)
 
     def get(self, customer_id: str) -> CustomerView:

@@ -2,10 +2,17 @@
 
 The first request with a key inserts an `in_progress` row (a unique constraint makes
 exactly one request win, on SQLite and PostgreSQL alike) and runs; its answer is then
-stored and replayed byte for byte. The service that performs the effect links the
-resource it created to the row *inside its own transaction* (`attach_resource`), so if
-the process dies between the effect and storing the answer, a later retry finds the
-resource and answers from it instead of doing the work twice.
+stored and replayed byte for byte.
+
+The claim does not take a transaction of its own (`Claim`, a `RequestScope`): the row is
+inserted first thing in the request's first write transaction, and the answer is stored
+in its last. For a request whose effect is local (no provider call: an order, a product,
+a cancel), claim, effect and answer are ONE transaction: they commit together, so a
+process that dies half-way leaves nothing behind and the retry simply runs. A request
+that calls a provider (a payment, a refund) commits its claim with the effect's first
+step; the service links the resource it created to the row in that same transaction
+(`attach_resource`), so if the process dies before the answer is stored, a later retry
+finds the resource and answers from it instead of doing the work twice.
 """
 
 from __future__ import annotations
@@ -15,15 +22,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from kassa.services.context import Clock, RequestContext
-from kassa.storage.database import Database
+from kassa.services.context import Clock
+from kassa.storage.database import Database, RequestScope
 from kassa.storage.errors import StorageError
 from kassa.storage.tables import IdempotencyKey
 from kassa.storage.upsert import insert_unless_exists
@@ -88,17 +97,58 @@ class Recover:
 Decision = Proceed | Replay | Reused | InUse | Recover
 
 
-def attach_resource(
-    session: Session, ctx: RequestContext, resource_type: str, resource_id: str
-) -> None:
+class Decided(Exception):
+    """Raised by a claim that finds an earlier request with the key: the request stops
+    (its transaction rolls back) and is answered with `decision` instead."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(type(decision).__name__)
+        self.decision = decision
+
+
+class Claim:
+    """One request's claim on its Idempotency-Key, made lazily (see the module docstring).
+
+    `local`: the request's effect needs no provider call, so all of its writes are held in
+    one transaction with the claim and the answer."""
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        api_key_id: str,
+        key: str,
+        request_fingerprint: str,
+        *,
+        local: bool,
+    ) -> None:
+        self._store = store
+        self._api_key_id = api_key_id
+        self._key = key
+        self._fingerprint = request_fingerprint
+        self.pk: int | None = None
+        self.scope = RequestScope(on_open=self._open, hold_all=local)
+
+    def _open(self, session: Session) -> None:
+        decision = self._store.claim_in(session, self._api_key_id, self._key, self._fingerprint)
+        if not isinstance(decision, Proceed):
+            raise Decided(decision)
+        self.pk = decision.pk
+
+
+_CLAIM: ContextVar[Claim | None] = ContextVar("kassa_idempotency_claim", default=None)
+
+
+def attach_resource(session: Session, resource_type: str, resource_id: str) -> None:
     """Link the resource a request produced to its idempotency row, in the effect's own
     transaction. A no-op for requests without an Idempotency-Key."""
-    if ctx.idempotency_pk is None:
+    claim = _CLAIM.get()
+    if claim is None or claim.pk is None:
         return
     session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.pk == ctx.idempotency_pk)
+        .where(IdempotencyKey.pk == claim.pk)
         .values(resource_type=resource_type, resource_id=resource_id)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -112,66 +162,144 @@ class IdempotencyStore:
         self._retention = timedelta(seconds=retention_s)
         self._deferred = _Deferred(float(lock_timeout_s))
 
+    @contextmanager
+    def running(self, claim: Claim) -> Iterator[Claim]:
+        """Run the block (and the threads it starts with its context) under `claim`."""
+        token = _CLAIM.set(claim)
+        try:
+            with self._db.scoped(claim.scope):
+                yield claim
+        finally:
+            _CLAIM.reset(token)
+
+    def adopt(self, pk: int) -> Claim:
+        """A claim on a row that is already committed (a request that held the key and
+        died, as tests and recovery tools replay it)."""
+        claim = Claim(self, "", "", "", local=False)
+        claim.pk = pk
+        claim.scope.opened = claim.scope.claim_committed = True
+        return claim
+
+    def has_pending_releases(self) -> bool:
+        return self._deferred.pending
+
+    def release_pending(self) -> None:
+        """Before a request claims a key: the releases this process could not write while
+        the database was away go first (else the retry of such a request would find its
+        own key still locked). Cheap when there are none, as there almost never are."""
+        self._deferred.run_due()
+
     def begin(self, api_key_id: str, key: str, request_fingerprint: str) -> Decision:
-        self._deferred.run_due()  # a claim this process could not release yet goes first
-        now = self._clock()
+        """Claim the key in a transaction of its own (what a request holding the key
+        looks like to others, for tests and tools; requests use `Claim`)."""
         with self._db.transaction() as session:
-            # A key older than the retention is forgotten before it is looked at.
-            session.execute(
-                delete(IdempotencyKey).where(
-                    IdempotencyKey.api_key_id == api_key_id,
-                    IdempotencyKey.key == key,
-                    IdempotencyKey.created_at < now - self._retention,
-                )
+            return self.claim_in(session, api_key_id, key, request_fingerprint)
+
+    def claim_in(
+        self, session: Session, api_key_id: str, key: str, request_fingerprint: str
+    ) -> Decision:
+        """Insert the key's row in `session`'s transaction, or decide from the one there."""
+        now = self._clock()
+        # A key older than the retention is forgotten before it is looked at.
+        session.execute(
+            delete(IdempotencyKey)
+            .where(
+                IdempotencyKey.api_key_id == api_key_id,
+                IdempotencyKey.key == key,
+                IdempotencyKey.created_at < now - self._retention,
             )
-            inserted = insert_unless_exists(
-                session,
-                IdempotencyKey,
-                {
-                    "api_key_id": api_key_id,
-                    "key": key,
-                    "fingerprint": request_fingerprint,
-                    "state": IN_PROGRESS,
-                    "locked_at": now,
-                    "created_at": now,
-                },
-                ["api_key_id", "key"],
+            .execution_options(synchronize_session=False)
+        )
+        inserted = insert_unless_exists(
+            session,
+            IdempotencyKey,
+            {
+                "api_key_id": api_key_id,
+                "key": key,
+                "fingerprint": request_fingerprint,
+                "state": IN_PROGRESS,
+                "locked_at": now,
+                "created_at": now,
+            },
+            ["api_key_id", "key"],
+        )
+        if inserted is not None:
+            return Proceed(inserted)
+        row = session.execute(
+            select(IdempotencyKey)
+            .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
+            .with_for_update()
+        ).scalar_one()
+        if row.fingerprint != request_fingerprint:
+            return Reused()
+        if row.state == COMPLETED:
+            assert row.response_status is not None and row.response_body is not None
+            return Replay(row.response_status, dict(row.response_headers or {}), row.response_body)
+        if row.locked_at > now - self._lock_timeout:
+            return InUse()
+        # The owner died: take the key over.
+        row.locked_at = now
+        if row.resource_type and row.resource_id:
+            return Recover(row.pk, row.resource_type, row.resource_id)
+        return Proceed(row.pk)
+
+    def finish(
+        self, claim: Claim, status: int, headers: dict[str, str], body: bytes
+    ) -> Decision | None:
+        """Store the request's answer: in its held transaction, committing claim, effect
+        and answer together; else in one of its own (claiming first if the request never
+        wrote). Returns the earlier request's decision if that claim finds one (answer
+        with it instead), else None.
+
+        If the database fails here and the request's effect had already committed (a
+        payment's first step), the answer is stored as soon as the database is back; if
+        the effect was held, it is gone with the transaction and the error propagates."""
+        scope = claim.scope
+        effect_committed = scope.claim_committed and scope.session is None
+        try:
+            self._db.finish(
+                scope, lambda session: self._complete_in(session, claim, status, headers, body)
             )
-            if inserted is not None:
-                return Proceed(inserted)
-            row = session.execute(
-                select(IdempotencyKey)
-                .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
-                .with_for_update()
-            ).scalar_one()
-            if row.fingerprint != request_fingerprint:
-                return Reused()
-            if row.state == COMPLETED:
-                assert row.response_status is not None and row.response_body is not None
-                return Replay(
-                    row.response_status, dict(row.response_headers or {}), row.response_body
-                )
-            if row.locked_at > now - self._lock_timeout:
-                return InUse()
-            # The owner died: take the key over.
-            row.locked_at = now
-            if row.resource_type and row.resource_id:
-                return Recover(row.pk, row.resource_type, row.resource_id)
-            return Proceed(row.pk)
+        except Decided as decided:
+            return decided.decision
+        except StorageError:
+            if not effect_committed or claim.pk is None:
+                raise
+            self.complete_soon(claim.pk, status, headers, body)
+        return None
+
+    def release(self, claim: Claim) -> None:
+        """The request failed without an answer worth keeping: roll back what it holds and
+        free a key it already committed (see `abandon`)."""
+        self._db.abort(claim.scope)
+        if claim.scope.claim_committed and claim.pk is not None:
+            self.abandon_soon(claim.pk)
+
+    def _complete_in(
+        self, session: Session, claim: Claim, status: int, headers: dict[str, str], body: bytes
+    ) -> None:
+        assert claim.pk is not None  # the claim ran first in this or an earlier transaction
+        self._write_answer(session, claim.pk, status, headers, body)
+
+    def _write_answer(
+        self, session: Session, pk: int, status: int, headers: dict[str, str], body: bytes
+    ) -> None:
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.pk == pk)
+            .values(
+                state=COMPLETED,
+                response_status=status,
+                response_headers=headers,
+                response_body=body,
+                completed_at=self._clock(),
+            )
+            .execution_options(synchronize_session=False)
+        )
 
     def complete(self, pk: int, status: int, headers: dict[str, str], body: bytes) -> None:
         with self._db.transaction() as session:
-            session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.pk == pk)
-                .values(
-                    state=COMPLETED,
-                    response_status=status,
-                    response_headers=headers,
-                    response_body=body,
-                    completed_at=self._clock(),
-                )
-            )
+            self._write_answer(session, pk, status, headers, body)
 
     def abandon(self, pk: int) -> None:
         """The request failed without an answer worth keeping: free the key for a retry.
@@ -203,13 +331,22 @@ class IdempotencyStore:
         """`complete`, or as soon as the database is back (the answer is already sent)."""
         self._deferred.attempt(lambda: self.complete(pk, status, headers, body))
 
-    def purge_expired(self) -> int:
-        with self._db.transaction() as session:
-            result = session.execute(
-                delete(IdempotencyKey).where(
-                    IdempotencyKey.created_at < self._clock() - self._retention
-                )
+    def purge_expired(self, limit: int | None = None) -> int:
+        """Forget the keys past the retention: all of them, or the `limit` oldest in one
+        short transaction (the pruning pass, services/pruning.py, calls it batch after
+        batch so that it never holds a long one). Returns how many went."""
+        expired = IdempotencyKey.created_at < self._clock() - self._retention
+        if limit is not None:
+            oldest = (
+                select(IdempotencyKey.pk)
+                .where(expired)
+                .order_by(IdempotencyKey.created_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
             )
+            expired = IdempotencyKey.pk.in_(oldest.scalar_subquery())
+        with self._db.transaction() as session:
+            result = session.execute(delete(IdempotencyKey).where(expired))
             return int(getattr(result, "rowcount", 0))
 
 
@@ -225,6 +362,10 @@ class _Deferred:
         self._pending: list[tuple[float, Callable[[], None]]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
 
     def attempt(self, write: Callable[[], None]) -> None:
         try:

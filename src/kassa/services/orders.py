@@ -307,7 +307,7 @@ class Orders:
                 subject=order.id,
                 after=_summary(order),
             )
-            attach_resource(session, ctx, "order", order.id)
+            attach_resource(session, "order", order.id)
             return OrderView.of(order)
 
     def _reserve(
@@ -396,7 +396,7 @@ class Orders:
         with self._db.transaction() as session:
             self._visible(ctx, lock_order(session, order_id), order_id)
             row = self._cancel_locked(session, ctx, order_id, now, CANCELED_ON_REQUEST)
-            attach_resource(session, ctx, "order", order_id)
+            attach_resource(session, "order", order_id)
             return OrderView.of(row)
 
     def _cancel_locked(
@@ -442,7 +442,7 @@ class Orders:
                 before=before,
                 after=_summary(row),
             )
-            attach_resource(session, ctx, "order", order_id)
+            attach_resource(session, "order", order_id)
             return OrderView.of(row)
 
     def release_expired_reservations(self, ctx: RequestContext, batch: int = 100) -> int:

@@ -341,7 +341,7 @@ class Payments:
                 after={"order": order.id, "amount": amount, "provider": WALLET},
             )
             payment_succeeded(session, ctx, payment, now)
-            attach_resource(session, ctx, "payment", payment_id)
+            attach_resource(session, "payment", payment_id)
             return self._load(session, payment_id)
 
     def top_up(
@@ -397,7 +397,7 @@ class Payments:
                 subject=payment.id,
                 after={"customer": customer_id, "amount": amount, "currency": code},
             )
-            attach_resource(session, ctx, "payment", payment.id)
+            attach_resource(session, "payment", payment.id)
             payment_id, base = payment.id, payment.idempotency_base
             request = intent_request(payment, payment_method, None)
         orchestrator = self._orchestrator(gateway, payment_id)
@@ -466,7 +466,7 @@ class Payments:
                 subject=payment.id,
                 after={"order": order.id, "amount": amount, "provider": provider},
             )
-            attach_resource(session, ctx, "payment", payment.id)
+            attach_resource(session, "payment", payment.id)
             request = intent_request(payment, payment_method, order)
             return payment.id, request, payment.idempotency_base
 

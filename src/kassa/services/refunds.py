@@ -272,7 +272,7 @@ class Refunds:
                     "parts": len(parts),
                 },
             )
-            attach_resource(session, ctx, "refund", group_id)
+            attach_resource(session, "refund", group_id)
             return group_id, parts
 
     @staticmethod

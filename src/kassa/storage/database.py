@@ -11,8 +11,10 @@ deferred `BEGIN` and run beside writers thanks to WAL.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url
@@ -38,6 +40,33 @@ def storage_errors() -> Iterator[None]:
         if translated is None or translated is exc:
             raise
         raise translated from exc
+
+
+@dataclass(eq=False)
+class RequestScope:
+    """The write transactions of one API request that carries an Idempotency-Key.
+
+    `kassa.services.idempotency` opens one around the request (`Database.scoped`), so that
+    the key's claim, the effect and the stored answer share transactions instead of each
+    taking its own:
+
+    - `on_open(session)` runs first in the request's first write transaction (the claim:
+      insert the key's row, or raise to answer from an earlier request instead);
+    - a transaction opened with `hold=True`, or any one while `hold_all` is set (a request
+      whose effect is local: no provider call), is not committed at the end of its block
+      but held open, and every later transaction of the request joins it, until
+      `Database.finish` writes the answer into it and commits the lot: claim, effect and
+      answer become visible together or not at all.
+    """
+
+    on_open: Callable[[Session], None]
+    hold_all: bool = False
+    session: Session | None = None
+    opened: bool = False  # on_open has run in a transaction that committed or is held
+    claim_committed: bool = False  # ... and that transaction committed
+
+
+_SCOPE: ContextVar[RequestScope | None] = ContextVar("kassa_request_scope", default=None)
 
 
 class SchemaStatus(enum.Enum):
@@ -114,11 +143,87 @@ class Database:
         )
 
     @contextmanager
-    def transaction(self, *, read_only: bool = False) -> Iterator[Session]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        factory = self._read if read_only else self._write
-        with storage_errors(), factory() as session, session.begin():
-            yield session
+    def transaction(self, *, read_only: bool = False, hold: bool = False) -> Iterator[Session]:
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        Inside a `RequestScope` (see there) a write transaction runs the scope's claim
+        first, and one opened with `hold=True` (or any, for a local request) is held open
+        for `finish`; while one is held, every transaction joins it, so the request sees
+        its own writes and never waits on its own locks."""
+        scope = _SCOPE.get()
+        if scope is not None and scope.session is not None:
+            yield scope.session  # joined: the scope commits or rolls back
+            return
+        if scope is None or read_only:
+            factory = self._read if read_only else self._write
+            with storage_errors(), factory() as session, session.begin():
+                yield session
+            return
+        with storage_errors():
+            session = self._write()
+            try:
+                session.begin()
+                claims = not scope.opened
+                if claims:
+                    scope.on_open(session)
+                yield session
+                if hold or scope.hold_all:
+                    scope.session = session
+                else:
+                    session.commit()
+                    scope.claim_committed = scope.claim_committed or claims
+                scope.opened = True
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                if scope.session is not session:
+                    session.close()
+
+    @contextmanager
+    def scoped(self, scope: RequestScope) -> Iterator[RequestScope]:
+        """Run the block (and the threads it starts with a copy of its context: FastAPI's
+        thread pool) inside `scope`; a transaction still held at the end is rolled back
+        (the caller `finish`es the ones it wants)."""
+        token = _SCOPE.set(scope)
+        try:
+            yield scope
+        finally:
+            _SCOPE.reset(token)
+            self.abort(scope)
+
+    def finish(self, scope: RequestScope, write: Callable[[Session], None]) -> None:
+        """Run `write` (storing the answer) in the scope's held transaction and commit it;
+        with none held, in a transaction of its own, which runs the claim first if no
+        transaction of the request has yet."""
+        with storage_errors():
+            session = scope.session
+            if session is None:
+                session = self._write()
+                session.begin()
+            try:
+                if not scope.opened:
+                    scope.on_open(session)
+                write(session)
+                session.commit()
+                scope.opened = scope.claim_committed = True
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                scope.session = None
+                session.close()
+
+    def abort(self, scope: RequestScope) -> None:
+        """Roll back the transaction the scope holds, if any: the request failed."""
+        session, scope.session = scope.session, None
+        if not scope.claim_committed:
+            scope.opened = False  # a claim made in the held transaction goes with it
+        if session is not None:
+            try:
+                session.rollback()
+            finally:
+                session.close()
 
     @contextmanager
     def snapshot(self) -> Iterator[Session]:

@@ -7,6 +7,7 @@ from fastapi import Depends, Query
 from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
+from kassa.api.routing import local_effect
 from kassa.api.schemas import CustomerCreate, CustomerOut, ListOf
 from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission
@@ -17,6 +18,7 @@ Core = Annotated[Kassa, Depends(kassa_dependency)]
 
 
 @customers.post("", status_code=201, response_model=CustomerOut)
+@local_effect
 def create_customer(
     body: CustomerCreate,
     ctx: Annotated[RequestContext, Depends(require(Permission.CREATE_CUSTOMERS))],

@@ -8,6 +8,7 @@ from pydantic import EmailStr
 from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, created_range, list_params, router
+from kassa.api.routing import local_effect
 from kassa.api.schemas import ListOf, OrderCreate, OrderOut
 from kassa.bootstrap import Kassa
 from kassa.domain.orders import LineRequest
@@ -37,6 +38,7 @@ Core = Annotated[Kassa, Depends(kassa_dependency)]
         "amount_too_large",
     ),
 )
+@local_effect
 def create_order(
     body: OrderCreate,
     ctx: Annotated[RequestContext, Depends(require(Permission.CREATE_ORDERS))],
@@ -92,6 +94,7 @@ def get_order(
         404, "order_not_found", 409, "invalid_order_transition", "payment_in_progress"
     ),
 )
+@local_effect
 def cancel_order(
     order_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.CANCEL_ORDERS))],
@@ -105,6 +108,7 @@ def cancel_order(
     response_model=OrderOut,
     responses=problems(404, "order_not_found", 409, "invalid_order_transition"),
 )
+@local_effect
 def fulfill_order(
     order_id: str,
     ctx: Annotated[RequestContext, Depends(require(Permission.FULFILL_ORDERS))],

@@ -7,6 +7,7 @@ from fastapi import Depends, Query
 from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
 from kassa.api.routers.common import ListParams, list_params, router
+from kassa.api.routing import local_effect
 from kassa.api.schemas import ListOf, ProductCreate, ProductOut, ProductUpdate
 from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission
@@ -26,6 +27,7 @@ Core = Annotated[Kassa, Depends(kassa_dependency)]
     response_model=ProductOut,
     responses=problems(409, "sku_exists", 422, "unknown_currency"),
 )
+@local_effect
 def create_product(body: ProductCreate, ctx: Writer, kassa: Core) -> object:
     return kassa.catalogue.create(ctx, NewProduct(**body.model_dump()))
 
