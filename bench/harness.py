@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -534,28 +534,116 @@ def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log: Path) -> No
     )
 
 
+def clean_env(**kassa: str) -> dict[str, str]:
+    """This process's environment without any ambient `KASSA_*` setting (a Stripe key, a
+    webhook URL), plus `kassa` (e.g. KASSA_DATABASE_URL=...)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
+    return {**env, **kassa}
+
+
+@dataclass(frozen=True)
+class KassaLaunch:
+    """How kassa is run: `workers` API processes, with the embedded background worker or
+    not, beside `worker_procs` separate `kassa worker` processes. `log_level` None runs
+    the server at its default, as a user runs it."""
+
+    workers: int = 1
+    embedded_worker: bool = True
+    worker_procs: int = 0
+    log_level: str | None = None
+
+    def label(self) -> str:
+        text = f"serve --workers {self.workers}"
+        if not self.embedded_worker:
+            text += " --no-worker"
+        if self.worker_procs:
+            text += f" + {self.worker_procs} kassa worker"
+        return text
+
+
+def serve_takes_workers() -> bool:
+    """Whether this kassa's `kassa serve` has `--workers` (and so `--log-level`)."""
+    import inspect
+
+    from kassa import cli
+
+    return "workers" in inspect.signature(cli.serve).parameters
+
+
+KASSA_CLI = [sys.executable, "-m", "kassa.cli"]
+
+
+def kassa_commands(launch: KassaLaunch, port: int) -> list[list[str]]:
+    """The commands that run kassa as `launch` says: the server first, then each separate
+    worker. The one place that decides how kassa is started.
+
+    `kassa serve --workers N [--no-worker]` where this kassa has it. An older kassa served
+    one process (`kassa serve`, its embedded worker in a thread); more processes than one
+    it could only run under uvicorn's own command line, whose processes have no embedded
+    worker, so there one `kassa worker` process stands in for it."""
+    if serve_takes_workers():
+        server = [*KASSA_CLI, "serve", "--host", HOST, "--port", str(port)]
+        server += ["--workers", str(launch.workers)]
+        server += [] if launch.embedded_worker else ["--no-worker"]
+        server += ["--log-level", launch.log_level] if launch.log_level else []
+        stand_in = 0
+    elif launch.workers == 1:
+        server = [*KASSA_CLI, "serve", "--host", HOST, "--port", str(port)]
+        server += [] if launch.embedded_worker else ["--no-worker"]
+        stand_in = 0
+    else:
+        server = [sys.executable, "-m", "uvicorn", "kassa.api.app:create_app", "--factory"]
+        server += ["--host", HOST, "--port", str(port), "--workers", str(launch.workers)]
+        server += ["--log-level", launch.log_level] if launch.log_level else []
+        stand_in = 1 if launch.embedded_worker else 0
+    workers = [[*KASSA_CLI, "worker"]] * (launch.worker_procs + stand_in)
+    return [server, *workers]
+
+
+@dataclass
+class Running:
+    """A started server (and its separate workers): its URL and processes. Each process
+    leads a session of its own, so its session id (its pid) names it and its children."""
+
+    base_url: str
+    processes: list[subprocess.Popen[bytes]]
+
+    @property
+    def sessions(self) -> set[int]:
+        return {p.pid for p in self.processes}
+
+    @property
+    def workers(self) -> list[subprocess.Popen[bytes]]:
+        return self.processes[1:]
+
+
+@contextmanager
+def run_kassa(launch: KassaLaunch, env: dict[str, str], logs: Path) -> Iterator[Running]:
+    """kassa on a free loopback port as `launch` says, its output in `logs`-<n>.log; yields
+    once /healthz answers, and stops every process afterwards. The sandbox reports its
+    events to this server (KASSA_MOCK_WEBHOOK_URL), whichever process delivers them."""
+    port = free_port()
+    base_url = f"http://{HOST}:{port}"
+    env = {**env, "KASSA_MOCK_WEBHOOK_URL": f"{base_url}/v1/webhooks/mock"}
+    with ExitStack() as stack:
+        processes = [
+            stack.enter_context(background_process(command, env, Path(f"{logs}-{n}.log")))
+            for n, command in enumerate(kassa_commands(launch, port))
+        ]
+        _wait_healthy(processes[0], base_url, Path(f"{logs}-0.log"))
+        yield Running(base_url, processes)
+
+
 @contextmanager
 def kassa_server(env: dict[str, str], workers: int, log: Path) -> Iterator[str]:
-    """kassa under uvicorn (`workers` worker processes) on a free loopback port, with `env`
-    (see `database_env`); yields its base URL once /healthz answers."""
+    """kassa (`workers` API processes, no background worker, so jobs only queue) on a free
+    loopback port, with `env` (see `database_env`); yields its base URL once /healthz
+    answers. Started through `kassa_commands`, as every benchmark starts kassa."""
+    launch = KassaLaunch(workers=workers, embedded_worker=False, log_level="warning")
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "kassa.api.app:create_app",
-        "--factory",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
+    base_url = f"http://{HOST}:{port}"
+    (command,) = kassa_commands(launch, port)
     with background_process(command, env, log) as proc:
-        base_url = f"http://{HOST}:{port}"
         _wait_healthy(proc, base_url, log)
         yield base_url
 
