@@ -29,7 +29,8 @@ lint: $(STAMP)
 check-migrations: $(STAMP)
 	$(BIN)/python -m kassa.storage.migrate_check
 
+# `make bench` prints one table (kassa beside its ceiling, both databases) and the scaling
+# table; `make bench BENCH_ARGS=--quick` is a smoke run. See bench/README.md.
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python bench/orders.py
-	$(BIN)/python bench/orchestrator.py
-	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/suite.py $(BENCH_ARGS)
