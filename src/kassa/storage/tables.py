@@ -64,6 +64,29 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# `Index.info` key naming the one dialect an index exists on; migrations/env.py compares
+# such an index with the database only there.
+ONLY_ON = "only_on"
+
+
+def list_indexes(table: str, *columns: str) -> tuple[Index, ...]:
+    """The index behind each list filter on `columns` of `table` (migration 0008).
+
+    Lists page newest first (`ORDER BY pk DESC`, from a cursor `pk < …`). On PostgreSQL
+    that takes (column, pk): with the column alone it would fetch every matching row and
+    sort them for each page. On SQLite an index on the column alone already is (column,
+    rowid), and naming pk would only sway its planner, which keeps no statistics, towards
+    these indexes and away from a more selective one (an order's payments, filtered by
+    status too). So each dialect gets its own, created (`ddl_if`) and compared
+    (`ONLY_ON`) there alone; the SQLite ones keep their names from earlier migrations."""
+    indexes: list[Index] = []
+    for column in columns:
+        on_postgres = Index(f"ix_{table}_{column}_pk", column, "pk", info={ONLY_ON: "postgresql"})
+        on_sqlite = Index(f"ix_{table}_{column}", column, info={ONLY_ON: "sqlite"})
+        indexes += [on_postgres.ddl_if(dialect="postgresql"), on_sqlite.ddl_if(dialect="sqlite")]
+    return tuple(indexes)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
@@ -119,7 +142,7 @@ class Order(Base):
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
     number: Mapped[str | None] = mapped_column(String(20), unique=True)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20))
     currency: Mapped[str] = mapped_column(String(3))
     subtotal: Mapped[int] = mapped_column(BigInteger)
     total: Mapped[int] = mapped_column(BigInteger)
@@ -129,11 +152,11 @@ class Order(Base):
     stock_shortage: Mapped[bool] = mapped_column(Boolean, default=False)
     disputed: Mapped[bool] = mapped_column(Boolean, default=False)
     disputed_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
-    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
-    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    email: Mapped[str | None] = mapped_column(String(320))
     shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
-    created_by_key: Mapped[str | None] = mapped_column(String(40), index=True)
+    created_by_key: Mapped[str | None] = mapped_column(String(40))
     reservation_expires_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     cancel_reason: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTC_TIME, index=True)
@@ -152,6 +175,8 @@ class Order(Base):
         ),
         CheckConstraint("customer_id IS NOT NULL OR email IS NOT NULL", name="has_buyer"),
         Index("ix_orders_pending_reservations", "status", "reservation_expires_at"),
+        # a storefront key's own orders are its created_by_key
+        *list_indexes("orders", "email", "customer_id", "status", "created_by_key"),
     )
 
 
@@ -205,13 +230,14 @@ class AuditRecord(Base):
     __tablename__ = "audit_log"
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
-    actor_key_id: Mapped[str] = mapped_column(String(40), index=True)
-    action: Mapped[str] = mapped_column(String(60), index=True)
-    subject_id: Mapped[str] = mapped_column(String(60), index=True)
+    actor_key_id: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(60))
+    subject_id: Mapped[str] = mapped_column(String(60))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    __table_args__ = list_indexes("audit_log", "subject_id", "action", "actor_key_id")
 
 
 # -- payments -------------------------------------------------------------------------------
@@ -227,7 +253,7 @@ class Payment(Base):
     provider: Mapped[str] = mapped_column(String(20))
     provider_payment_id: Mapped[str | None] = mapped_column(String(100), index=True)
     idempotency_base: Mapped[str] = mapped_column(String(300))
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     payment_method: Mapped[str | None] = mapped_column(String(200))
@@ -252,6 +278,7 @@ class Payment(Base):
         CheckConstraint(
             "(order_id IS NULL) <> (top_up_customer_id IS NULL)", name="pays_order_or_wallet"
         ),
+        *list_indexes("payments", "status"),
     )
 
 
@@ -277,7 +304,8 @@ class PaymentAttempt(_AttemptColumns, Base):
     (and the refund attempts), payment analytics only these."""
 
     __tablename__ = "payment_attempts"
-    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    # Looked up through uq_payment_attempts_number, whose leading column it is.
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"))
     __table_args__ = (
         UniqueConstraint("payment_id", "number", name="uq_payment_attempts_number"),
         Index("ix_payment_attempts_provider_time", "provider", "started_at"),
@@ -288,7 +316,8 @@ class RefundAttempt(_AttemptColumns, Base):
     """One provider call made while refunding a refund part (migration 0007)."""
 
     __tablename__ = "refund_attempts"
-    refund_id: Mapped[str] = mapped_column(ForeignKey("refunds.id"), index=True)
+    # Looked up through uq_refund_attempts_number, whose leading column it is.
+    refund_id: Mapped[str] = mapped_column(ForeignKey("refunds.id"))
     __table_args__ = (
         UniqueConstraint("refund_id", "number", name="uq_refund_attempts_number"),
         Index("ix_refund_attempts_provider_time", "provider", "started_at"),
@@ -317,7 +346,8 @@ class ProviderEvent(Base):
     type: Mapped[str] = mapped_column(String(100), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     signed_at: Mapped[datetime] = mapped_column(UTC_TIME)
-    received_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    # Indexed for pruning (services/pruning.py): the oldest applied events first.
+    received_at: Mapped[datetime] = mapped_column(UTC_TIME, index=True)
     applied_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     outcome: Mapped[str | None] = mapped_column(String(200))
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
@@ -463,4 +493,10 @@ class IssuedDocument(Base):
         ),
         CheckConstraint("sequence > 0 AND total >= 0 AND tax >= 0", name="amounts"),
         UniqueConstraint("series", "year", "sequence", name="uq_documents_series_year_sequence"),
+        # Invoices and credit notes are listed apart, newest first (migration 0008). On
+        # PostgreSQL only: the few credit notes would otherwise be found by walking every
+        # invoice; SQLite's planner would take it for an order's documents too.
+        Index("ix_documents_kind_pk", "kind", "pk", info={ONLY_ON: "postgresql"}).ddl_if(
+            dialect="postgresql"
+        ),
     )

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from alembic import context
 
 # The sandbox's tables live in its package, on the same metadata: import them so the
 # migrations see the whole schema.
 from kassa.providers.mock import tables as _mock_tables  # noqa: F401
 from kassa.storage.database import make_engine
-from kassa.storage.tables import Base
+from kassa.storage.tables import ONLY_ON, Base
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """Compare an index declared for one dialect only (`ONLY_ON`, see tables.list_indexes)
+    with the database only on that dialect."""
+
+    def include(obj: Any, _name: str | None, kind: str, reflected: bool, _other: Any) -> bool:
+        only = None if reflected or kind != "index" else obj.info.get(ONLY_ON)
+        return only is None or only == dialect
+
+    return include
 
 
 def run_migrations_offline() -> None:
@@ -36,6 +50,7 @@ def run_migrations_online() -> None:
                 target_metadata=target_metadata,
                 render_as_batch=connection.dialect.name == "sqlite",
                 compare_type=True,
+                include_object=_on(connection.dialect.name),
             )
             with context.begin_transaction():
                 if connection.dialect.name == "postgresql":
