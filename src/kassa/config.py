@@ -110,6 +110,18 @@ class Settings(BaseSettings):
     """How long a pending order holds a unique item."""
     idempotency_retention_s: int = 48 * 3600
     """How long an Idempotency-Key and its response are kept."""
+    job_retention_s: int = Field(default=7 * 24 * 3600, gt=0)
+    """How long a finished (done) job is kept before the worker prunes it. Dead jobs are
+    never pruned (they wait for an operator), nor queued or running ones."""
+    event_retention_s: int = Field(default=30 * 24 * 3600, ge=3 * 24 * 3600)
+    """How long an applied provider event is kept before the worker prunes it. The row is
+    also what recognises a redelivered event, and Stripe redelivers for up to 3 days, so
+    this must stay well beyond that (at least 3 days; default 30): an event redelivered
+    after its row is gone would be stored and applied again. Unapplied events are kept."""
+    prune_interval_s: int = Field(default=600, gt=0)
+    """How often the worker prunes done jobs, applied events and expired Idempotency-Keys."""
+    prune_batch: int = Field(default=5000, gt=0)
+    """Rows deleted per transaction while pruning, so a pass never holds a long one."""
     idempotency_lock_timeout_s: int = 60
     """A key still "in progress" after this long is taken to belong to a dead process."""
     reservation_sweep_interval_s: int = 30

@@ -1,0 +1,171 @@
+"""Pruning: the tables that only grow, cut back to their retention in short batches.
+
+Three kinds of rows outlive their use, and only these are ever deleted:
+
+- **done jobs** finished more than `job_retention_s` ago. A done job's effects committed
+  with it; the row is history for `kassa jobs list`. Dead jobs stay (an operator has to
+  look at them and may retry them), and queued or running ones are work still to do.
+- **applied provider events** applied more than `event_retention_s` ago. The row is also
+  what recognises a redelivered event (the unique (provider, event id)), and Stripe
+  redelivers for up to three days, so the retention must be well beyond that (default
+  30 days, at least 3 days: see `Settings.event_retention_s`). An event that was never
+  applied stays whatever its age: its effect is still owed.
+- **Idempotency-Keys** past `idempotency_retention_s`, through
+  `IdempotencyStore.purge_expired` (the one place that knows what "expired" means).
+
+Nothing money or the audit trail depends on is touched: orders, their lines, payments,
+refunds, provider attempts, the audit log, wallets and their ledger, documents.
+
+Why batches: one `DELETE` of a year of jobs would run for minutes in one transaction,
+holding its row locks, bloating the table it cannot vacuum meanwhile, and on SQLite
+keeping every writer out. Each batch here is its own transaction of at most `batch` rows,
+picked oldest first through an index with `FOR UPDATE SKIP LOCKED` (PostgreSQL), so two
+workers pruning at once never wait on each other. A pass takes turns between the three
+tables and stops after `max_pass_s` (the worker runs it between jobs, so a large backlog
+after an upgrade is worked off over several passes instead of stalling the queue).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+
+from kassa.services.context import Clock
+from kassa.services.idempotency import IdempotencyStore
+from kassa.services.jobs import DONE
+from kassa.storage.database import Database
+from kassa.storage.tables import Job, ProviderEvent
+
+log = logging.getLogger("kassa.pruning")
+
+DEFAULT_MAX_PASS_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What one pass deleted, per table, in how many batches and how long; `complete` is
+    False when the pass stopped at its time limit with rows still to prune."""
+
+    jobs: int
+    events: int
+    idempotency_keys: int
+    batches: int
+    seconds: float
+    complete: bool
+
+
+@dataclass
+class _Table:
+    """One kind of prunable row: a step deletes one batch and says how many rows went."""
+
+    name: str
+    step: Callable[[], int]
+    deleted: int = 0
+    done: bool = False
+
+
+class Pruning:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        idempotency: IdempotencyStore,
+        *,
+        job_retention_s: int,
+        event_retention_s: int,
+        batch: int,
+        max_pass_s: float | None = DEFAULT_MAX_PASS_S,
+    ) -> None:
+        if batch < 1:
+            raise ValueError("the pruning batch must hold at least one row")
+        self._db = db
+        self._clock = clock
+        self._idempotency = idempotency
+        self._job_retention = timedelta(seconds=job_retention_s)
+        self._event_retention = timedelta(seconds=event_retention_s)
+        self._batch = batch
+        self._max_pass_s = max_pass_s
+
+    def run(self) -> PruneReport:
+        """One pass: batches from each table in turn until none has anything left to
+        prune, or `max_pass_s` has passed (the next pass carries on)."""
+        began = time.monotonic()
+        now = self._clock()
+        tables = [
+            _Table("jobs", lambda: self._done_jobs(now - self._job_retention)),
+            _Table("events", lambda: self._applied_events(now - self._event_retention)),
+            _Table("idempotency_keys", lambda: self._idempotency.purge_expired(self._batch)),
+        ]
+        batches = 0
+        while not all(t.done for t in tables) and not self._out_of_time(began):
+            for table in tables:
+                if table.done:
+                    continue
+                deleted = table.step()
+                batches += 1
+                table.deleted += deleted
+                table.done = deleted < self._batch
+        report = PruneReport(
+            jobs=tables[0].deleted,
+            events=tables[1].deleted,
+            idempotency_keys=tables[2].deleted,
+            batches=batches,
+            seconds=time.monotonic() - began,
+            complete=all(t.done for t in tables),
+        )
+        if report.jobs or report.events or report.idempotency_keys or not report.complete:
+            log.info(
+                "pruned jobs=%s events=%s idempotency_keys=%s batches=%s ms=%s %s",
+                report.jobs,
+                report.events,
+                report.idempotency_keys,
+                report.batches,
+                round(report.seconds * 1000),
+                "complete" if report.complete else "behind: the next pass carries on",
+            )
+        return report
+
+    def _out_of_time(self, began: float) -> bool:
+        return self._max_pass_s is not None and time.monotonic() - began >= self._max_pass_s
+
+    def _done_jobs(self, cutoff: datetime) -> int:
+        """One batch of done jobs finished before `cutoff`, oldest first.
+
+        `run_after < cutoff` adds nothing logically (a job runs after its `run_after`, so
+        it finished after it too) but bounds the scan of the (state, run_after) index
+        that the claim query already uses, so no index is added for this."""
+        oldest = (
+            select(Job.pk)
+            .where(Job.state == DONE, Job.run_after < cutoff, Job.finished_at < cutoff)
+            .order_by(Job.run_after)
+            .limit(self._batch)
+            .with_for_update(skip_locked=True)
+        )
+        with self._db.transaction() as session:
+            result = session.execute(delete(Job).where(Job.pk.in_(oldest.scalar_subquery())))
+            return int(getattr(result, "rowcount", 0))
+
+    def _applied_events(self, cutoff: datetime) -> int:
+        """One batch of events applied before `cutoff`, oldest first. `received_at <
+        cutoff` bounds the scan of its index (an event is applied after it arrives)."""
+        oldest = (
+            select(ProviderEvent.pk)
+            .where(
+                ProviderEvent.applied_at.is_not(None),
+                ProviderEvent.applied_at < cutoff,
+                ProviderEvent.received_at < cutoff,
+            )
+            .order_by(ProviderEvent.received_at)
+            .limit(self._batch)
+            .with_for_update(skip_locked=True)
+        )
+        with self._db.transaction() as session:
+            result = session.execute(
+                delete(ProviderEvent).where(ProviderEvent.pk.in_(oldest.scalar_subquery()))
+            )
+            return int(getattr(result, "rowcount", 0))
