@@ -600,6 +600,19 @@ def kassa_commands(launch: KassaLaunch, port: int) -> list[list[str]]:
     return [server, *workers]
 
 
+def describe_commands(commands: list[list[str]]) -> str:
+    """What `kassa_commands` chose, in a few words: "kassa serve --workers 2 --no-worker
+    + 2 kassa worker", or "uvicorn --workers 2 + 1 kassa worker" on an older kassa."""
+    server, *workers = commands
+    if "serve" in server:
+        words = ["kassa", *server[server.index("serve") :]]
+    else:
+        words = ["uvicorn", "--workers", server[server.index("--workers") + 1]]
+    skip = {"--host", "--port", "--log-level"}
+    kept = [w for i, w in enumerate(words) if w not in skip and words[i - 1] not in skip]
+    return " ".join(kept) + (f" + {len(workers)} kassa worker" if workers else "")
+
+
 @dataclass
 class Running:
     """A started server (and its separate workers): its URL and processes. Each process

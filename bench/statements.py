@@ -96,8 +96,10 @@ class Transaction:
 
 
 def keyword(sql: str) -> str:
+    """The statement's first word ("SELECT"), or ";" for an empty statement: what
+    SQLAlchemy's pool pre-ping sends through psycopg."""
     words = sql.split(None, 1)
-    return words[0].upper().rstrip(";") if words else ""
+    return (words[0].upper().rstrip(";") or ";") if words else ";"
 
 
 @dataclass

@@ -99,7 +99,9 @@ from harness import (
     background_process,
     clean_env,
     describe,
+    describe_commands,
     free_port,
+    kassa_commands,
     ratio,
     recorded_params,
     run_benchmark,
@@ -508,7 +510,8 @@ def run_scaling(bench: Bench, main: list[Measured]) -> list[dict[str, Any]]:
                     m = bench.measure(op, shop.factory(step), n)
                     m.problems[:0] = problems
                     measured.append(m)
-        rows.extend({"layout": text, "server": layout.label(), **m.summary()} for m in measured)
+        ran = describe_commands(kassa_commands(layout, 0))
+        rows.extend({"layout": text, "server": ran, **m.summary()} for m in measured)
     return rows
 
 
@@ -804,14 +807,14 @@ def _scaling_lines(results: list[DatabaseResult]) -> list[str]:
     lines = [
         "",
         "scaling (PostgreSQL): kassa serve layouts",
-        f"{'layout':<40}{'operation':<12}{'ops/s':>8}{'drained/s':>10}{'p50 ms':>8}"
+        f"{'server':<50}{'operation':<10}{'ops/s':>8}{'drained/s':>10}{'p50 ms':>8}"
         f"{'p99 ms':>8}{'cpu ms/op':>10}",
     ]
     lines.append("-" * len(lines[-1]))
     for r in rows:
         load = r["load"]
         lines.append(
-            f"{r['server']:<40}{r['op']:<12}{r['per_second']:>8.1f}"
+            f"{r['server']:<50}{r['op']:<10}{r['per_second']:>8.1f}"
             f"{r['drained_per_second']:>10.1f}{load['p50_ms']:>8.1f}{load['p99_ms']:>8.1f}"
             f"{r['cpu_per_op']['total_ms']:>10.2f}"
         )
@@ -838,8 +841,9 @@ def render(params: Params, host: dict[str, Any], outcome: Outcome) -> str:
         f"{'database':<11}{'operation':<43}{'ops':>5}{'ops/s':>8}{'c÷k/s':>7}{'p50 ms':>8}"
         f"{'p99 ms':>8}{'app ms':>8}{'db ms':>7}{'cpu ms':>8}{'x ceil':>7}{'stmts':>7}{'txns':>6}"
     )
+    ran = describe_commands(kassa_commands(params.launch, 0))
     lines = [
-        f"kassa beside its ceiling: {params.clients} clients, kassa {params.launch.label()} "
+        f"kassa beside its ceiling: {params.clients} clients, {ran} "
         f"(ceiling: same server settings, {params.workers} process(es)); {describe(host)}",
         "",
         header,
@@ -886,7 +890,7 @@ def document(params: Params, host: dict[str, Any], outcome: Outcome) -> dict[str
         "label": params.label,
         "kassa": kassa_source(),
         "params": recorded_params(params),
-        "kassa_launch": params.launch.label(),
+        "kassa_launch": describe_commands(kassa_commands(params.launch, 0)),
         "serve_takes_workers": serve_takes_workers(),
         "machine": host,
         "load_average": list(os.getloadavg()),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import harness
 import pytest
-from harness import KassaLaunch, kassa_commands
+from harness import KassaLaunch, describe_commands, kassa_commands
 from suite import parse_layout
 
 
@@ -56,3 +56,16 @@ def test_an_older_kassa_without_serve_workers(monkeypatch: pytest.MonkeyPatch) -
     assert stand_in[-1] == "worker"  # the embedded worker's stand-in
     (bare,) = kassa_commands(KassaLaunch(workers=2, embedded_worker=False), 8123)
     assert "uvicorn" in bare
+
+
+def test_the_report_names_what_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = KassaLaunch(workers=2, embedded_worker=False, worker_procs=2, log_level="warning")
+    monkeypatch.setattr(harness, "serve_takes_workers", lambda: True)
+    assert describe_commands(kassa_commands(layout, 1)) == (
+        "kassa serve --workers 2 --no-worker + 2 kassa worker"
+    )
+    monkeypatch.setattr(harness, "serve_takes_workers", lambda: False)
+    assert describe_commands(kassa_commands(KassaLaunch(workers=2), 1)) == (
+        "uvicorn --workers 2 + 1 kassa worker"
+    )
+    assert describe_commands(kassa_commands(KassaLaunch(), 1)) == "kassa serve"

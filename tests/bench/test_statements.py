@@ -16,6 +16,7 @@ def test_a_transaction_with_a_multi_line_statement_and_its_parameters() -> None:
     log = "\n".join(
         [
             line(10, "statement: BEGIN"),
+            line(10, "statement: ;"),  # SQLAlchemy's pre-ping
             line(10, "execute <unnamed>: SELECT orders.id "),
             "\tFROM orders ",
             "\tWHERE orders.id = $1::VARCHAR",
@@ -25,8 +26,8 @@ def test_a_transaction_with_a_multi_line_statement_and_its_parameters() -> None:
         ]
     )
     found = count(log, DB, ops=1, exclude=set())
-    assert (found.statements, found.transactions, found.idle_polls) == (4, 1, 0)
-    assert found.by_keyword == {"BEGIN": 1, "SELECT": 1, "INSERT": 1, "COMMIT": 1}
+    assert (found.statements, found.transactions, found.idle_polls) == (5, 1, 0)
+    assert found.by_keyword == {"BEGIN": 1, ";": 1, "SELECT": 1, "INSERT": 1, "COMMIT": 1}
     (_, select), *_ = [e for e in entries(log, DB, set()) if "orders.id" in e[1]]
     assert select.endswith("WHERE orders.id = $1::VARCHAR")
 
