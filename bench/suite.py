@@ -713,7 +713,16 @@ class DatabaseResult:
         }
 
 
+def own_folder(workdir: Path, name: str) -> Path:
+    """A folder of its own in the run's scratch directory: a scratch SQLite database is a
+    fixed file name in the folder it is given, and must not be another phase's."""
+    folder = workdir / name
+    folder.mkdir()
+    return folder
+
+
 def bench_database(kind: str, params: Params, workdir: Path) -> DatabaseResult:
+    workdir = own_folder(workdir, kind)
     with ExitStack() as stack:
         target = stack.enter_context(scratch_database(kind, workdir, params.postgres_url))
         secret = prepare(target)
@@ -756,7 +765,7 @@ def fault_sweep(params: Params, workdir: Path) -> dict[str, Any] | None:
         time_limit_s=params.time_limit_s,
         postgres_url=params.postgres_url,
     )
-    return orchestrator.bench_once(run, workdir)
+    return orchestrator.bench_once(run, own_folder(workdir, "faults"))
 
 
 @dataclass
