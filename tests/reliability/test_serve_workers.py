@@ -77,10 +77,13 @@ def test_kassas_protocol_sets_tcp_nodelay_where_uvicorns_own_leaves_it_off() -> 
     port = free_port()
     ours = server.config(_hello, host="127.0.0.1", port=port, log_level="warning")
     assert _nodelay_of_accepted(ours) == [1]
-    # Why the class exists: uvicorn's own h11 protocol, on the same kind of socket, leaves
-    # Nagle on (asyncio sets TCP_NODELAY only when the listener's proto is IPPROTO_TCP).
-    # Should this start failing, uvicorn sets it itself and NoDelayH11Protocol can go.
-    theirs = uvicorn.Config(_hello, host="127.0.0.1", port=port, http="h11", log_level="warning")
+    # Why the class exists: uvicorn's own protocol on asyncio's loop, on the same kind of
+    # socket, leaves Nagle on (asyncio sets TCP_NODELAY only when the listener's proto is
+    # IPPROTO_TCP). Should this start failing, uvicorn sets it itself and
+    # NoDelayHttpToolsProtocol can go.
+    theirs = uvicorn.Config(
+        _hello, host="127.0.0.1", port=port, http="httptools", loop="asyncio", log_level="warning"
+    )
     assert _nodelay_of_accepted(theirs) == [0]
 
 

@@ -32,13 +32,14 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from kassa.services.context import Clock
-from kassa.storage.database import Database, RequestScope
+from kassa.storage.database import Database, RequestScope, table_of
 from kassa.storage.errors import StorageError
 from kassa.storage.tables import IdempotencyKey
 from kassa.storage.upsert import insert_unless_exists
 
 log = logging.getLogger("kassa.idempotency")
 
+_KEYS = table_of(IdempotencyKey)  # Core statements on the hot path
 MAX_KEY_LENGTH = 255
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
@@ -145,10 +146,9 @@ def attach_resource(session: Session, resource_type: str, resource_id: str) -> N
     if claim is None or claim.pk is None:
         return
     session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.pk == claim.pk)
+        update(_KEYS)
+        .where(_KEYS.c.pk == claim.pk)
         .values(resource_type=resource_type, resource_id=resource_id)
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -200,36 +200,33 @@ class IdempotencyStore:
     ) -> Decision:
         """Insert the key's row in `session`'s transaction, or decide from the one there."""
         now = self._clock()
-        # A key older than the retention is forgotten before it is looked at.
-        session.execute(
-            delete(IdempotencyKey)
-            .where(
-                IdempotencyKey.api_key_id == api_key_id,
-                IdempotencyKey.key == key,
-                IdempotencyKey.created_at < now - self._retention,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        inserted = insert_unless_exists(
-            session,
-            IdempotencyKey,
-            {
-                "api_key_id": api_key_id,
-                "key": key,
-                "fingerprint": request_fingerprint,
-                "state": IN_PROGRESS,
-                "locked_at": now,
-                "created_at": now,
-            },
-            ["api_key_id", "key"],
-        )
-        if inserted is not None:
-            return Proceed(inserted)
-        row = session.execute(
-            select(IdempotencyKey)
-            .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
-            .with_for_update()
-        ).scalar_one()
+        values = {
+            "api_key_id": api_key_id,
+            "key": key,
+            "fingerprint": request_fingerprint,
+            "state": IN_PROGRESS,
+            "locked_at": now,
+            "created_at": now,
+        }
+        row = None
+        for _ in range(3):  # the row we collide with may vanish (below) before we see it
+            inserted = insert_unless_exists(session, IdempotencyKey, values, ["api_key_id", "key"])
+            if inserted is not None:
+                return Proceed(inserted)
+            row = session.execute(
+                select(IdempotencyKey)
+                .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if row is not None and row.created_at < now - self._retention:
+                # A key older than the retention is forgotten: this request is its first.
+                session.delete(row)
+                session.flush()
+                row = None
+            if row is not None:
+                break
+        if row is None:
+            return InUse()  # the key churned under us three times: let the client retry
         if row.fingerprint != request_fingerprint:
             return Reused()
         if row.state == COMPLETED:
@@ -285,8 +282,8 @@ class IdempotencyStore:
         self, session: Session, pk: int, status: int, headers: dict[str, str], body: bytes
     ) -> None:
         session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.pk == pk)
+            update(_KEYS)
+            .where(_KEYS.c.pk == pk)
             .values(
                 state=COMPLETED,
                 response_status=status,
@@ -294,7 +291,6 @@ class IdempotencyStore:
                 response_body=body,
                 completed_at=self._clock(),
             )
-            .execution_options(synchronize_session=False)
         )
 
     def complete(self, pk: int, status: int, headers: dict[str, str], body: bytes) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,7 @@ from kassa.services.catalogue import catalogue_entry
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
-from kassa.storage.database import Database
+from kassa.storage.database import Database, next_pk, table_of
 from kassa.storage.tables import Customer, Order, OrderLine, Payment, Product
 
 RESERVATION_EXPIRED = "reservation_expired"
@@ -121,6 +121,46 @@ class OrderView:
             paid_at=row.paid_at,
             fulfilled_at=row.fulfilled_at,
             canceled_at=row.canceled_at,
+        )
+
+    @classmethod
+    def created(cls, row: dict[str, Any], lines: Sequence[dict[str, Any]]) -> OrderView:
+        """The view of an order just inserted from `row` and `lines` (no read back)."""
+        return cls(
+            id=row["id"],
+            number=row["number"],
+            status=row["status"],
+            currency=row["currency"],
+            subtotal=row["subtotal"],
+            total=row["total"],
+            amount_paid=0,
+            amount_refunded=0,
+            refund_status=refund_status(0, 0),
+            refunded_at=None,
+            stock_shortage=False,
+            disputed=False,
+            disputed_at=None,
+            customer=row["customer_id"],
+            email=row["email"],
+            lines=tuple(
+                LineView(
+                    sku=line["sku"],
+                    title=line["title"],
+                    unit_amount=line["unit_amount"],
+                    quantity=line["quantity"],
+                    amount=line["amount"],
+                    product_status=line["product_status"],
+                )
+                for line in lines
+            ),
+            shipping_address=row["shipping_address"],
+            metadata=dict(row["metadata"]),
+            reservation_expires_at=row["reservation_expires_at"],
+            cancel_reason=None,
+            created_at=row["created_at"],
+            paid_at=None,
+            fulfilled_at=None,
+            canceled_at=None,
         )
 
 
@@ -205,13 +245,18 @@ def _contact_email(session: Session, ctx: RequestContext, new: NewOrder) -> str 
 class _OrderedProducts:
     """The products an order's lines name, the unique ones locked for reservation."""
 
-    by_sku: dict[str, Product]
+    # A plain row per product (a Core select: most orders name no unique item, and an
+    # ORM load of each product costs more than the order's own insert); a unique one is
+    # re-read as a locked ORM object, which reservation changes.
+    by_sku: dict[str, Any]
     unique_skus: list[str]  # in SKU order, the order they are locked and reserved in
 
     @classmethod
     def load(cls, session: Session, lines: Sequence[LineRequest]) -> _OrderedProducts:
         skus = sorted({line.sku for line in lines})
-        by_sku = {p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(skus)))}
+        products = table_of(Product)
+        found = session.execute(select(products).where(products.c.sku.in_(skus)))
+        by_sku: dict[str, Any] = {p.sku: p for p in found}
         unique_skus = sorted(sku for sku, p in by_sku.items() if p.unique)
         if unique_skus:  # re-read the unique ones under lock, in a fixed order
             for p in session.scalars(
@@ -232,20 +277,21 @@ class _OrderedProducts:
             check_stock(catalogue[line.sku], line.quantity)
         return priced
 
-    def order_lines(self, order_id: str, priced: PricedOrder) -> list[OrderLine]:
+    def order_lines(self, order_id: str, priced: PricedOrder) -> list[dict[str, Any]]:
+        """The `order_lines` rows for `priced`, in order."""
         return [
-            OrderLine(
-                order_id=order_id,
-                position=position,
-                product_id=self.by_sku[line.sku].id,
-                sku=line.sku,
-                title=line.title,
-                unit_amount=line.unit_amount,
-                quantity=line.quantity,
-                amount=line.amount,
-                product_status=self._status_after_ordering(line.sku),
-                unique=self.by_sku[line.sku].unique,
-            )
+            {
+                "order_id": order_id,
+                "position": position,
+                "product_id": self.by_sku[line.sku].id,
+                "sku": line.sku,
+                "title": line.title,
+                "unit_amount": line.unit_amount,
+                "quantity": line.quantity,
+                "amount": line.amount,
+                "product_status": self._status_after_ordering(line.sku),
+                "unique": self.by_sku[line.sku].unique,
+            }
             for position, line in enumerate(priced.lines)
         ]
 
@@ -253,7 +299,7 @@ class _OrderedProducts:
         """The product's status as the order leaves it: a unique item is reserved for it."""
         if sku in self.unique_skus:
             return ProductStatus.RESERVED.value
-        return self.by_sku[sku].status
+        return str(self.by_sku[sku].status)
 
 
 class Orders:
@@ -273,42 +319,44 @@ class Orders:
             products = _OrderedProducts.load(session, new.lines)
             priced = products.price(currency, new.lines)
             order_id = new_id("ord")
-            order = Order(
-                id=order_id,
-                status=OrderStatus.PENDING.value,
-                currency=currency,
-                subtotal=priced.subtotal.amount,
-                total=priced.total.amount,
-                amount_paid=0,
-                amount_refunded=0,
-                stock_shortage=False,
-                disputed=False,
-                customer_id=new.customer,
-                email=email,
-                shipping_address=new.shipping_address,
-                metadata_=dict(new.metadata),
-                created_by_key=ctx.actor_key_id,
-                reservation_expires_at=(now + self._ttl) if products.unique_skus else None,
-                created_at=now,
-                # snapshots of the catalogue as it is now, inserted with the order
-                lines=products.order_lines(order_id, priced),
-            )
-            session.add(order)
-            session.flush()
-            order.number = order_number(order.pk)
+            pk = next_pk(session, Order)
+            row: dict[str, Any] = {
+                "pk": pk,
+                "id": order_id,
+                "number": order_number(pk),
+                "status": OrderStatus.PENDING.value,
+                "currency": currency,
+                "subtotal": priced.subtotal.amount,
+                "total": priced.total.amount,
+                "amount_paid": 0,
+                "amount_refunded": 0,
+                "stock_shortage": False,
+                "disputed": False,
+                "customer_id": new.customer,
+                "email": email,
+                "shipping_address": new.shipping_address,
+                "metadata": dict(new.metadata),
+                "created_by_key": ctx.actor_key_id,
+                "reservation_expires_at": (now + self._ttl) if products.unique_skus else None,
+                "created_at": now,
+            }
+            # One statement each for the order and its lines (snapshots of the catalogue
+            # as it is now): Core inserts, no unit of work to flush.
+            session.execute(insert(table_of(Order)), row)
+            lines = products.order_lines(order_id, priced)
+            session.execute(insert(table_of(OrderLine)), lines)
             for sku in products.unique_skus:
-                self._reserve(session, ctx, products.by_sku[sku], order.id, now)
-            session.flush()
+                self._reserve(session, ctx, products.by_sku[sku], order_id, now)
             audit.record(
                 session,
                 ctx,
                 at=now,
                 action="order.created",
-                subject=order.id,
-                after=_summary(order),
+                subject=order_id,
+                after={"status": row["status"], "total": row["total"], "currency": currency},
             )
-            attach_resource(session, "order", order.id)
-            return OrderView.of(order)
+            attach_resource(session, "order", order_id)
+            return OrderView.created(row, lines)
 
     def _reserve(
         self, session: Session, ctx: RequestContext, product: Product, order_id: str, now: datetime

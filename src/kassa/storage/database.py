@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy import Engine, Table, create_engine, event, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from kassa.config import normalize_database_url
@@ -67,6 +67,30 @@ class RequestScope:
 
 
 _SCOPE: ContextVar[RequestScope | None] = ContextVar("kassa_request_scope", default=None)
+
+
+def table_of(model: type[Any]) -> Table:
+    """A mapped class's table, for Core statements on hot paths: an INSERT of a Table
+    executes at once without the ORM's unit of work (a third of an order's CPU before)."""
+    return cast(Table, model.__table__)
+
+
+def next_pk(session: Session, model: Any) -> int:
+    """The primary key the next row of `model`'s table will get, drawn now so that values
+    derived from it (an order's number) go into the INSERT itself instead of a second
+    UPDATE. PostgreSQL: the column's sequence (concurrent transactions each draw their
+    own). SQLite: one past the largest, which is safe because a write transaction holds
+    the database's only write lock from its BEGIN IMMEDIATE."""
+    table = table_of(model)
+    if session.get_bind().dialect.name == "postgresql":
+        drawn = session.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'pk'))"), {"table": table.name}
+        ).scalar_one()
+    else:
+        drawn = session.execute(
+            text(f"SELECT coalesce(max(pk), 0) + 1 FROM {table.name}")
+        ).scalar_one()
+    return int(drawn)
 
 
 class SchemaStatus(enum.Enum):

@@ -16,9 +16,10 @@ def insert_unless_exists(
     `unique_on` exists. The unique constraint decides, so concurrent inserts elect exactly
     one winner."""
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
-    key = next(iter(model.__table__.primary_key.columns))
+    table = model.__table__
+    key = next(iter(table.primary_key.columns))
     row = session.execute(
-        insert(model)
+        insert(table)  # the table, not the class: a Core statement, no ORM bulk machinery
         .values(**values)
         .on_conflict_do_nothing(index_elements=unique_on)
         .returning(key)
