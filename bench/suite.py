@@ -127,6 +127,9 @@ OPERATIONS = {
     "apply": "webhook apply (1 kassa worker), per event",
     "ceiling": "ceiling: validate + 1 insert",
 }
+# Issue 10's targets for CPU per operation, as multiples of the ceiling's (on PostgreSQL):
+# reported beside the figures, not a condition of the run's success.
+TARGETS = {"orders": 2.5, "pay": 15.0, "browser": 12.0, "ack": 1.3}
 CEILING_SCRIPT = Path(ceiling.__file__).resolve()
 STOP_RETRIES = 50
 
@@ -809,6 +812,18 @@ def _row_line(result: DatabaseResult, r: Measured) -> str:
     )
 
 
+def _targets_line(result: DatabaseResult) -> str:
+    base = result.row("ceiling")
+    parts = []
+    for op, target in TARGETS.items():
+        row = result.row(op)
+        if row is None or base is None:
+            continue
+        found = ratio(row.cpu_ms(), base.cpu_ms())
+        parts.append(f"{op} {found:.2f} (<= {target:g}: {'met' if found <= target else 'not met'})")
+    return f"issue 10's targets, cpu x ceiling, {result.database}: " + "; ".join(parts)
+
+
 def _scaling_lines(results: list[DatabaseResult]) -> list[str]:
     rows = [r for result in results for r in result.scaling]
     if not rows:
@@ -867,6 +882,8 @@ def render(params: Params, host: dict[str, Any], outcome: Outcome) -> str:
         "c÷k/s = the ceiling's ops/s ÷ this one's; stmts, txns = statements and transactions "
         "per op (PostgreSQL log, serial)",
     ]
+    for result in results:
+        lines.append(_targets_line(result))
     for result in results:
         runs = ", ".join(f"{c.per_second:.0f}/s at {c.cpu_ms():.2f} ms" for c in result.ceilings)
         lines.append(f"the ceiling on {result.database}, before and after kassa: {runs}")
