@@ -8,16 +8,56 @@ them (the unique constraint elects one; the other takes the next number).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from kassa.services.orchestrator import Attempt
-from kassa.storage.database import Database
+from kassa.storage.database import Database, table_of
 from kassa.storage.tables import PaymentAttempt, RefundAttempt
 
 _TRIES = 5
+
+
+def _row(owner: dict[str, str], provider: str, number: int, attempt: Attempt) -> dict[str, Any]:
+    return {
+        **owner,
+        "provider": provider,
+        "number": number,
+        "operation": attempt.operation,
+        "started_at": attempt.started_at,
+        "duration_ms": attempt.duration_ms,
+        "outcome": attempt.outcome.value,
+        "error_type": attempt.error_type,
+        "code": attempt.code,
+        "decline_code": attempt.decline_code,
+        "retry_delay_ms": attempt.retry_delay_ms,
+        "gateway_failure": attempt.gateway_failure,
+    }
+
+
+def record_attempts_in(
+    session: Session,
+    model: type[PaymentAttempt] | type[RefundAttempt],
+    owner: dict[str, str],
+    provider: str,
+    attempts: Sequence[Attempt],
+) -> None:
+    """Insert `attempts`, in order, inside the caller's transaction, which must hold the
+    owner's row lock (a payment settling): every other writer of the owner's attempts
+    takes that lock first (`record_attempt`'s `lock`), so the numbers cannot collide."""
+    if not attempts:
+        return
+    ((column_name, owner_id),) = owner.items()
+    column: Any = getattr(model, column_name)
+    last = session.scalar(select(func.max(model.number)).where(column == owner_id)) or 0
+    session.execute(
+        insert(table_of(model)),
+        [_row(owner, provider, last + i, a) for i, a in enumerate(attempts, start=1)],
+    )
 
 
 def record_attempt(
@@ -26,29 +66,22 @@ def record_attempt(
     owner: dict[str, str],
     provider: str,
     attempt: Attempt,
+    *,
+    lock: Callable[[Session], object] | None = None,
 ) -> None:
-    """Insert `attempt` for the payment or part named by `owner` ({column: id})."""
+    """Insert `attempt` for the payment or part named by `owner` ({column: id}), in a
+    transaction of its own that first runs `lock` (the owner's row lock, where others
+    number attempts under it: see `record_attempts_in`)."""
     ((column_name, owner_id),) = owner.items()
     column: Any = getattr(model, column_name)
     for _ in range(_TRIES):
         try:
             with db.transaction() as session:
+                if lock is not None:
+                    lock(session)
                 last = session.scalar(select(func.max(model.number)).where(column == owner_id))
-                session.add(
-                    model(
-                        **owner,
-                        provider=provider,
-                        number=(last or 0) + 1,
-                        operation=attempt.operation,
-                        started_at=attempt.started_at,
-                        duration_ms=attempt.duration_ms,
-                        outcome=attempt.outcome.value,
-                        error_type=attempt.error_type,
-                        code=attempt.code,
-                        decline_code=attempt.decline_code,
-                        retry_delay_ms=attempt.retry_delay_ms,
-                        gateway_failure=attempt.gateway_failure,
-                    )
+                session.execute(
+                    insert(table_of(model)), _row(owner, provider, (last or 0) + 1, attempt)
                 )
             return
         except IntegrityError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +43,7 @@ from kassa.providers.base import (
 )
 from kassa.providers.registry import ProviderRegistry
 from kassa.services import audit
-from kassa.services.attempts import record_attempt
+from kassa.services.attempts import record_attempt, record_attempts_in
 from kassa.services.context import Clock, RequestContext
 from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import attach_resource
@@ -283,13 +283,14 @@ class Payments:
         payment_id, request, base = self._open(
             ctx, order_id, gateway.name, payment_method, request_key
         )
-        orchestrator = self._orchestrator(gateway, payment_id)
+        attempts: list[Attempt] = []
+        orchestrator = self._orchestrator(gateway, payment_id, record=attempts.append)
         outcome = (
             orchestrator.charge(request, base)
             if payment_method
             else orchestrator.create(request, base)
         )
-        return self._settle(ctx, payment_id, outcome)
+        return self._settle(ctx, payment_id, outcome, (gateway.name, attempts))
 
     def _pay_from_wallet(self, ctx: RequestContext, order_id: str) -> PaymentView:
         """Pay an order from its customer's wallet: one transaction, no gateway."""
@@ -400,17 +401,30 @@ class Payments:
             attach_resource(session, "payment", payment.id)
             payment_id, base = payment.id, payment.idempotency_base
             request = intent_request(payment, payment_method, None)
-        orchestrator = self._orchestrator(gateway, payment_id)
-        return self._settle(ctx, payment_id, orchestrator.charge(request, base))
+        attempts: list[Attempt] = []
+        orchestrator = self._orchestrator(gateway, payment_id, record=attempts.append)
+        outcome = orchestrator.charge(request, base)
+        return self._settle(ctx, payment_id, outcome, (gateway.name, attempts))
 
     def _orchestrator(
-        self, gateway: PaymentProvider, payment_id: str, first_attempt_number: int = 1
+        self,
+        gateway: PaymentProvider,
+        payment_id: str,
+        first_attempt_number: int = 1,
+        *,
+        record: Callable[[Attempt], None] | None = None,
     ) -> Orchestrator:
+        """An orchestrator for `payment_id`. Its attempts are recorded each in a
+        transaction of its own as they end, or handed to `record` (the request path,
+        which writes them with the settlement: one transaction fewer per attempt; a
+        request that dies before settling loses them with its answer, and the resume
+        job that settles the payment records its own)."""
         return Orchestrator(
             gateway,
             self._policy,
             is_degraded=self._health.is_degraded,
-            record=lambda attempt: self._record_attempt(payment_id, gateway.name, attempt),
+            record=record
+            or (lambda attempt: self._record_attempt(payment_id, gateway.name, attempt)),
             clock=self._clock,
             sleep=self._sleep,
             rng=self._rng,
@@ -471,13 +485,31 @@ class Payments:
             return payment.id, request, payment.idempotency_base
 
     def _record_attempt(self, payment_id: str, provider: str, attempt: Attempt) -> None:
-        record_attempt(self._db, PaymentAttempt, {"payment_id": payment_id}, provider, attempt)
+        record_attempt(
+            self._db,
+            PaymentAttempt,
+            {"payment_id": payment_id},
+            provider,
+            attempt,
+            lock=lambda session: lock_payment(session, payment_id),
+        )
 
-    def _settle(self, ctx: RequestContext, payment_id: str, outcome: Outcome) -> PaymentView:
+    def _settle(
+        self,
+        ctx: RequestContext,
+        payment_id: str,
+        outcome: Outcome,
+        attempts: tuple[str, Sequence[Attempt]] = ("", ()),
+    ) -> PaymentView:
+        """Settle the payment with the orchestrator's outcome, writing the request's
+        `attempts` (provider, attempts) first. Held for the request's answer (`hold`):
+        with an Idempotency-Key, settlement and stored answer commit together."""
         now = self._clock()
-        with self._db.transaction() as session:
+        with self._db.transaction(hold=True) as session:
             payment = lock_payment(session, payment_id)
             assert payment is not None
+            provider, made = attempts
+            record_attempts_in(session, PaymentAttempt, {"payment_id": payment_id}, provider, made)
             payment.retry_count = outcome.retries
             payment.recovered_by_retry = outcome.recovered_by_retry
             payment.orchestration_ms = outcome.elapsed_ms

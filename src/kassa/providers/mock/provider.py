@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from kassa.domain.payments import ErrorType, ProviderFailure
@@ -38,7 +38,7 @@ from kassa.providers.mock.tables import (
     MockRefund,
     MockRequest,
 )
-from kassa.storage.database import Database
+from kassa.storage.database import Database, table_of
 from kassa.storage.pagination import Page, paginate
 
 NAME = "mock"
@@ -76,6 +76,18 @@ FAULT_KINDS = (
 
 
 NO_FAULT = frozenset({"", "ok"})
+_AFTER_SEND = "timeout_after_send"  # the one fault that strikes after the sandbox acted
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Declined:
+    """A confirm the sandbox declined: recorded (and committed) first, raised after."""
+
+    intent: ProviderIntent
+    failure: ProviderFailure
+
+
 # The longest `latency=<ms>` a script may ask for: a sandbox request holds a server thread.
 MAX_LATENCY_MS = 5_000
 
@@ -194,46 +206,78 @@ class MockProvider:
 
     # -- faults -----------------------------------------------------------------------
 
-    def _next_fault(self, reference: str, operation: str, key: str | None) -> str | None:
+    def _consume_fault(
+        self, session: Session, reference: str, operation: str, key: str | None
+    ) -> str | None:
         """Log the call and consume the next scripted fault for this payment."""
+        script = session.scalar(
+            select(MockFaultScript).where(MockFaultScript.reference == reference).with_for_update()
+        )
+        fault = None
+        if script is not None:
+            index = script.calls_made
+            script.calls_made = index + 1
+            fault = script.faults[index] if index < len(script.faults) else None
+        session.execute(
+            insert(table_of(MockRequest)),
+            {
+                "reference": reference,
+                "operation": operation,
+                "idempotency_key": key,
+                "fault": fault or None,
+                "created_at": self._clock(),
+            },
+        )
+        return fault
+
+    def _call(
+        self,
+        operation: str,
+        key: str | None,
+        effect: Callable[[Session], T],
+        *,
+        reference: str | None = None,
+        intent_id: str | None = None,
+        script: tuple[str, ...] = (),
+    ) -> T:
+        """One call to the sandbox, as one transaction of its own, as a remote service
+        would run it: the call is logged, its scripted fault (if any) consumed, and its
+        `effect` applied together. A fault that strikes before the sandbox acts commits
+        the log alone and raises (or, for `latency=`, waits outside any transaction, then
+        acts); `timeout_after_send` acts, then raises. The payment's script is named by
+        `reference`, or found from `intent_id`; `script` starts one for a new payment.
+
+        A ProviderError that `effect` raises (a refusal, before it writes anything) is
+        raised after the log commits, as the remote service would still have logged it."""
         with self._db.transaction() as session:
-            script = session.scalar(
-                select(MockFaultScript)
-                .where(MockFaultScript.reference == reference)
-                .with_for_update()
-            )
-            fault = None
-            if script is not None:
-                index = script.calls_made
-                script.calls_made = index + 1
-                fault = script.faults[index] if index < len(script.faults) else None
-            session.add(
-                MockRequest(
-                    reference=reference,
-                    operation=operation,
-                    idempotency_key=key,
-                    fault=fault or None,
-                    created_at=self._clock(),
+            if reference is None:
+                found = session.scalar(
+                    select(MockIntent.reference).where(MockIntent.id == intent_id)
                 )
-            )
-            return fault
-
-    def _before(self, reference: str, operation: str, key: str | None) -> str | None:
-        """Apply the fault that strikes before the provider acts; return the one after."""
-        fault = self._next_fault(reference, operation, key)
-        if fault is None or fault in NO_FAULT:
-            return None
-        if fault.startswith("latency="):
+                reference = found or str(intent_id)
+            if script and session.get(MockFaultScript, reference) is None:
+                session.add(MockFaultScript(reference=reference, faults=list(script), calls_made=0))
+                session.flush()
+            fault = self._consume_fault(session, reference, operation, key)
+            strikes_first = fault is not None and fault not in NO_FAULT and fault != _AFTER_SEND
+            refused: ProviderError | None = None
+            if not strikes_first:
+                try:
+                    result = effect(session)
+                except ProviderError as exc:
+                    refused = exc
+        if refused is not None:
+            raise refused
+        if strikes_first:
+            assert fault is not None
+            if not fault.startswith("latency="):
+                raise ProviderError(_failure_for(fault))
             self._sleep(int(fault.split("=", 1)[1]) / 1000)
-            return None
-        if fault == "timeout_after_send":
-            return fault
-        raise ProviderError(_failure_for(fault))
-
-    @staticmethod
-    def _after(fault: str | None) -> None:
-        if fault == "timeout_after_send":
+            with self._db.transaction() as session:
+                result = effect(session)
+        if fault == _AFTER_SEND:
             raise ProviderError(_failure_for(fault))
+        return result
 
     # -- idempotency ------------------------------------------------------------------
 
@@ -274,71 +318,64 @@ class MockProvider:
 
     def create_intent(self, request: IntentRequest, *, idempotency_key: str) -> ProviderIntent:
         parsed = parse_payment_method(request.payment_method) if request.payment_method else None
-        with self._db.transaction() as session:
-            if parsed and parsed.faults and session.get(MockFaultScript, request.reference) is None:
-                session.add(
-                    MockFaultScript(
-                        reference=request.reference, faults=list(parsed.faults), calls_made=0
-                    )
-                )
-        after = self._before(request.reference, "create_intent", idempotency_key)
-        with self._db.transaction() as session:
+
+        def create(session: Session) -> ProviderIntent:
             stored = self._replay(session, idempotency_key, "create_intent")
             if stored is not None and stored.object_id is not None:
                 intent = session.scalar(select(MockIntent).where(MockIntent.id == stored.object_id))
                 assert intent is not None
-                result = self._view(intent)
-            else:
-                intent = MockIntent(
-                    id="pi_mock_" + secrets.token_hex(10),
-                    reference=request.reference,
-                    amount=request.amount,
-                    currency=request.currency,
-                    status=(
-                        IntentStatus.REQUIRES_CONFIRMATION
-                        if parsed
-                        else IntentStatus.REQUIRES_PAYMENT_METHOD
-                    ).value,
-                    payment_method=parsed.method if parsed else None,
-                    client_secret="",
-                    metadata_=dict(request.metadata),
-                    created_at=self._clock(),
-                )
-                intent.client_secret = f"{intent.id}_secret_{secrets.token_hex(8)}"
-                session.add(intent)
-                self._remember(session, idempotency_key, "create_intent", intent.id)
-                session.flush()
-                result = self._view(intent)
-        self._after(after)
-        return result
+                return self._view(intent)
+            intent = MockIntent(
+                id="pi_mock_" + secrets.token_hex(10),
+                reference=request.reference,
+                amount=request.amount,
+                currency=request.currency,
+                status=(
+                    IntentStatus.REQUIRES_CONFIRMATION
+                    if parsed
+                    else IntentStatus.REQUIRES_PAYMENT_METHOD
+                ).value,
+                payment_method=parsed.method if parsed else None,
+                client_secret="",
+                metadata_=dict(request.metadata),
+                created_at=self._clock(),
+            )
+            intent.client_secret = f"{intent.id}_secret_{secrets.token_hex(8)}"
+            session.add(intent)
+            self._remember(session, idempotency_key, "create_intent", intent.id)
+            return self._view(intent)
+
+        return self._call(
+            "create_intent",
+            idempotency_key,
+            create,
+            reference=request.reference,
+            script=tuple(parsed.faults) if parsed else (),
+        )
 
     def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> ProviderIntent:
-        reference = self._reference_of(intent_id)
-        after = self._before(reference, "confirm_intent", idempotency_key)
-        with self._db.transaction() as session:
+        def confirm(session: Session) -> ProviderIntent | _Declined:
             stored = self._replay(session, idempotency_key, "confirm_intent")
             if stored is not None:
                 if stored.error is not None:
-                    failure: ProviderFailure | None = _failure_from(stored.error)
-                    result = None
-                else:
-                    failure = None
-                    result = self._view(self._locked_intent(session, intent_id))
-            else:
-                intent = self._locked_intent(session, intent_id)
-                failure = self._confirm(session, intent)
-                self._remember(
-                    session,
-                    idempotency_key,
-                    "confirm_intent",
-                    intent.id,
-                    error=_failure_json(failure) if failure else None,
-                )
-                result = self._view(intent)
-        self._after(after)
-        if failure is not None:
-            raise ProviderError(failure)
-        assert result is not None
+                    raise ProviderError(_failure_from(stored.error))
+                return self._view(self._locked_intent(session, intent_id))
+            intent = self._locked_intent(session, intent_id)
+            failure = self._confirm(session, intent)
+            self._remember(
+                session,
+                idempotency_key,
+                "confirm_intent",
+                intent.id,
+                error=_failure_json(failure) if failure else None,
+            )
+            if failure is not None:
+                return _Declined(self._view(intent), failure)  # committed, then raised
+            return self._view(intent)
+
+        result = self._call("confirm_intent", idempotency_key, confirm, intent_id=intent_id)
+        if isinstance(result, _Declined):
+            raise ProviderError(result.failure)
         return result
 
     def confirm_from_browser(self, intent_id: str, payment_method: str) -> ProviderIntent:
@@ -409,51 +446,49 @@ class MockProvider:
         self, intent_id: str, amount: int, *, idempotency_key: str, reference: str
     ) -> ProviderRefund:
         # the payment's fault script covers every call about it, its refunds included
-        after = self._before(self._reference_of(intent_id), "refund", idempotency_key)
-        with self._db.transaction() as session:
+        def refund(session: Session) -> ProviderRefund:
             stored = self._replay(session, idempotency_key, "refund")
             if stored is not None and stored.object_id is not None:
                 row = session.scalar(select(MockRefund).where(MockRefund.id == stored.object_id))
                 assert row is not None
-                result = self._refund_view(row)
-            else:
-                charge = session.scalar(
-                    select(MockCharge)
-                    .where(MockCharge.intent_id == intent_id, MockCharge.status == "succeeded")
-                    .with_for_update()
-                )
-                if charge is None or amount <= 0 or charge.amount_refunded + amount > charge.amount:
-                    raise ProviderError(
-                        ProviderFailure(
-                            ErrorType.INVALID_REQUEST,
-                            "mock: nothing (or not that much) left to refund on this payment",
-                            code="charge_already_refunded",
-                            http_status=400,
-                        )
+                return self._refund_view(row)
+            charge = session.scalar(
+                select(MockCharge)
+                .where(MockCharge.intent_id == intent_id, MockCharge.status == "succeeded")
+                .with_for_update()
+            )
+            if charge is None or amount <= 0 or charge.amount_refunded + amount > charge.amount:
+                raise ProviderError(
+                    ProviderFailure(
+                        ErrorType.INVALID_REQUEST,
+                        "mock: nothing (or not that much) left to refund on this payment",
+                        code="charge_already_refunded",
+                        http_status=400,
                     )
-                session.execute(
-                    update(MockCharge)
-                    .where(MockCharge.pk == charge.pk)
-                    .values(amount_refunded=MockCharge.amount_refunded + amount)
                 )
-                row = MockRefund(
-                    id="re_mock_" + secrets.token_hex(10),
-                    charge_id=charge.id,
-                    intent_id=intent_id,
-                    order_ref=charge.order_ref,
-                    reference=reference,
-                    amount=amount,
-                    currency=charge.currency,
-                    status="succeeded",
-                    created_at=self._clock(),
-                )
-                session.add(row)
-                self._remember(session, idempotency_key, "refund", row.id)
-                session.flush()
-                self._emit_charge(session, "charge.refunded", charge)  # as Stripe reports it
-                result = self._refund_view(row)
-        self._after(after)
-        return result
+            session.execute(
+                update(MockCharge)
+                .where(MockCharge.pk == charge.pk)
+                .values(amount_refunded=MockCharge.amount_refunded + amount)
+            )
+            row = MockRefund(
+                id="re_mock_" + secrets.token_hex(10),
+                charge_id=charge.id,
+                intent_id=intent_id,
+                order_ref=charge.order_ref,
+                reference=reference,
+                amount=amount,
+                currency=charge.currency,
+                status="succeeded",
+                created_at=self._clock(),
+            )
+            session.add(row)
+            self._remember(session, idempotency_key, "refund", row.id)
+            session.flush()
+            self._emit_charge(session, "charge.refunded", charge)  # as Stripe reports it
+            return self._refund_view(row)
+
+        return self._call("refund", idempotency_key, refund, intent_id=intent_id)
 
     def retrieve_refund(self, refund_id: str) -> ProviderRefund:
         with self._db.transaction(read_only=True) as session:
@@ -657,13 +692,6 @@ class MockProvider:
             stmt = stmt.where(MockRefund.order_ref == order)
         with self._db.transaction(read_only=True) as session:
             return paginate(session, MockRefund, stmt, limit, starting_after)
-
-    def _reference_of(self, intent_id: str) -> str:
-        with self._db.transaction(read_only=True) as session:
-            reference = session.scalar(
-                select(MockIntent.reference).where(MockIntent.id == intent_id)
-            )
-        return reference or intent_id
 
     @staticmethod
     def _locked_intent(session: Session, intent_id: str) -> MockIntent:
