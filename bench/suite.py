@@ -253,6 +253,7 @@ class Measured:
     quiet_waited_s: float
     quiet_timed_out: bool
     problems: list[str] = field(default_factory=list)
+    idle_cores: float = float("nan")  # the servers' CPU rate once quiet again
 
     @property
     def per_second(self) -> float:
@@ -288,6 +289,7 @@ class Measured:
             },
             "load": self.load.summary() if self.load is not None else None,
             "quiet_waited_s": round(self.quiet_waited_s, 2),
+            "idle_cores_after": round(self.idle_cores, 4),
             "quiet_timed_out": self.quiet_timed_out,
             "problems": self.problems,
         }
@@ -332,6 +334,7 @@ class Bench:
             quiet_waited_s=before.waited_s + after.waited_s,
             quiet_timed_out=before.timed_out or after.timed_out,
             problems=load.warnings(self.target.kind, op),
+            idle_cores=after.idle_cores,
         )
 
     def log(self, text: str) -> None:
@@ -487,6 +490,7 @@ def run_webhooks(bench: Bench, launch: KassaLaunch) -> list[Measured]:
             load=None,
             quiet_waited_s=after.waited_s,
             quiet_timed_out=after.timed_out,
+            idle_cores=after.idle_cores,
         )
     return [ack, apply]
 
@@ -830,9 +834,10 @@ def _scaling_lines(results: list[DatabaseResult]) -> list[str]:
         return []
     lines = [
         "",
-        "scaling (PostgreSQL): kassa serve layouts",
+        "scaling (PostgreSQL): kassa serve layouts; idle % = the servers' and database's CPU "
+        "once quiet, in % of a core",
         f"{'server':<50}{'operation':<10}{'ops/s':>8}{'drained/s':>10}{'p50 ms':>8}"
-        f"{'p99 ms':>8}{'cpu ms/op':>10}",
+        f"{'p99 ms':>8}{'cpu ms/op':>10}{'idle %':>8}",
     ]
     lines.append("-" * len(lines[-1]))
     for r in rows:
@@ -840,7 +845,7 @@ def _scaling_lines(results: list[DatabaseResult]) -> list[str]:
         lines.append(
             f"{r['server']:<50}{r['op']:<10}{r['per_second']:>8.1f}"
             f"{r['drained_per_second']:>10.1f}{load['p50_ms']:>8.1f}{load['p99_ms']:>8.1f}"
-            f"{r['cpu_per_op']['total_ms']:>10.2f}"
+            f"{r['cpu_per_op']['total_ms']:>10.2f}{_fmt(100 * r['idle_cores_after']):>8}"
         )
     return lines
 
