@@ -8,12 +8,14 @@ the sandbox provider) needs to enqueue work, without depending on the services.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import Table, delete, insert
 from sqlalchemy.orm import Session
 
 from kassa.storage.tables import Job
+
+_JOBS = cast(Table, Job.__table__)  # Core statements: no unit of work on every state change
 
 QUEUED = "queued"
 DEFAULT_MAX_ATTEMPTS = 12
@@ -26,7 +28,7 @@ class RetryLater(Exception):
 def retire(session: Session, dedupe_key: str) -> None:
     """Drop the job enqueued under `dedupe_key` if no worker has claimed it yet (a guard
     that is no longer needed); a claimed one runs and finds nothing to do."""
-    session.execute(delete(Job).where(Job.dedupe_key == dedupe_key, Job.state == QUEUED))
+    session.execute(delete(_JOBS).where(_JOBS.c.dedupe_key == dedupe_key, _JOBS.c.state == QUEUED))
 
 
 def enqueue(
@@ -39,16 +41,18 @@ def enqueue(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     dedupe_key: str | None = None,
 ) -> None:
-    """Add a job inside the caller's transaction."""
-    session.add(
-        Job(
-            kind=kind,
-            payload=payload,
-            state=QUEUED,
-            attempts=0,
-            max_attempts=max_attempts,
-            run_after=run_after or now,
-            dedupe_key=dedupe_key,
-            created_at=now,
-        )
+    """Add a job inside the caller's transaction (a Core insert, executed at once: a job
+    is never read back by the transaction that adds it)."""
+    session.execute(
+        insert(_JOBS),
+        {
+            "kind": kind,
+            "payload": payload,
+            "state": QUEUED,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "run_after": run_after or now,
+            "dedupe_key": dedupe_key,
+            "created_at": now,
+        },
     )
