@@ -41,6 +41,7 @@ from kassa.services.jobs import JobHandler, JobQueue
 from kassa.services.orders import Orders
 from kassa.services.payment_analytics import Analytics
 from kassa.services.payments import Payments
+from kassa.services.pruning import Pruning
 from kassa.services.refunds import RESUME_REFUND, Refunds
 from kassa.services.settlement import RESUME_PAYMENT
 from kassa.services.wallets import Wallets
@@ -150,6 +151,14 @@ class Kassa:
             self.db, clock, self.providers, stuck_after_s=settings.stuck_payment_after_s
         )
         self.jobs = JobQueue(self.db, clock, lease_s=settings.job_lease_s)
+        self.pruning = Pruning(
+            self.db,
+            clock,
+            self.idempotency,
+            job_retention_s=settings.job_retention_s,
+            event_retention_s=settings.event_retention_s,
+            batch=settings.prune_batch,
+        )
         self.webhooks = Webhooks(
             self.db,
             clock,

@@ -55,6 +55,8 @@ class Worker:
                     lambda: kassa.orders.release_expired_reservations(RequestContext.system()),
                     [0.0],
                 ),
+                # the tables that only grow: done jobs, applied events, expired keys
+                (kassa.settings.prune_interval_s, kassa.pruning.run, [0.0]),
             ]
             if upkeep
             else []

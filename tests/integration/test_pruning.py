@@ -239,3 +239,15 @@ def test_two_pruners_at_once_delete_each_row_once(kassa: Kassa, clock: FakeClock
     assert sum(r.jobs for r in reports) == 40
     assert all(r.complete for r in reports)
     assert tags(kassa) == set()
+
+
+def test_the_worker_prunes_on_its_schedule(kassa: Kassa, clock: FakeClock) -> None:
+    """`kassa serve` and `kassa worker` prune by themselves, every KASSA_PRUNE_INTERVAL_S."""
+    add_job(kassa, clock, "done", days=30, tag="old")
+    add_job(kassa, clock, "done", days=1, tag="recent")
+    worker = Worker(kassa)
+    worker._upkeep()
+    assert tags(kassa) == {"recent"}
+    add_job(kassa, clock, "done", days=30, tag="old again")
+    worker._upkeep()  # within the interval: not yet
+    assert tags(kassa) == {"recent", "old again"}
