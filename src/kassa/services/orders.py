@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Select, insert, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from kassa.domain.errors import FieldProblem, conflict, invalid, not_found
 from kassa.domain.ids import new_id
@@ -421,7 +421,9 @@ class Orders:
         email: str | None = None,
         created: CreatedRange = ANY_TIME,
     ) -> Page[OrderView]:
-        stmt: Select[Any] = created.apply(select(Order), Order.created_at)
+        stmt: Select[Any] = created.apply(
+            select(Order).options(selectinload(Order.lines)), Order.created_at
+        )
         if sees_only_own_orders(ctx.role):
             stmt = stmt.where(Order.created_by_key == ctx.actor_key_id)
         if customer:

@@ -163,8 +163,11 @@ class Order(Base):
     paid_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     canceled_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    # Loaded when read (a view, an invoice), not with every order: most loads of an order
+    # are a row lock to change its status, and lines they never read cost a query each.
+    # Lists ask for them with selectinload (one query per page).
     lines: Mapped[list[OrderLine]] = relationship(
-        back_populates="order", order_by="OrderLine.position", lazy="selectin"
+        back_populates="order", order_by="OrderLine.position", lazy="select"
     )
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'paid', 'fulfilled', 'canceled')", name="status"),
