@@ -143,8 +143,8 @@ def attach_resource(session: Session, resource_type: str, resource_id: str) -> N
     """Link the resource a request produced to its idempotency row, in the effect's own
     transaction. A no-op for requests without an Idempotency-Key."""
     claim = _CLAIM.get()
-    if claim is None or claim.pk is None:
-        return
+    if claim is None or claim.pk is None or claim.scope.hold_all:
+        return  # no key; or a local effect, which commits with its answer or not at all
     session.execute(
         update(_KEYS)
         .where(_KEYS.c.pk == claim.pk)
