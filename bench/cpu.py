@@ -198,6 +198,7 @@ class QuietPoint:
     waited_s: float
     timed_out: bool
     idle_cores: float = float("nan")  # the counted processes' rate in the quiet window
+    settled_at: float = float("nan")  # time.monotonic() where the quiet window began
 
 
 @dataclass
@@ -270,9 +271,9 @@ class CpuMeter:
                     window.pop(0)
                 if now.at - window[0].at >= QUIET_WINDOW_S:
                     point = window[0] if after else now
-                    return QuietPoint(point, waited, False, _cores(window[0], now))
+                    return QuietPoint(point, waited, False, _cores(window[0], now), window[0].at)
             if waited > timeout_s:
-                return QuietPoint(now, waited, timed_out=True)
+                return QuietPoint(now, waited, timed_out=True, settled_at=now.at)
 
 
 def _used(start: Snapshot, end: Snapshot) -> int:

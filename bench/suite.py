@@ -254,17 +254,16 @@ class Measured:
     quiet_timed_out: bool
     problems: list[str] = field(default_factory=list)
     idle_cores: float = float("nan")  # the servers' CPU rate once quiet again
+    drained_s: float = float("nan")  # from the start until the background work was done
 
     @property
     def per_second(self) -> float:
-        if self.load is not None:
-            return self.load.per_second
-        return ratio(self.ops, self.cpu.wall_s)
+        return self.load.per_second if self.load is not None else self.drained_per_second
 
     @property
     def drained_per_second(self) -> float:
         """Operations per second until the background work was done too."""
-        return ratio(self.ops, self.cpu.wall_s)
+        return ratio(self.ops, self.drained_s)
 
     def cpu_ms(self) -> float:
         return 1000 * self.cpu.total_s / max(self.ops, 1)
@@ -307,7 +306,7 @@ class Bench:
     meter: CpuMeter
     ledger: Ledger = field(default_factory=Ledger)
 
-    def quiet(self, *, after: bool, jobs: bool = True) -> QuietPoint:
+    def quiet(self, *, after: bool = False, jobs: bool = True) -> QuietPoint:
         due = self.probe.jobs_due if jobs else None
         return self.meter.wait_quiet(due, after=after, timeout_s=self.params.quiet_timeout_s)
 
@@ -321,11 +320,13 @@ class Bench:
     def measure(
         self, op: str, factory: OpFactory, n: int, *, clients: int | None = None, jobs: bool = True
     ) -> Measured:
-        """Quiet, `n` operations over the clients, quiet again; their CPU between."""
+        """Quiet, `n` operations over the clients, quiet again; their CPU between. Both
+        points are the end of a quiet window, so nothing the operations caused is left
+        out (and at most a second of idle polling is in)."""
         clients = clients or self.params.clients
         before = self.quiet(after=False, jobs=jobs)
         load = run_load(factory, min(clients, n), n, self.params.time_limit_s)
-        after = self.quiet(after=True, jobs=jobs)
+        after = self.quiet(after=False, jobs=jobs)
         return Measured(
             op=op,
             ops=load.succeeded,
@@ -335,6 +336,7 @@ class Bench:
             quiet_timed_out=before.timed_out or after.timed_out,
             problems=load.warnings(self.target.kind, op),
             idle_cores=after.idle_cores,
+            drained_s=after.settled_at - before.snapshot.at,
         )
 
     def log(self, text: str) -> None:
@@ -431,6 +433,8 @@ def both(first: Measured, second: Measured) -> Measured:
         quiet_waited_s=first.quiet_waited_s + second.quiet_waited_s,
         quiet_timed_out=first.quiet_timed_out or second.quiet_timed_out,
         problems=first.problems + second.problems,
+        idle_cores=second.idle_cores,
+        drained_s=first.drained_s + second.drained_s,
     )
 
 
@@ -482,7 +486,7 @@ def run_webhooks(bench: Bench, launch: KassaLaunch) -> list[Measured]:
             ack.problems[:0] = problems
             bench.log(f"apply: {ack.ops} events, 1 kassa worker")
             before = bench.meter.read()
-        after = bench.quiet(after=True)
+        after = bench.quiet(after=False)
         apply = Measured(
             op="apply",
             ops=ack.ops,
@@ -491,6 +495,7 @@ def run_webhooks(bench: Bench, launch: KassaLaunch) -> list[Measured]:
             quiet_waited_s=after.waited_s,
             quiet_timed_out=after.timed_out,
             idle_cores=after.idle_cores,
+            drained_s=after.settled_at - before.at,
         )
     return [ack, apply]
 
@@ -836,14 +841,14 @@ def _scaling_lines(results: list[DatabaseResult]) -> list[str]:
         "",
         "scaling (PostgreSQL): kassa serve layouts; idle % = the servers' and database's CPU "
         "once quiet, in % of a core",
-        f"{'server':<50}{'operation':<10}{'ops/s':>8}{'drained/s':>10}{'p50 ms':>8}"
+        f"{'server':<54}{'operation':<10}{'ops/s':>8}{'drained/s':>10}{'p50 ms':>8}"
         f"{'p99 ms':>8}{'cpu ms/op':>10}{'idle %':>8}",
     ]
     lines.append("-" * len(lines[-1]))
     for r in rows:
         load = r["load"]
         lines.append(
-            f"{r['server']:<50}{r['op']:<10}{r['per_second']:>8.1f}"
+            f"{r['server']:<54}{r['op']:<10}{r['per_second']:>8.1f}"
             f"{r['drained_per_second']:>10.1f}{load['p50_ms']:>8.1f}{load['p99_ms']:>8.1f}"
             f"{r['cpu_per_op']['total_ms']:>10.2f}{_fmt(100 * r['idle_cores_after']):>8}"
         )

@@ -96,6 +96,7 @@ def test_the_quiet_point_comes_after_the_work_and_holds_all_of_it() -> None:
         assert 0.5 <= burned <= 0.9
         later = meter.wait_quiet(None, after=False, timeout_s=30)
         assert cpu_between(quiet.snapshot, later.snapshot).app_s < 0.1
+        assert later.snapshot.at - later.settled_at >= 1.0  # the window it waited out
         due = iter([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
         waited = meter.wait_quiet(lambda: next(due, 0), after=True, timeout_s=30)
         assert waited.waited_s >= 1.0  # two readings with a job due, then a quiet second
