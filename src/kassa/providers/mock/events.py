@@ -8,6 +8,7 @@ delivery that does not get a 2xx is retried with backoff, like Stripe's.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Callable
@@ -38,8 +39,16 @@ def emit(session: Session, kind: str, obj: dict[str, Any], now: datetime) -> Non
     enqueue(session, DELIVER_EVENT, {"event": event}, now, max_attempts=15)
 
 
+# One client for every delivery of this process (httpx clients are thread-safe): a client
+# per POST built a fresh TLS context and connection pool each time, which cost more CPU
+# than everything else a sandbox payment's event does, and never reused a connection.
+@functools.cache
+def _client() -> httpx.Client:
+    return httpx.Client(timeout=10, trust_env=False)  # made on first use, not at import
+
+
 def http_transport(url: str, body: bytes, headers: dict[str, str]) -> int:
-    return httpx.post(url, content=body, headers=headers, timeout=10).status_code
+    return _client().post(url, content=body, headers=headers).status_code
 
 
 class EventDelivery:
