@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from kassa.documents import (
@@ -44,7 +44,7 @@ from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.storage.database import Database
 from kassa.storage.tables import Customer, DocumentCounter, IssuedDocument, Order, Refund
-from kassa.storage.upsert import insert_unless_exists
+from kassa.storage.upsert import increment
 
 ISSUE_INVOICE = "documents.issue_invoice"
 ISSUE_CREDIT_NOTE = "documents.issue_credit_note"
@@ -65,19 +65,9 @@ def request_credit_note(session: Session, refund_id: str, now: datetime) -> None
 def allocate_number(session: Session, series: Series, year: int) -> int:
     """The next number of a series and year, taken under the counter row's lock: it stays
     locked until the caller's transaction ends, and a rollback returns the number."""
-    insert_unless_exists(
-        session,
-        DocumentCounter,
-        {"series": series.value, "year": year, "last_number": 0},
-        ["series", "year"],
+    return increment(
+        session, DocumentCounter, {"series": series.value, "year": year}, "last_number"
     )
-    number = session.execute(
-        update(DocumentCounter)
-        .where(DocumentCounter.series == series.value, DocumentCounter.year == year)
-        .values(last_number=DocumentCounter.last_number + 1)
-        .returning(DocumentCounter.last_number)
-    ).scalar_one()
-    return int(number)
 
 
 @dataclass(frozen=True, slots=True)

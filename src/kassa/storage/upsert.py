@@ -25,3 +25,20 @@ def insert_unless_exists(
         .returning(key)
     ).first()
     return None if row is None else row[0]
+
+
+def increment(session: Session, model: Any, key: dict[str, Any], column: str) -> int:
+    """Add one to `column` of the row of `model` named by `key` (a unique constraint),
+    creating it at 1; returns the new value. One statement (`INSERT … ON CONFLICT DO
+    UPDATE … RETURNING`) that leaves the row locked until the transaction ends, so the
+    numbers it hands out are consecutive and a rollback gives its number back."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    table = model.__table__
+    counter = table.c[column]
+    statement = (
+        insert(table)
+        .values(**key, **{column: 1})
+        .on_conflict_do_update(index_elements=list(key), set_={column: counter + 1})
+        .returning(counter)
+    )
+    return int(session.execute(statement).scalar_one())
