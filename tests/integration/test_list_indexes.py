@@ -189,6 +189,7 @@ def test_one_orders_lists_have_an_index_on_the_order(kassa: Kassa, shop: dict[st
     for table in ("payments", "refunds", "documents", "audit_log"):
         column = "subject_id" if table == "audit_log" else "order_id"
         assert column in leading_columns(kassa, table), table
+    assert "order_id" in leading_columns(kassa, "order_lines")
     assert "payment_id" in leading_columns(kassa, "payment_attempts")
     assert "refund_id" in leading_columns(kassa, "refund_attempts")
 

@@ -186,7 +186,8 @@ class Order(Base):
 class OrderLine(Base):
     __tablename__ = "order_lines"
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
-    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    # Looked up through uq_order_lines_order_position, whose leading column it is.
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
     position: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
     sku: Mapped[str] = mapped_column(String(100))
