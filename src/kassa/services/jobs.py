@@ -25,13 +25,14 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kassa.services.context import Clock
-from kassa.storage.database import Database
+from kassa.storage.database import Database, table_of
 from kassa.storage.outbox import QUEUED
 from kassa.storage.outbox import RetryLater as RetryLater  # the outbox, re-exported
 from kassa.storage.outbox import enqueue as enqueue
 from kassa.storage.tables import Job
 
 log = logging.getLogger("kassa.jobs")
+_JOBS = table_of(Job)
 
 RUNNING, DONE, DEAD = "running", "done", "dead"
 BACKOFF_BASE_S = 2
@@ -169,19 +170,23 @@ class JobQueue:
             return self._run_outside(pk, worker, handler, started)
         try:
             with self._db.transaction() as session:
-                job = session.scalar(
-                    select(Job)
-                    .where(Job.pk == pk, Job.state == RUNNING, Job.locked_by == worker)
+                # Core statements: the job's row is read under its lock and marked done in
+                # the handler's transaction, without the unit of work around them.
+                job = session.execute(
+                    select(_JOBS.c.payload, _JOBS.c.kind, _JOBS.c.attempts)
+                    .where(_JOBS.c.pk == pk, _JOBS.c.state == RUNNING, _JOBS.c.locked_by == worker)
                     .with_for_update()
-                    .execution_options(populate_existing=True)
-                )
+                ).first()
                 if job is None:
                     return "lost"  # the lease ran out and another worker took it
                 handler.fn(session, dict(job.payload))
-                job.state = DONE
-                job.finished_at = self._clock()
-                job.lease_until = None
-                job.last_error = None
+                session.execute(
+                    update(_JOBS)
+                    .where(_JOBS.c.pk == pk)
+                    .values(
+                        state=DONE, finished_at=self._clock(), lease_until=None, last_error=None
+                    )
+                )
                 kind, attempt = job.kind, job.attempts
         except Exception as exc:  # the handler's transaction rolled back
             return self._failed(pk, worker, exc, started)
