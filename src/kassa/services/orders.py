@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from sqlalchemy import Select, insert, select, update
 from sqlalchemy.exc import OperationalError
@@ -125,43 +126,26 @@ class OrderView:
 
     @classmethod
     def created(cls, row: dict[str, Any], lines: Sequence[dict[str, Any]]) -> OrderView:
-        """The view of an order just inserted from `row` and `lines` (no read back)."""
-        return cls(
-            id=row["id"],
-            number=row["number"],
-            status=row["status"],
-            currency=row["currency"],
-            subtotal=row["subtotal"],
-            total=row["total"],
-            amount_paid=0,
-            amount_refunded=0,
-            refund_status=refund_status(0, 0),
-            refunded_at=None,
-            stock_shortage=False,
-            disputed=False,
-            disputed_at=None,
-            customer=row["customer_id"],
-            email=row["email"],
-            lines=tuple(
-                LineView(
-                    sku=line["sku"],
-                    title=line["title"],
-                    unit_amount=line["unit_amount"],
-                    quantity=line["quantity"],
-                    amount=line["amount"],
-                    product_status=line["product_status"],
-                )
-                for line in lines
-            ),
-            shipping_address=row["shipping_address"],
-            metadata=dict(row["metadata"]),
-            reservation_expires_at=row["reservation_expires_at"],
-            cancel_reason=None,
-            created_at=row["created_at"],
-            paid_at=None,
-            fulfilled_at=None,
-            canceled_at=None,
+        """The view of an order just inserted from `row` and `lines` (no read back): the
+        same mapping as `of`, over the values as they were inserted."""
+        inserted = SimpleNamespace(
+            **{name: value for name, value in row.items() if name != "metadata"},
+            metadata_=row["metadata"],
+            lines=[SimpleNamespace(**line) for line in lines],
+            **dict.fromkeys(_SET_LATER),
         )
+        return cls.of(cast(Order, inserted))
+
+
+# What an order's insert leaves unset: its later life (payment, refunds, fulfilment).
+_SET_LATER = (
+    "refunded_at",
+    "disputed_at",
+    "cancel_reason",
+    "paid_at",
+    "fulfilled_at",
+    "canceled_at",
+)
 
 
 @dataclass(frozen=True, slots=True)
