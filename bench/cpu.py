@@ -22,7 +22,8 @@ reads every process a few times a second, so at most a fraction of a second of a
 that dies mid-window is lost (the servers' processes live through every window).
 
 Quiet to quiet (`CpuMeter.wait_quiet`): the kassa job queue has no job due (queued and due,
-or running), and the counted processes used less than `QUIET_CORES` of one core per app
+running, or waiting out a retry's backoff: `probe.JOBS_DUE`), and the counted processes
+used less than `QUIET_CORES` of one core per app
 process for `QUIET_WINDOW_S` (an idle kassa is not at zero: each worker loop polls the
 queue twice a second and each API process keeps its key-cache listener, some 1-3 % of a
 core each; so the bar grows with the processes, and `QuietPoint.idle_cores` says what the

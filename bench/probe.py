@@ -18,9 +18,13 @@ from cpu import PostgresScope
 from harness import Target, _open_sqlite
 from statements import _parent
 
-# Due: queued and its time has come, or running (a worker has it now).
+# Due: running (a worker has it now), queued and its time has come, or queued again after
+# a failure and waiting out its backoff (an event applied before the payment it reports was
+# settled waits a few seconds: work the operations caused, still to come). A job queued
+# for later that never ran (a payment's resume guard) is not due.
 JOBS_DUE = (
-    "SELECT count(*) FROM jobs WHERE state = 'running' OR (state = 'queued' AND run_after <= %s)"
+    "SELECT count(*) FROM jobs WHERE state = 'running' "
+    "OR (state = 'queued' AND (run_after <= %s OR attempts > 0))"
 )
 
 
@@ -59,6 +63,11 @@ class Probe:
 
     def jobs_due(self) -> int:
         return int(self.rows(JOBS_DUE, (self._now(),))[0][0])
+
+    def retried_jobs(self) -> dict[str, int]:
+        """Jobs that ran more than once (a failure, then a retry), by kind."""
+        rows = self.rows("SELECT kind, count(*) FROM jobs WHERE attempts > 1 GROUP BY kind")
+        return {str(kind): int(n) for kind, n in rows}
 
     def postgres_scope(self) -> PostgresScope | None:
         """This database's PostgreSQL processes, less this connection's backend."""

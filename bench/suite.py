@@ -700,6 +700,7 @@ class DatabaseResult:
     scaling: list[dict[str, Any]]
     statements: dict[str, Count]
     problems: list[str]
+    retried_jobs: dict[str, int] = field(default_factory=dict)
 
     def row(self, op: str) -> Measured | None:
         return next((r for r in self.rows if r.op == op), None)
@@ -757,7 +758,8 @@ def bench_database(kind: str, params: Params, workdir: Path) -> DatabaseResult:
         problems = verify(probe, bench.ledger)
         problems += [p for r in rows for p in r.problems]
         problems += [f"{r.op}: no quiet point in time" for r in rows if r.quiet_timed_out]
-        return DatabaseResult(kind, rows, ceilings, scaling, statements, problems)
+        retried = probe.retried_jobs()
+        return DatabaseResult(kind, rows, ceilings, scaling, statements, problems, retried)
 
 
 def fault_sweep(params: Params, workdir: Path) -> dict[str, Any] | None:
@@ -897,6 +899,10 @@ def render(params: Params, host: dict[str, Any], outcome: Outcome) -> str:
     for result in results:
         runs = ", ".join(f"{c.per_second:.0f}/s at {c.cpu_ms():.2f} ms" for c in result.ceilings)
         lines.append(f"the ceiling on {result.database}, before and after kassa: {runs}")
+    for result in results:
+        if result.retried_jobs:
+            retried = ", ".join(f"{k} {n}" for k, n in sorted(result.retried_jobs.items()))
+            lines.append(f"jobs that ran more than once on {result.database}: {retried}")
     lines += _scaling_lines(results)
     lines += _fault_lines(outcome)
     for result in results:

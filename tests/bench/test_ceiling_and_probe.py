@@ -40,19 +40,20 @@ def test_jobs_due_counts_running_and_queued_jobs_whose_time_has_come(tmp_path: P
     now = datetime.now(UTC)
     engine = create_engine(url)
     with engine.begin() as conn:
-        for state, run_after in (
-            ("queued", now - timedelta(seconds=1)),  # due
-            ("queued", now + timedelta(minutes=5)),  # not yet
-            ("running", now - timedelta(minutes=1)),  # a worker has it
-            ("done", now - timedelta(minutes=1)),
-            ("dead", now - timedelta(minutes=1)),
+        for state, run_after, attempts in (
+            ("queued", now - timedelta(seconds=1), 0),  # due
+            ("queued", now + timedelta(minutes=5), 0),  # not yet (a resume guard)
+            ("queued", now + timedelta(seconds=4), 1),  # failed once, backing off
+            ("running", now - timedelta(minutes=1), 1),  # a worker has it
+            ("done", now - timedelta(minutes=1), 2),
+            ("dead", now - timedelta(minutes=1), 5),
         ):
             conn.execute(
                 insert(Job).values(
                     kind="k",
                     payload={},
                     state=state,
-                    attempts=0,
+                    attempts=attempts,
                     max_attempts=5,
                     run_after=run_after,
                     created_at=now,
@@ -61,7 +62,8 @@ def test_jobs_due_counts_running_and_queued_jobs_whose_time_has_come(tmp_path: P
     engine.dispose()
     probe = Probe(Target("sqlite", url, sqlite_path=path))
     try:
-        assert probe.jobs_due() == 2
+        assert probe.jobs_due() == 3
+        assert probe.retried_jobs() == {"k": 2}
         assert probe.postgres_scope() is None
         assert probe.write_open() is False
     finally:
