@@ -23,15 +23,15 @@ that dies mid-window is lost (the servers' processes live through every window).
 
 Quiet to quiet (`CpuMeter.wait_quiet`): the kassa job queue has no job due (queued and due,
 running, or waiting out a retry's backoff: `probe.JOBS_DUE`), and the counted processes
-used less than `QUIET_CORES` of one core per app
-process for `QUIET_WINDOW_S` (an idle kassa is not at zero: each worker loop polls the
-queue twice a second and each API process keeps its key-cache listener, some 1-3 % of a
-core each; so the bar grows with the processes, and `QuietPoint.idle_cores` says what the
-idle rate was; the server's own PostgreSQL processes are left out of that test: they
-serve every database, and a shared server's checkpoints are not ours to wait for). The
-"before" point is the end of such a window, the "after" point its
-start, so the idle time spent confirming quiet is left out, and everything the operations
-caused in the background (event deliveries, webhook applies, invoices) is in.
+used less than `QUIET_CORES` of one core per app process for `QUIET_WINDOW_S`. The bar
+grows with the processes because an idle kassa is not at zero: each worker loop polls the
+queue twice a second, each API process keeps its key-cache listener, some 1-3 % of a core
+each (`QuietPoint.idle_cores` says what the idle rate was). The server's own PostgreSQL
+processes are left out of that test: they serve every database, and a shared server's
+checkpoints are not ours to wait for. A quiet point is the end of such a window
+(`after=True` gives its start instead, and `settled_at` is always its start), so
+everything the operations caused in the background (event deliveries, webhook applies,
+invoices) is in the figures.
 """
 
 from __future__ import annotations
