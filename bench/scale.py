@@ -79,7 +79,7 @@ from harness import (
     Op,
     Running,
     Target,
-    database_env,
+    clean_env,
     describe,
     http_client,
     percentile,
@@ -752,21 +752,40 @@ class Served:
     def server_session(self) -> int:
         return self.running.processes[0].pid
 
+    def jobs_due(self) -> int:
+        """Jobs the operations may still cause work in: running, due, or waiting out a
+        retry's backoff, as `Probe.jobs_due` counts them, except the seed's stuck events,
+        whose next try is a day away (they are history, not work the run caused)."""
+        rows = self.probe.rows(
+            "SELECT count(*) FROM jobs WHERE state = 'running' OR (state = 'queued' AND"
+            " (run_after <= %s OR (attempts > 0 AND run_after <= %s)))",
+            (datetime.now(UTC), datetime.now(UTC) + timedelta(hours=1)),
+        )
+        return int(rows[0][0])
+
     def quiet(self, *, after: bool) -> tuple[QuietPoint, float]:
         """A quiet point (no job due, the processes idle) and the server's CPU there."""
-        point = self.meter.wait_quiet(self.probe.jobs_due, after=after, timeout_s=QUIET_TIMEOUT_S)
+        point = self.meter.wait_quiet(self.jobs_due, after=after, timeout_s=QUIET_TIMEOUT_S)
         if point.timed_out:
             print(f"WARNING [{self.label}] not quiet after {QUIET_TIMEOUT_S:.0f} s")
         return point, session_cpu_s(self.server_session)
 
 
+# While the operations are measured the worker prunes nothing (its passes find nothing
+# this old), so the seeded year's backlog is neither in the CPU figures nor gone before
+# `prune` measures one whole pass over it.
+_NO_PRUNING = {
+    f"KASSA_{name}": str(100 * 365 * 86400)
+    for name in ("JOB_RETENTION_S", "EVENT_RETENTION_S", "IDEMPOTENCY_RETENTION_S")
+}
+
+
 @contextmanager
 def serve(label: str, target: Target, shop: Shop, workdir: Path) -> Iterator[Served]:
     launch = KassaLaunch(workers=1, embedded_worker=False, worker_procs=1, log_level="warning")
+    env = clean_env(KASSA_DATABASE_URL=target.url, **_NO_PRUNING)
     with ExitStack() as stack:
-        running = stack.enter_context(
-            run_kassa(launch, database_env(target.url), workdir / f"kassa-{label}")
-        )
+        running = stack.enter_context(run_kassa(launch, env, workdir / f"kassa-{label}"))
         probe = Probe(target)
         stack.callback(probe.close)
         meter = CpuMeter(postgres=probe.postgres_scope(), sessions=running.sessions)
