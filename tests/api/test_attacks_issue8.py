@@ -598,11 +598,11 @@ def _cut_off_settle(core: Kassa, monkeypatch: pytest.MonkeyPatch) -> None:
     real = type(core.payments)._settle
     calls = {"n": 0}
 
-    def dying(self: Any, ctx: Any, payment_id: str, outcome: Any) -> Any:
+    def dying(self: Any, ctx: Any, payment_id: str, outcome: Any, *rest: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionResetError("killed between the provider call and the write")
-        return real(self, ctx, payment_id, outcome)
+        return real(self, ctx, payment_id, outcome, *rest)
 
     monkeypatch.setattr(type(core.payments), "_settle", dying)
 

@@ -83,11 +83,11 @@ def test_the_resume_job_and_its_request_never_charge_an_order_twice(
     real_settle = core.payments._settle
     settles = {"n": 0}
 
-    def settle(ctx: Any, payment_id: str, outcome: Any) -> Any:
+    def settle(ctx: Any, payment_id: str, outcome: Any, *rest: Any) -> Any:
         settles["n"] += 1
         if settles["n"] == 1:  # the request's: its retries ran out, it is about to write
             start_the_job()
-        return real_settle(ctx, payment_id, outcome)
+        return real_settle(ctx, payment_id, outcome, *rest)
 
     core.payments._settle = settle  # type: ignore[method-assign]
     first = core.payments.pay(shopper, view, payment_method="pm_card_visa|api_error,api_error")

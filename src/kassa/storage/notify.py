@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 log = logging.getLogger("kassa.notify")
 
 RECONNECT_S = 1.0
-POLL_S = 1.0  # how often the thread looks at its stop flag while nothing arrives
+POLL_S = 0.5  # how often the thread looks at its stop flag while nothing arrives
 
 
 def notify(session: Session, channel: str, payload: str) -> None:
@@ -70,8 +70,9 @@ class Listener:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ask the thread to end; it closes its connection within POLL_S (it is a daemon:
+        nobody waits for it, a process shutting down need not either)."""
         self._stop.set()
-        self._thread.join(timeout=POLL_S * 3)
 
     def _run(self) -> None:
         while not self._stop.is_set():
