@@ -9,8 +9,8 @@ from kassa.api.app import create_app
 from kassa.bootstrap import Kassa
 from kassa.domain.orders import LineRequest
 from kassa.domain.roles import Role
-from kassa.services.context import RequestContext
 from kassa.services import idempotency
+from kassa.services.context import RequestContext
 from kassa.services.idempotency import Proceed, fingerprint
 from kassa.services.orders import NewOrder
 from kassa.storage.tables import Order
