@@ -8,14 +8,15 @@ the sandbox provider) needs to enqueue work, without depending on the services.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
+from kassa.storage.database import table_of
 from kassa.storage.tables import Job
 
-_JOBS = cast(Table, Job.__table__)  # Core statements: no unit of work on every state change
+_JOBS = table_of(Job)  # Core statements: no unit of work on every state change
 
 QUEUED = "queued"
 DEFAULT_MAX_ATTEMPTS = 12
