@@ -68,11 +68,13 @@ class Worker:
     def run_once(self) -> int:
         """Claim and run one batch of due jobs; returns how many ran."""
         claimed = self.kassa.jobs.claim(self.name, self._batch, set(self.handlers))
-        for pk, kind in claimed:
-            state = self.kassa.jobs.run(pk, self.name, self.handlers[kind])  # logs its line
+        for job in claimed:
+            state = self.kassa.jobs.run(job, self.name, self.handlers[job.kind])  # logs its line
             if state == "lost":
                 log.warning(
-                    "job lost kind=%s id=%s (its lease ran out; another worker has it)", kind, pk
+                    "job lost kind=%s id=%s (its lease ran out; another worker has it)",
+                    job.kind,
+                    job.pk,
                 )
         return len(claimed)
 

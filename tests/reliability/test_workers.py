@@ -25,6 +25,7 @@ def spawn(database_url: str, mode: str, **env: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "tests.reliability.worker_child", mode],
         cwd=ROOT,
         env={**os.environ, "KASSA_DATABASE_URL": database_url, **env},
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -114,7 +115,11 @@ def test_four_worker_processes_share_2000_jobs_none_twice_none_lost(
     if not is_postgres:
         pytest.skip("many concurrent workers are a PostgreSQL deployment (SQLite: one writer)")
     enqueue_markers(kassa, 2000)
-    workers = [spawn(database_url, "until-empty") for _ in range(4)]
+    workers = [spawn(database_url, "until-empty", KASSA_TEST_START_ON_GO="1") for _ in range(4)]
+    for proc in workers:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     for proc in workers:
         assert proc.wait(timeout=300) == 0
     done = markers(kassa)

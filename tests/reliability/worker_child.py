@@ -49,6 +49,8 @@ def main() -> int:
 
     worker = Worker(kassa, poll_s=0.05, batch=5, handlers={MARKER: JobHandler(marker)})
     print("ready", flush=True)
+    if os.environ.get("KASSA_TEST_START_ON_GO"):
+        sys.stdin.readline()  # all processes start together: none finds the queue drained
     if sys.argv[1] == "forever":
         worker.run_forever()
         return 0

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from kassa.services.context import Clock
 from kassa.storage.database import Database, table_of
@@ -56,6 +57,17 @@ def backoff_s(attempts: int, rng: random.Random) -> float:
     """Exponential backoff with jitter: ~2 s, 4 s, 8 s … capped at an hour."""
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
     return float(ceiling / 2 + rng.random() * ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job leased to one worker: what it needs to run it, read as it was claimed."""
+
+    pk: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    lease_until: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,94 +141,116 @@ class JobQueue:
 
     def claim(
         self, worker: str, limit: int = 10, kinds: set[str] | None = None
-    ) -> list[tuple[int, str]]:
-        """Lease up to `limit` due jobs to `worker`; returns their (key, kind)."""
+    ) -> list[ClaimedJob]:
+        """Lease up to `limit` due jobs to `worker`, oldest due first, in one statement
+        (an UPDATE of the rows a locking subquery picks, returning what `run` needs).
+
+        Due: queued and its time has come, or running on a lease that ran out (its worker
+        died; such a job was due when it was claimed, so `run_after <= now` holds for it
+        too). The condition is written so that the partial index `ix_jobs_due` (the
+        queued and running rows only, in `run_after, pk` order) serves it as an ordered
+        range scan that stops at `limit`: every job's state changes three times, and a
+        scan over the whole history of those changes (an index on `state` keeps the dead
+        entries of each until VACUUM) made each poll cost more as the table aged."""
         now = self._clock()
-        with self._db.transaction() as session:
-            due = (
-                select(Job.pk, Job.kind)
-                .where(
-                    or_(
-                        (Job.state == QUEUED) & (Job.run_after <= now),
-                        (Job.state == RUNNING) & (Job.lease_until < now),  # its worker died
-                    )
-                )
-                .order_by(Job.run_after, Job.pk)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+        due = (
+            select(_JOBS.c.pk)
+            .where(
+                _JOBS.c.state.in_((QUEUED, RUNNING)),
+                _JOBS.c.run_after <= now,
+                or_(_JOBS.c.state == QUEUED, _JOBS.c.lease_until < now),
             )
-            if kinds is not None:
-                due = due.where(Job.kind.in_(sorted(kinds)))
-            claimed = [(int(pk), str(kind)) for pk, kind in session.execute(due)]
-            pks = [pk for pk, _ in claimed]
-            if pks:
+            .order_by(_JOBS.c.run_after, _JOBS.c.pk)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if kinds is not None:
+            due = due.where(_JOBS.c.kind.in_(sorted(kinds)))
+        with self._db.transaction() as session:
+            rows = list(
                 session.execute(
-                    update(Job)
-                    .where(Job.pk.in_(pks))
+                    update(_JOBS)
+                    .where(_JOBS.c.pk.in_(due.scalar_subquery()))
                     .values(
                         state=RUNNING,
                         locked_by=worker,
                         lease_until=now + self._lease,
-                        attempts=Job.attempts + 1,
+                        attempts=_JOBS.c.attempts + 1,
                     )
-                )
-            return claimed
+                    .returning(
+                        _JOBS.c.pk,
+                        _JOBS.c.kind,
+                        _JOBS.c.payload,
+                        _JOBS.c.attempts,
+                        _JOBS.c.run_after,
+                    )
+                ).all()
+            )
+        rows.sort(key=lambda row: (row.run_after, row.pk))
+        lease_until = now + self._lease
+        return [
+            ClaimedJob(int(r.pk), str(r.kind), dict(r.payload), int(r.attempts), lease_until)
+            for r in rows
+        ]
 
-    def run(self, pk: int, worker: str, handler: JobHandler) -> str:
+    def run(self, job: ClaimedJob, worker: str, handler: JobHandler) -> str:
         """Run one claimed job; returns its new state. Logs one line per job it finishes or
         fails: kind, id, attempt, duration and outcome (WARNING when dead-lettered)."""
         started = time.monotonic()
         if not handler.in_transaction:
-            return self._run_outside(pk, worker, handler, started)
+            return self._run_outside(job, worker, handler, started)
         try:
             with self._db.transaction() as session:
-                # Core statements: the job's row is read under its lock and marked done in
-                # the handler's transaction, without the unit of work around them.
-                job = session.execute(
-                    select(_JOBS.c.payload, _JOBS.c.kind, _JOBS.c.attempts)
-                    .where(_JOBS.c.pk == pk, _JOBS.c.state == RUNNING, _JOBS.c.locked_by == worker)
-                    .with_for_update()
-                ).first()
-                if job is None:
-                    return "lost"  # the lease ran out and another worker took it
-                handler.fn(session, dict(job.payload))
-                session.execute(
-                    update(_JOBS)
-                    .where(_JOBS.c.pk == pk)
-                    .values(
-                        state=DONE, finished_at=self._clock(), lease_until=None, last_error=None
-                    )
-                )
-                kind, attempt = job.kind, job.attempts
+                # Marked done first, in the handler's transaction: the UPDATE takes the
+                # job's row lock and proves the lease is still ours (another worker that
+                # took the job over after the lease ran out has its own name in
+                # `locked_by`). If the handler fails, the mark rolls back with its effects.
+                if not self._mark_done(session, job.pk, worker):
+                    return "lost"
+                handler.fn(session, job.payload)
         except Exception as exc:  # the handler's transaction rolled back
-            return self._failed(pk, worker, exc, started)
-        _log_job(pk, kind, attempt, started, DONE)
+            return self._failed(job.pk, worker, exc, started)
+        _log_job(job.pk, job.kind, job.attempts, started, DONE)
         return DONE
 
-    def _run_outside(self, pk: int, worker: str, handler: JobHandler, started: float) -> str:
-        with self._db.transaction(read_only=True) as session:
-            row = session.execute(
-                select(Job.payload, Job.kind, Job.attempts).where(
-                    Job.pk == pk, Job.state == RUNNING, Job.locked_by == worker
-                )
-            ).first()
-        if row is None:
+    def _mark_done(self, session: Session, pk: int, worker: str) -> bool:
+        done = session.execute(
+            update(_JOBS)
+            .where(_JOBS.c.pk == pk, _JOBS.c.state == RUNNING, _JOBS.c.locked_by == worker)
+            .values(state=DONE, finished_at=self._clock(), lease_until=None, last_error=None)
+        )
+        return getattr(done, "rowcount", 0) == 1
+
+    def _run_outside(
+        self, job: ClaimedJob, worker: str, handler: JobHandler, started: float
+    ) -> str:
+        """External I/O, outside any transaction. A job still early in its lease runs at
+        once; one whose lease may have run out while the batch before it ran (another
+        worker may have it by now) first checks that it is still ours."""
+        if self._clock() >= job.lease_until - self._lease / 2 and not self._still_ours(
+            job.pk, worker
+        ):
             return "lost"
-        payload, kind, attempt = row
         try:
-            handler.fn(dict(payload))
+            handler.fn(job.payload)
         except Exception as exc:
-            return self._failed(pk, worker, exc, started)
+            return self._failed(job.pk, worker, exc, started)
         with self._db.transaction() as session:
-            done = session.execute(
-                update(Job)
-                .where(Job.pk == pk, Job.state == RUNNING, Job.locked_by == worker)
-                .values(state=DONE, finished_at=self._clock(), lease_until=None, last_error=None)
-            )
-            state = DONE if getattr(done, "rowcount", 0) == 1 else "lost"
+            state = DONE if self._mark_done(session, job.pk, worker) else "lost"
         if state == DONE:
-            _log_job(pk, kind, attempt, started, DONE)
+            _log_job(job.pk, job.kind, job.attempts, started, DONE)
         return state
+
+    def _still_ours(self, pk: int, worker: str) -> bool:
+        with self._db.transaction(read_only=True) as session:
+            return (
+                session.execute(
+                    select(_JOBS.c.pk).where(
+                        _JOBS.c.pk == pk, _JOBS.c.state == RUNNING, _JOBS.c.locked_by == worker
+                    )
+                ).first()
+                is not None
+            )
 
     def _failed(self, pk: int, worker: str, exc: Exception, started: float) -> str:
         now = self._clock()

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -360,6 +361,9 @@ class ProviderEvent(Base):
     )
 
 
+JOBS_DUE_WHERE = "state IN ('queued', 'running')"
+
+
 class Job(Base):
     """The durable job queue (an outbox: jobs are enqueued in the transaction whose state
     change causes them). States: queued -> running -> done, or back to queued with a
@@ -382,6 +386,14 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint("state IN ('queued', 'running', 'done', 'dead')", name="state"),
         Index("ix_jobs_claimable", "state", "run_after"),
+        # what the worker's claim scans (migration 0009): the live queue only
+        Index(
+            "ix_jobs_due",
+            "run_after",
+            "pk",
+            postgresql_where=text(JOBS_DUE_WHERE),
+            sqlite_where=text(JOBS_DUE_WHERE),
+        ),
     )
 
 
