@@ -45,12 +45,15 @@ def record_attempts_in(
     owner: dict[str, str],
     provider: str,
     attempts: Sequence[Attempt],
-) -> None:
+) -> int | None:
     """Insert `attempts`, in order, inside the caller's transaction, which must hold the
     owner's row lock (a payment settling): every other writer of the owner's attempts
-    takes that lock first (`record_attempt`'s `lock`), so the numbers cannot collide."""
+    takes that lock first (`record_attempt`'s `lock`), so the numbers cannot collide.
+
+    Returns how many attempts the owner had before these (None when there were none to
+    insert, and so nothing was read): 0 tells the caller that `attempts` are all of them."""
     if not attempts:
-        return
+        return None
     ((column_name, owner_id),) = owner.items()
     column: Any = getattr(model, column_name)
     last = session.scalar(select(func.max(model.number)).where(column == owner_id)) or 0
@@ -58,6 +61,7 @@ def record_attempts_in(
         insert(table_of(model)),
         [_row(owner, provider, last + i, a) for i, a in enumerate(attempts, start=1)],
     )
+    return int(last)
 
 
 def record_attempt(

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -121,7 +121,23 @@ class PaymentView:
     succeeded_at: datetime | None
 
 
-def _view(row: Payment, attempts: list[PaymentAttempt]) -> PaymentView:
+def _attempt_view(number: int, attempt: Attempt | PaymentAttempt) -> AttemptView:
+    """One attempt as answered: read back from its row, or the one just written from it."""
+    outcome = attempt.outcome
+    return AttemptView(
+        number=number,
+        operation=attempt.operation,
+        started_at=attempt.started_at.astimezone(UTC),
+        duration_ms=attempt.duration_ms,
+        outcome=outcome if isinstance(outcome, str) else outcome.value,
+        error_type=attempt.error_type,
+        code=attempt.code,
+        decline_code=attempt.decline_code,
+        retry_delay_ms=attempt.retry_delay_ms,
+    )
+
+
+def _view(row: Payment, attempts: Sequence[AttemptView]) -> PaymentView:
     return PaymentView(
         id=row.id,
         order=row.order_id,
@@ -134,20 +150,7 @@ def _view(row: Payment, attempts: list[PaymentAttempt]) -> PaymentView:
         client_secret=row.client_secret,
         next_action=row.next_action,
         failure=row.failure,
-        attempts=tuple(
-            AttemptView(
-                number=a.number,
-                operation=a.operation,
-                started_at=a.started_at,
-                duration_ms=a.duration_ms,
-                outcome=a.outcome,
-                error_type=a.error_type,
-                code=a.code,
-                decline_code=a.decline_code,
-                retry_delay_ms=a.retry_delay_ms,
-            )
-            for a in attempts
-        ),
+        attempts=tuple(attempts),
         retry_count=row.retry_count,
         recovered_by_retry=row.recovered_by_retry,
         no_retry_reason=row.no_retry_reason,
@@ -505,11 +508,15 @@ class Payments:
         `attempts` (provider, attempts) first. Held for the request's answer (`hold`):
         with an Idempotency-Key, settlement and stored answer commit together."""
         now = self._clock()
-        with self._db.transaction(hold=True) as session:
+        # No autoflush: the payment and its order are each written once, by the flush at
+        # the end, instead of once per Core statement that settlement runs in between.
+        with self._db.transaction(hold=True) as session, session.no_autoflush:
             payment = lock_payment(session, payment_id)
             assert payment is not None
             provider, made = attempts
-            record_attempts_in(session, PaymentAttempt, {"payment_id": payment_id}, provider, made)
+            before = record_attempts_in(
+                session, PaymentAttempt, {"payment_id": payment_id}, provider, made
+            )
             payment.retry_count = outcome.retries
             payment.recovered_by_retry = outcome.recovered_by_retry
             payment.orchestration_ms = outcome.elapsed_ms
@@ -523,6 +530,9 @@ class Payments:
                 apply_intent(session, ctx, payment, outcome.intent, now)
             elif outcome.failure is not None:
                 payment_failed(session, ctx, payment, outcome.failure, now)
+            session.flush()
+            if before == 0:  # the request's attempts are all the payment has: no reading back
+                return _view(payment, [_attempt_view(n, a) for n, a in enumerate(made, 1)])
             return self._load(session, payment.id)
 
     def for_intent(self, ctx: RequestContext, provider: str, intent_id: str) -> str:
@@ -651,7 +661,7 @@ class Payments:
                 .order_by(PaymentAttempt.number)
             )
         )
-        return _view(row, attempts)
+        return _view(row, [_attempt_view(a.number, a) for a in attempts])
 
     # -- lists ------------------------------------------------------------------------
 
@@ -714,4 +724,6 @@ class Payments:
                 .order_by(PaymentAttempt.payment_id, PaymentAttempt.number)
             ):
                 attempts[attempt.payment_id].append(attempt)
-        return page.map(lambda row: _view(row, attempts[row.id]))
+        return page.map(
+            lambda row: _view(row, [_attempt_view(a.number, a) for a in attempts[row.id]])
+        )
