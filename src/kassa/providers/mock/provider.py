@@ -40,6 +40,7 @@ from kassa.providers.mock.tables import (
 )
 from kassa.storage.database import Database, table_of
 from kassa.storage.pagination import Page, paginate
+from kassa.storage.upsert import insert_unless_exists
 
 NAME = "mock"
 
@@ -76,6 +77,7 @@ FAULT_KINDS = (
 
 
 NO_FAULT = frozenset({"", "ok"})
+_LOCKED_INTENT = "kassa.mock.locked_intent"  # Session.info key: see `_locked_intent`
 _AFTER_SEND = "timeout_after_send"  # the one fault that strikes after the sandbox acted
 T = TypeVar("T")
 
@@ -251,10 +253,10 @@ class MockProvider:
         raised after the log commits, as the remote service would still have logged it."""
         with self._db.transaction() as session:
             if reference is None:
-                found = session.scalar(
-                    select(MockIntent.reference).where(MockIntent.id == intent_id)
-                )
-                reference = found or str(intent_id)
+                # Locked now (and kept for `_locked_intent`): the effect works on it anyway,
+                # and its reference names the payment's script.
+                found = self._lock_intent_row(session, str(intent_id))
+                reference = found.reference if found is not None else str(intent_id)
             if script and session.get(MockFaultScript, reference) is None:
                 session.add(MockFaultScript(reference=reference, faults=list(script), calls_made=0))
                 session.flush()
@@ -300,6 +302,26 @@ class MockProvider:
             )
         )
 
+    def _first_with(
+        self, session: Session, key: str, operation: str, object_id: str
+    ) -> MockIdempotency | None:
+        """Claim `key` for this request, naming the object it will act on; None when the
+        claim is ours, or the first request's record (to replay) when the key was used.
+        One statement in the usual case (the key is new) instead of a read and a write; a
+        concurrent request with the same key waits on the first's claim, then replays."""
+        claimed = insert_unless_exists(
+            session,
+            MockIdempotency,
+            {
+                "key": key,
+                "operation": operation,
+                "object_id": object_id,
+                "created_at": self._clock(),
+            },
+            ["key"],
+        )
+        return None if claimed is not None else self._replay(session, key, operation)
+
     @staticmethod
     def _replay(session: Session, key: str, operation: str) -> MockIdempotency | None:
         row = session.get(MockIdempotency, key)
@@ -320,13 +342,14 @@ class MockProvider:
         parsed = parse_payment_method(request.payment_method) if request.payment_method else None
 
         def create(session: Session) -> ProviderIntent:
-            stored = self._replay(session, idempotency_key, "create_intent")
+            intent_id = "pi_mock_" + secrets.token_hex(10)
+            stored = self._first_with(session, idempotency_key, "create_intent", intent_id)
             if stored is not None and stored.object_id is not None:
                 intent = session.scalar(select(MockIntent).where(MockIntent.id == stored.object_id))
                 assert intent is not None
                 return self._view(intent)
             intent = MockIntent(
-                id="pi_mock_" + secrets.token_hex(10),
+                id=intent_id,
                 reference=request.reference,
                 amount=request.amount,
                 currency=request.currency,
@@ -342,7 +365,6 @@ class MockProvider:
             )
             intent.client_secret = f"{intent.id}_secret_{secrets.token_hex(8)}"
             session.add(intent)
-            self._remember(session, idempotency_key, "create_intent", intent.id)
             return self._view(intent)
 
         return self._call(
@@ -355,21 +377,19 @@ class MockProvider:
 
     def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> ProviderIntent:
         def confirm(session: Session) -> ProviderIntent | _Declined:
-            stored = self._replay(session, idempotency_key, "confirm_intent")
+            intent = self._locked_intent(session, intent_id)
+            stored = self._first_with(session, idempotency_key, "confirm_intent", intent.id)
             if stored is not None:
                 if stored.error is not None:
                     raise ProviderError(_failure_from(stored.error))
-                return self._view(self._locked_intent(session, intent_id))
-            intent = self._locked_intent(session, intent_id)
+                return self._view(intent)
             failure = self._confirm(session, intent)
-            self._remember(
-                session,
-                idempotency_key,
-                "confirm_intent",
-                intent.id,
-                error=_failure_json(failure) if failure else None,
-            )
-            if failure is not None:
+            if failure is not None:  # the key replays the decline
+                session.execute(
+                    update(MockIdempotency)
+                    .where(MockIdempotency.key == idempotency_key)
+                    .values(error=_failure_json(failure))
+                )
                 return _Declined(self._view(intent), failure)  # committed, then raised
             return self._view(intent)
 
@@ -694,13 +714,24 @@ class MockProvider:
             return paginate(session, MockRefund, stmt, limit, starting_after)
 
     @staticmethod
-    def _locked_intent(session: Session, intent_id: str) -> MockIntent:
+    def _lock_intent_row(session: Session, intent_id: str) -> MockIntent | None:
         intent = session.scalar(
             select(MockIntent)
             .where(MockIntent.id == intent_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
+        if intent is not None:
+            session.info[_LOCKED_INTENT] = intent
+        return intent
+
+    @classmethod
+    def _locked_intent(cls, session: Session, intent_id: str) -> MockIntent:
+        """The intent under its row lock: the one this transaction already locked (`_call`
+        locks it first), or read and locked now."""
+        held = session.info.get(_LOCKED_INTENT)
+        intent = held if held is not None and held.id == intent_id else None
+        intent = intent or cls._lock_intent_row(session, intent_id)
         if intent is None:
             raise _missing("intent", intent_id)
         return intent
