@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -128,9 +129,14 @@ class Claim:
         self._fingerprint = request_fingerprint
         self.pk: int | None = None
         self.scope = RequestScope(on_open=self._open, hold_all=local)
+        # what the request will produce, when it says so before its claim is written
+        # (`declare_resource`): the claim's own INSERT then links it
+        self.resource: tuple[str, str] | None = None
 
     def _open(self, session: Session) -> None:
-        decision = self._store.claim_in(session, self._api_key_id, self._key, self._fingerprint)
+        decision = self._store.claim_in(
+            session, self._api_key_id, self._key, self._fingerprint, resource=self.resource
+        )
         if not isinstance(decision, Proceed):
             raise Decided(decision)
         self.pk = decision.pk
@@ -139,12 +145,25 @@ class Claim:
 _CLAIM: ContextVar[Claim | None] = ContextVar("kassa_idempotency_claim", default=None)
 
 
+def declare_resource(resource_type: str, resource_id: str) -> None:
+    """Name the resource the request is about to create (its id drawn beforehand), before
+    its first write transaction: the key's claim is then inserted already linked to it,
+    and `attach_resource` has nothing left to write (one UPDATE fewer). A no-op without
+    an Idempotency-Key, for a local effect, or once the claim is written."""
+    claim = _CLAIM.get()
+    if claim is None or claim.pk is not None or claim.scope.hold_all:
+        return
+    claim.resource = (resource_type, resource_id)
+
+
 def attach_resource(session: Session, resource_type: str, resource_id: str) -> None:
     """Link the resource a request produced to its idempotency row, in the effect's own
     transaction. A no-op for requests without an Idempotency-Key."""
     claim = _CLAIM.get()
     if claim is None or claim.pk is None or claim.scope.hold_all:
         return  # no key; or a local effect, which commits with its answer or not at all
+    if claim.resource == (resource_type, resource_id):
+        return  # the claim was inserted linked to it (`declare_resource`)
     session.execute(
         update(_KEYS)
         .where(_KEYS.c.pk == claim.pk)
@@ -196,11 +215,18 @@ class IdempotencyStore:
             return self.claim_in(session, api_key_id, key, request_fingerprint)
 
     def claim_in(
-        self, session: Session, api_key_id: str, key: str, request_fingerprint: str
+        self,
+        session: Session,
+        api_key_id: str,
+        key: str,
+        request_fingerprint: str,
+        *,
+        resource: tuple[str, str] | None = None,
     ) -> Decision:
-        """Insert the key's row in `session`'s transaction, or decide from the one there."""
+        """Insert the key's row in `session`'s transaction, or decide from the one there.
+        `resource` (type, id): what this request will create, linked from the start."""
         now = self._clock()
-        values = {
+        values: dict[str, Any] = {
             "api_key_id": api_key_id,
             "key": key,
             "fingerprint": request_fingerprint,
@@ -208,6 +234,8 @@ class IdempotencyStore:
             "locked_at": now,
             "created_at": now,
         }
+        if resource is not None:
+            values["resource_type"], values["resource_id"] = resource
         row = None
         for _ in range(3):  # the row we collide with may vanish (below) before we see it
             inserted = insert_unless_exists(session, IdempotencyKey, values, ["api_key_id", "key"])
@@ -238,6 +266,8 @@ class IdempotencyStore:
         row.locked_at = now
         if row.resource_type and row.resource_id:
             return Recover(row.pk, row.resource_type, row.resource_id)
+        if resource is not None:
+            row.resource_type, row.resource_id = resource
         return Proceed(row.pk)
 
     def finish(

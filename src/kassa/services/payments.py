@@ -46,7 +46,7 @@ from kassa.services import audit
 from kassa.services.attempts import record_attempt, record_attempts_in
 from kassa.services.context import Clock, RequestContext
 from kassa.services.gateway_health import GatewayHealth
-from kassa.services.idempotency import attach_resource
+from kassa.services.idempotency import attach_resource, declare_resource
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
 from kassa.services.orders import lock_order
@@ -189,6 +189,7 @@ def open_gateway_payment(
     resume_after_s: int,
     order_id: str | None = None,
     top_up_customer_id: str | None = None,
+    payment_id: str | None = None,
 ) -> Payment:
     """Insert a `processing` payment (for an order, or a wallet top-up) before the
     provider is called; its `idempotency_base` prefixes every provider key it uses.
@@ -460,6 +461,8 @@ class Payments:
         request_key: str | None,
     ) -> tuple[str, IntentRequest, str]:
         now = self._clock()
+        payment_id = new_id("pay")
+        declare_resource("payment", payment_id)
         with self._db.transaction() as session:
             order = self._payable_order(session, ctx, order_id)
             amount = order.total - order.amount_paid
@@ -474,6 +477,7 @@ class Payments:
                 payment_method=payment_method,
                 resume_after_s=self._resume_after_s,
                 order_id=order.id,
+                payment_id=payment_id,
             )
             audit.record(
                 session,
