@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from kassa.documents import (
     Document,
@@ -133,7 +133,14 @@ class Invoices:
         order_id = str(payload["order"])
         if self._issued(session, IssuedDocument.invoiced_order_id == order_id):
             return
-        order = session.scalar(select(Order).where(Order.id == order_id))
+        # the order with its lines, in one statement (a join) instead of two
+        order = (
+            session.scalars(
+                select(Order).where(Order.id == order_id).options(joinedload(Order.lines))
+            )
+            .unique()
+            .first()
+        )
         if order is None:
             raise LookupError(f"no order {order_id!r} to invoice")
         if order.paid_at is None:

@@ -51,6 +51,16 @@ def lock_payment(session: Session, payment_id: str) -> Payment | None:
     )
 
 
+def lock_payment_of_intent(session: Session, provider: str, intent_id: str) -> Payment | None:
+    """`provider`'s payment with that intent id, locked in the same statement that finds it."""
+    return session.scalar(
+        select(Payment)
+        .where(Payment.provider == provider, Payment.provider_payment_id == intent_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 def _transition(
     session: Session,
     ctx: RequestContext,

@@ -61,6 +61,7 @@ from kassa.services.orders import lock_order
 from kassa.services.refunds import mark_refund_succeeded, recompute_order_refunds
 from kassa.services.settlement import (
     lock_payment,
+    lock_payment_of_intent,
     payment_failed,
     payment_requires_action,
     payment_succeeded,
@@ -301,12 +302,7 @@ class Webhooks:
         session, provider = d.session, d.provider
         row = None
         if intent_id is not None:
-            found = session.scalar(
-                select(Payment.id).where(
-                    Payment.provider == provider, Payment.provider_payment_id == intent_id
-                )
-            )
-            row = lock_payment(session, found) if found else None
+            row = lock_payment_of_intent(session, provider, intent_id)
         if row is None and kassa_payment_id is not None:
             row = lock_payment(session, kassa_payment_id)
             if row is not None and row.provider != provider:
