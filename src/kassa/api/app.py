@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from kassa.api.admission import Admission
 from kassa.api.docs import install_docs
 from kassa.api.problem_docs import install_problem_schema
 from kassa.api.problems import install_problem_handlers
@@ -35,6 +36,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
     )
     app.state.kassa = core
 
+    app.add_middleware(Admission)  # innermost: see api/admission.py
     app.add_middleware(RejectUnstorableText)
     app.add_middleware(RequestId)  # outermost: even a 400 for bad text carries the id
     install_problem_handlers(app)
