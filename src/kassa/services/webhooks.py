@@ -56,7 +56,7 @@ from kassa.providers.events import (
 )
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
-from kassa.services.jobs import RetryLater, enqueue
+from kassa.services.jobs import RetryLater
 from kassa.services.orders import lock_order
 from kassa.services.refunds import mark_refund_succeeded, recompute_order_refunds
 from kassa.services.settlement import (
@@ -67,8 +67,9 @@ from kassa.services.settlement import (
     payment_succeeded,
 )
 from kassa.storage.database import Database
+from kassa.storage.outbox import insert_and_enqueue
 from kassa.storage.tables import Payment, ProviderEvent, Refund
-from kassa.storage.upsert import insert_unless_exists
+from kassa.storage.upsert import unless_exists
 
 APPLY_EVENT = "provider_event.apply"
 MAX_EVENT_BYTES = 512 * 1024
@@ -147,7 +148,7 @@ class Webhooks:
             raise rejected("invalid_signature", str(exc)) from exc
         payload, decoded = self._parse(body, self._decoders[provider])
         with self._db.transaction() as session:
-            pk = insert_unless_exists(
+            event = unless_exists(
                 session,
                 ProviderEvent,
                 {
@@ -161,18 +162,17 @@ class Webhooks:
                 },
                 ["provider", "event_id"],
             )
-            if pk is None:
-                session.execute(
-                    update(ProviderEvent)
-                    .where(
-                        ProviderEvent.provider == provider,
-                        ProviderEvent.event_id == decoded.event_id,
-                    )
-                    .values(deliveries=ProviderEvent.deliveries + 1)
+            if insert_and_enqueue(session, event, APPLY_EVENT, "event_pk", now, max_attempts=20):
+                return Receipt(duplicate=False)
+            session.execute(
+                update(ProviderEvent)
+                .where(
+                    ProviderEvent.provider == provider,
+                    ProviderEvent.event_id == decoded.event_id,
                 )
-                return Receipt(duplicate=True)
-            enqueue(session, APPLY_EVENT, {"event_pk": pk}, now, max_attempts=20)
-            return Receipt(duplicate=False)
+                .values(deliveries=ProviderEvent.deliveries + 1)
+            )
+            return Receipt(duplicate=True)
 
     @staticmethod
     def _parse(body: bytes, decode: Decode) -> tuple[Any, DecodedEvent]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from kassa.storage.database import table_of
 from kassa.storage.tables import Job
@@ -57,3 +58,44 @@ def enqueue(
             "created_at": now,
         },
     )
+
+
+def insert_and_enqueue(
+    session: Session,
+    insert_returning_pk: Insert,
+    kind: str,
+    payload_key: str,
+    now: datetime,
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> bool:
+    """Run `insert_returning_pk` (an INSERT ... ON CONFLICT DO NOTHING RETURNING pk) and,
+    if it inserted, enqueue a `kind` job whose payload is {payload_key: that pk}; returns
+    whether it inserted. On PostgreSQL one statement (the insert as a CTE feeding the
+    job's INSERT ... SELECT: a webhook's acknowledgement is a round trip shorter); on
+    SQLite, which has no data-modifying CTEs, the two statements."""
+    if session.get_bind().dialect.name != "postgresql":
+        row = session.execute(insert_returning_pk).first()
+        if row is None:
+            return False
+        enqueue(session, kind, {payload_key: row[0]}, now, max_attempts=max_attempts)
+        return True
+    inserted = insert_returning_pk.cte("inserted")
+    (pk,) = inserted.c
+    job = (
+        insert(_JOBS)
+        .from_select(
+            ["kind", "payload", "state", "attempts", "max_attempts", "run_after", "created_at"],
+            select(
+                literal(kind),
+                func.json_build_object(literal(payload_key), pk),
+                literal(QUEUED),
+                literal(0),
+                literal(max_attempts),
+                literal(now, _JOBS.c.run_after.type),
+                literal(now, _JOBS.c.created_at.type),
+            ),
+        )
+        .returning(_JOBS.c.pk)
+    )
+    return session.execute(job).first() is not None
