@@ -13,11 +13,15 @@ transaction. Its routes document these answers, and the common ones of
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import ResponseValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +41,11 @@ REPLAYED = "Idempotent-Replayed"
 _KEPT_HEADERS = ("content-type", "location")
 _LOCAL = "_kassa_local_effect"
 E = TypeVar("E", bound=Callable[..., Any])
+
+
+def _kept_headers(response: Response) -> dict[str, str]:
+    """The headers a stored answer replays."""
+    return {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
 
 
 def local_effect(endpoint: E) -> E:
@@ -90,6 +99,76 @@ class DocumentedRoute(APIRoute):
 
 
 class KassaRoute(DocumentedRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        call = self.dependant.call
+        if (
+            call is not None
+            and self.response_field is not None
+            and isinstance(self.response_class, DefaultPlaceholder)
+            and not inspect.iscoroutinefunction(call)
+            and self.status_code != 204
+        ):
+            # looked up by FastAPI's handler on every request, after this point
+            self.dependant.call = self._answering_in_thread(call)
+
+    def _answering_in_thread(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        """The endpoint, answering with its finished response from its own thread hop.
+
+        FastAPI would validate and serialize a sync endpoint's result in a second hop to
+        the thread pool, and the stored answer of an Idempotency-Key took a third. A
+        request that holds a transaction (a local effect: claim, effect and answer in
+        one; a pay's settlement) held it across those hops, waiting for a free thread
+        while other requests waited on its locks inside the pool. Here the result is
+        validated and serialized as FastAPI would (the route's response field and
+        `response_model_*` options, JSON bytes by Pydantic), and a claimed request's
+        answer is stored and committed, all in the endpoint's own hop; FastAPI passes the
+        Response through untouched."""
+        route = self
+
+        @functools.wraps(call)
+        def answering(**values: Any) -> Any:
+            result = call(**values)
+            if isinstance(result, Response):
+                return result
+            response = route._finished(result, values)
+            claim = idempotency.current_claim()
+            if claim is not None and not claim.answered:
+                earlier = claim.store.finish(
+                    claim, response.status_code, _kept_headers(response), bytes(response.body)
+                )
+                if earlier is not None:
+                    raise idempotency.Decided(earlier)
+            return response
+
+        return answering
+
+    def _finished(self, result: Any, values: dict[str, Any]) -> Response:
+        field = self.response_field
+        assert field is not None
+        value, errors = field.validate(result, {}, loc=("response",))
+        if errors:
+            raise ResponseValidationError(errors=errors, body=result)
+        body = field.serialize_json(
+            value,
+            include=self.response_model_include,
+            exclude=self.response_model_exclude,
+            by_alias=self.response_model_by_alias,
+            exclude_unset=self.response_model_exclude_unset,
+            exclude_defaults=self.response_model_exclude_defaults,
+            exclude_none=self.response_model_exclude_none,
+        )
+        # an endpoint may set its status and headers on an injected Response, as FastAPI
+        # lets it (a pay still processing answers 202)
+        sub = next((v for v in values.values() if isinstance(v, Response)), None)
+        status = (sub.status_code if sub is not None else None) or self.status_code or 200
+        response = Response(content=body, status_code=status, media_type="application/json")
+        if sub is not None:
+            response.headers.raw.extend(
+                (name, value) for name, value in sub.headers.raw if name != b"content-length"
+            )
+        return response
+
     def problem_codes(self) -> dict[int, list[str]]:
         codes = super().problem_codes()
         methods = self.methods or set()
@@ -164,10 +243,11 @@ class KassaRoute(DocumentedRoute):
             if response.status_code >= 500:
                 await run_in_threadpool(store.release, claim)
                 return response
+            if claim.answered:  # stored in the endpoint's own hop (`_answering_in_thread`)
+                return response
             body = bytes(getattr(response, "body", b""))
-            headers = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
             earlier = await run_in_threadpool(
-                store.finish, claim, response.status_code, headers, body
+                store.finish, claim, response.status_code, _kept_headers(response), body
             )
         return response if earlier is None else earlier
 
@@ -219,5 +299,6 @@ class KassaRoute(DocumentedRoute):
     @staticmethod
     async def _store(store: idempotency.IdempotencyStore, pk: int, response: Response) -> None:
         body = bytes(getattr(response, "body", b""))
-        headers = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
-        await run_in_threadpool(store.complete_soon, pk, response.status_code, headers, body)
+        await run_in_threadpool(
+            store.complete_soon, pk, response.status_code, _kept_headers(response), body
+        )

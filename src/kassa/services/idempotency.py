@@ -129,9 +129,14 @@ class Claim:
         self._fingerprint = request_fingerprint
         self.pk: int | None = None
         self.scope = RequestScope(on_open=self._open, hold_all=local)
+        self.answered = False  # `finish` has stored the request's answer
         # what the request will produce, when it says so before its claim is written
         # (`declare_resource`): the claim's own INSERT then links it
         self.resource: tuple[str, str] | None = None
+
+    @property
+    def store(self) -> IdempotencyStore:
+        return self._store
 
     def _open(self, session: Session) -> None:
         decision = self._store.claim_in(
@@ -143,6 +148,12 @@ class Claim:
 
 
 _CLAIM: ContextVar[Claim | None] = ContextVar("kassa_idempotency_claim", default=None)
+
+
+def current_claim() -> Claim | None:
+    """The claim of the request running in this context (threads started from the request
+    carry it), if it has an Idempotency-Key."""
+    return _CLAIM.get()
 
 
 def declare_resource(resource_type: str, resource_id: str) -> None:
@@ -293,6 +304,7 @@ class IdempotencyStore:
             if not effect_committed or claim.pk is None:
                 raise
             self.complete_soon(claim.pk, status, headers, body)
+        claim.answered = True
         return None
 
     def release(self, claim: Claim) -> None:
