@@ -12,9 +12,15 @@ have `%p` and `%d`) and without the benchmark's own connections.
 
 What is counted. Every logged statement (psycopg and SQLAlchemy send BEGIN and COMMIT as
 statements of their own, and they are round trips, so they count), and the transactions,
-as the BEGINs. An *idle poll*, a transaction in which a worker only looked for due jobs
-and found none (only SELECTs on `jobs`, nothing written), is counted apart and left out:
-it is what an idle worker does every half second, not work an operation caused.
+as the BEGINs. A *claim*, a transaction in which a worker only claimed due jobs, is
+counted apart and left out. Most are an idle worker's polls (every half second), not work
+an operation caused. Since the claim became one statement (`UPDATE jobs ... WHERE pk IN
+(SELECT ... FOR UPDATE SKIP LOCKED) RETURNING ...`, issue 10), the log no longer tells a
+poll that found nothing from one that leased jobs (it shows no row counts), so the
+claims that did lease an operation's jobs are left out too: one statement and one
+transaction per claim, and a claim can lease several jobs at once (a pay's background
+work takes two or three). The older two-statement claim (a SELECT ... FOR UPDATE, then an
+UPDATE when it found jobs) was counted only when it found jobs.
 
 Logging costs CPU, so this runs in a phase of its own, never while CPU is measured, and
 the setting is reset afterwards (`statement_logging`).
@@ -87,12 +93,18 @@ class Transaction:
     statements: list[str] = field(default_factory=list)
 
     @property
-    def idle_poll(self) -> bool:
-        """Only looked for due jobs, found none, wrote nothing."""
+    def claim_only(self) -> bool:
+        """Only claimed due jobs (one statement, idle or not), or only looked for them and
+        found none (the older claim's SELECT ... FOR UPDATE without its UPDATE)."""
         work = [s for s in self.statements if keyword(s) not in CONTROL]
-        return bool(work) and all(
-            keyword(s) == "SELECT" and " jobs" in s and "FOR UPDATE" in s.upper() for s in work
-        )
+        return bool(work) and all(_is_claim(s) for s in work)
+
+
+def _is_claim(sql: str) -> bool:
+    upper = sql.upper()
+    if " JOBS" not in upper or "FOR UPDATE" not in upper:
+        return False
+    return keyword(sql) == "SELECT" or (keyword(sql) == "UPDATE" and "SKIP LOCKED" in upper)
 
 
 def keyword(sql: str) -> str:
@@ -110,7 +122,7 @@ class Count:
     statements: int
     transactions: int
     by_keyword: dict[str, int]
-    idle_polls: int  # left out of the figures above
+    claims: int  # claim-only transactions, left out of the figures above
 
     def per_op(self) -> dict[str, Any]:
         n = max(self.ops, 1)
@@ -119,7 +131,7 @@ class Count:
             "statements_per_op": round(self.statements / n, 2),
             "transactions_per_op": round(self.transactions / n, 2),
             "by_keyword_per_op": {k: round(v / n, 2) for k, v in sorted(self.by_keyword.items())},
-            "idle_polls_left_out": self.idle_polls,
+            "claim_transactions_left_out": self.claims,
         }
 
 
@@ -144,7 +156,7 @@ def entries(text: str, database: str, exclude: set[int]) -> Iterator[tuple[int, 
 
 
 def count(text: str, database: str, ops: int, exclude: set[int]) -> Count:
-    """Statements and transactions in a stretch of the log, idle polls left out."""
+    """Statements and transactions in a stretch of the log, claims left out."""
     open_: dict[int, Transaction] = {}
     done: list[Transaction] = []
     loose: list[str] = []  # outside any BEGIN ... COMMIT
@@ -159,14 +171,14 @@ def count(text: str, database: str, ops: int, exclude: set[int]) -> Count:
         else:
             loose.append(sql)
     done.extend(open_.values())
-    kept = [t for t in done if not t.idle_poll]
+    kept = [t for t in done if not t.claim_only]
     statements = [s for t in kept for s in t.statements] + loose
     return Count(
         ops=ops,
         statements=len(statements),
         transactions=sum(1 for t in kept if keyword(t.statements[0]) in ("BEGIN", "START")),
         by_keyword=dict(Counter(keyword(s) for s in statements)),
-        idle_polls=len(done) - len(kept),
+        claims=len(done) - len(kept),
     )
 
 

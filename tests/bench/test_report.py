@@ -40,7 +40,7 @@ def test_the_table_gives_cpu_and_rate_as_ratios_to_the_ceiling() -> None:
     ceiling = both(*ceilings)
     assert (ceiling.ops, ceiling.per_second, ceiling.cpu_ms()) == (200, 400.0, 2.0)
     orders = measured("orders", 100, 1.0, 2.0)  # 10 ms a create, 50/s
-    count = Count(ops=10, statements=110, transactions=10, by_keyword={}, idle_polls=0)
+    count = Count(ops=10, statements=110, transactions=10, by_keyword={}, claims=0)
     result = DatabaseResult(
         "postgresql", [orders, ceiling], ceilings, [], {"orders": count}, problems=[]
     )

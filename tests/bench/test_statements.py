@@ -26,7 +26,7 @@ def test_a_transaction_with_a_multi_line_statement_and_its_parameters() -> None:
         ]
     )
     found = count(log, DB, ops=1, exclude=set())
-    assert (found.statements, found.transactions, found.idle_polls) == (5, 1, 0)
+    assert (found.statements, found.transactions, found.claims) == (5, 1, 0)
     assert found.by_keyword == {"BEGIN": 1, ";": 1, "SELECT": 1, "INSERT": 1, "COMMIT": 1}
     (_, select), *_ = [e for e in entries(log, DB, set()) if "orders.id" in e[1]]
     assert select.endswith("WHERE orders.id = $1::VARCHAR")
@@ -47,7 +47,7 @@ def test_other_databases_excluded_backends_and_server_lines_are_left_out() -> No
     assert found.per_op()["statements_per_op"] == 0.5
 
 
-def test_an_idle_worker_poll_is_left_out_but_a_claim_that_writes_is_not() -> None:
+def test_an_idle_poll_of_the_older_claim_is_left_out_but_a_claim_that_writes_is_not() -> None:
     claim = "execute <unnamed>: SELECT jobs.pk, jobs.kind FROM jobs WHERE x FOR UPDATE SKIP LOCKED"
     log = "\n".join(
         [
@@ -61,7 +61,27 @@ def test_an_idle_worker_poll_is_left_out_but_a_claim_that_writes_is_not() -> Non
         ]
     )
     found = count(log, DB, ops=1, exclude=set())
-    assert (found.statements, found.transactions, found.idle_polls) == (4, 1, 1)
+    assert (found.statements, found.transactions, found.claims) == (4, 1, 1)
+
+
+def test_a_one_statement_claim_is_left_out_and_a_job_run_is_not() -> None:
+    claim = (
+        "execute <unnamed>: UPDATE jobs SET state=$1 WHERE jobs.pk IN (SELECT jobs.pk FROM jobs"
+        " WHERE x ORDER BY jobs.run_after LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING jobs.pk"
+    )
+    log = "\n".join(
+        [
+            line(22, "statement: BEGIN"),
+            line(22, claim),
+            line(22, "statement: COMMIT"),
+            line(22, "statement: BEGIN"),
+            line(22, "execute <unnamed>: UPDATE jobs SET state=$1 WHERE jobs.pk = $2"),
+            line(22, "execute <unnamed>: INSERT INTO documents VALUES (1)"),
+            line(22, "statement: COMMIT"),
+        ]
+    )
+    found = count(log, DB, ops=1, exclude=set())
+    assert (found.statements, found.transactions, found.claims) == (4, 1, 1)
 
 
 def test_interleaved_sessions_keep_their_own_transactions() -> None:
@@ -76,4 +96,4 @@ def test_interleaved_sessions_keep_their_own_transactions() -> None:
         ]
     )
     found = count(log, DB, ops=1, exclude=set())
-    assert (found.statements, found.transactions, found.idle_polls) == (3, 1, 1)
+    assert (found.statements, found.transactions, found.claims) == (3, 1, 1)
