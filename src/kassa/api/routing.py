@@ -100,17 +100,18 @@ class DocumentedRoute(APIRoute):
 
 class KassaRoute(DocumentedRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # Wrapped before FastAPI builds the route (and the copies that included routers
+        # make of it): the wrapper keeps the endpoint's signature (`__wrapped__`).
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = self._answering_in_thread(endpoint)
         super().__init__(path, endpoint, **kwargs)
-        call = self.dependant.call
-        if (
-            call is not None
-            and self.response_field is not None
+
+    def _answers_in_thread(self) -> bool:
+        return (
+            self.response_field is not None
             and isinstance(self.response_class, DefaultPlaceholder)
-            and not inspect.iscoroutinefunction(call)
             and self.status_code != 204
-        ):
-            # looked up by FastAPI's handler on every request, after this point
-            self.dependant.call = self._answering_in_thread(call)
+        )
 
     def _answering_in_thread(self, call: Callable[..., Any]) -> Callable[..., Any]:
         """The endpoint, answering with its finished response from its own thread hop.
@@ -123,13 +124,14 @@ class KassaRoute(DocumentedRoute):
         validated and serialized as FastAPI would (the route's response field and
         `response_model_*` options, JSON bytes by Pydantic), and a claimed request's
         answer is stored and committed, all in the endpoint's own hop; FastAPI passes the
-        Response through untouched."""
+        Response through untouched. Routes without a response model, or with their own
+        response class, are left to FastAPI."""
         route = self
 
         @functools.wraps(call)
         def answering(**values: Any) -> Any:
             result = call(**values)
-            if isinstance(result, Response):
+            if isinstance(result, Response) or not route._answers_in_thread():
                 return result
             response = route._finished(result, values)
             claim = idempotency.current_claim()
