@@ -203,6 +203,9 @@ def test_every_path_writes_status_through_the_table(kassa: Kassa, is_postgres: b
             max_examples=25 if is_postgres else 60,
             stateful_step_count=12,
             deadline=None,
+            # the same walk every run: the reach checks below are about this walk, and a
+            # random one missed "webhook failed applied" once in a full run (2026-12-02)
+            derandomize=True,
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
