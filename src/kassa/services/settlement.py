@@ -28,12 +28,15 @@ from kassa.providers.base import IntentStatus, ProviderIntent
 from kassa.services import audit
 from kassa.services.context import RequestContext
 from kassa.services.invoices import request_invoice
-from kassa.services.orders import lock_order
 from kassa.services.wallets import post_entry
+from kassa.storage.database import table_of
 from kassa.storage.outbox import retire
 from kassa.storage.tables import Order, OrderLine, Payment, Product
 
 RESUME_PAYMENT = "payments.resume"
+_ORDERS = table_of(Order)
+_LINES = table_of(OrderLine)
+_PRODUCTS = table_of(Product)
 
 
 def resume_guard_key(payment_id: str) -> str:
@@ -174,72 +177,101 @@ def payment_succeeded(
             actor=ctx.actor_key_id,
         )
         return True
-    order = lock_order(session, payment.order_id)
-    assert order is not None
-    order.amount_paid += payment.amount
+    # The order as Core statements: a locked read of what decides, one UPDATE of what
+    # changes (the unit of work cost more than the two statements it writes).
+    order_id = payment.order_id
+    order = session.execute(
+        select(_ORDERS.c.status, _ORDERS.c.amount_paid)
+        .where(_ORDERS.c.id == order_id)
+        .with_for_update()
+    ).one()
+    amount_paid = order.amount_paid + payment.amount
     if order.status == OrderStatus.PENDING.value:
-        order.status = OrderStatus.PAID.value
-        order.paid_at = now
-        order.reservation_expires_at = None
-        _take_goods(session, order)
-        request_invoice(session, order.id, now)
+        shortage = _take_goods(session, order_id, now)
+        session.execute(
+            update(_ORDERS)
+            .where(_ORDERS.c.id == order_id)
+            .values(
+                amount_paid=amount_paid,
+                status=OrderStatus.PAID.value,
+                paid_at=now,
+                reservation_expires_at=None,
+                stock_shortage=shortage,
+            )
+        )
+        request_invoice(session, order_id, now)
         audit.record(
             session,
             ctx,
             at=now,
             action="order.paid",
-            subject=order.id,
+            subject=order_id,
             before={"status": "pending"},
             after={
-                "status": order.status,
-                "amount_paid": order.amount_paid,
-                "stock_shortage": order.stock_shortage,
+                "status": OrderStatus.PAID.value,
+                "amount_paid": amount_paid,
+                "stock_shortage": shortage,
             },
         )
     else:
         # Money arrived for an order that is no longer pending (e.g. cancelled while the
         # shopper was paying). It is recorded, never dropped; staff refund it.
+        session.execute(
+            update(_ORDERS).where(_ORDERS.c.id == order_id).values(amount_paid=amount_paid)
+        )
         audit.record(
             session,
             ctx,
             at=now,
             action="payment.succeeded_on_" + order.status + "_order",
-            subject=order.id,
-            after={"amount_paid": order.amount_paid, "payment": payment.id},
+            subject=order_id,
+            after={"amount_paid": amount_paid, "payment": payment.id},
         )
+    _forget_loaded_order(session, order_id)
     return True
 
 
-def _take_goods(session: Session, order: Order) -> None:
-    lines = session.scalars(
-        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.sku)
+def _forget_loaded_order(session: Session, order_id: str) -> None:
+    """An ORM copy of the order that this session loaded earlier (the wallet path locks it
+    to check it is payable) is stale after the Core UPDATE: expire it, so a later read
+    loads the row again."""
+    for loaded in list(session.identity_map.values()):
+        if isinstance(loaded, Order) and loaded.id == order_id:
+            session.expire(loaded)
+
+
+def _take_goods(session: Session, order_id: str, now: datetime) -> bool:
+    """Take the paid order's goods; returns whether any line could not be taken (a
+    stock shortage, for staff)."""
+    lines = session.execute(
+        select(_LINES.c.product_id, _LINES.c.quantity, _LINES.c.unique)
+        .where(_LINES.c.order_id == order_id)
+        .order_by(_LINES.c.sku)
     ).all()
     shortage = False
     for line in lines:  # SKU order, like every other multi-product lock in kassa
         if line.unique:
             taken = session.execute(
-                update(Product)
+                update(_PRODUCTS)
                 .where(
-                    Product.id == line.product_id,
-                    Product.status == ProductStatus.RESERVED.value,
-                    Product.reserved_by_order == order.id,
+                    _PRODUCTS.c.id == line.product_id,
+                    _PRODUCTS.c.status == ProductStatus.RESERVED.value,
+                    _PRODUCTS.c.reserved_by_order == order_id,
                 )
-                .values(
-                    status=ProductStatus.SOLD.value, reserved_until=None, updated_at=order.paid_at
-                )
+                .values(status=ProductStatus.SOLD.value, reserved_until=None, updated_at=now)
             )
         else:
             taken = session.execute(
-                update(Product)
+                update(_PRODUCTS)
                 .where(
-                    Product.id == line.product_id,
-                    Product.stock.is_(None) | (Product.stock >= line.quantity),
+                    _PRODUCTS.c.id == line.product_id,
+                    _PRODUCTS.c.stock.is_(None) | (_PRODUCTS.c.stock >= line.quantity),
                 )
                 .values(
-                    stock=Product.stock - line.quantity,  # NULL (unlimited) stays NULL
-                    updated_at=order.paid_at,
+                    stock=_PRODUCTS.c.stock - line.quantity,  # NULL (unlimited) stays NULL
+                    updated_at=now,
                 )
             )
         if getattr(taken, "rowcount", 0) != 1:
             shortage = True
-    order.stock_shortage = shortage
+    return shortage
