@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -49,7 +49,6 @@ from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import attach_resource, declare_resource
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
-from kassa.services.orders import lock_order
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
 from kassa.services.settlement import (
     RESUME_PAYMENT,
@@ -60,10 +59,11 @@ from kassa.services.settlement import (
     resume_guard_key,
 )
 from kassa.services.wallets import post_entry
-from kassa.storage.database import Database
+from kassa.storage.database import Database, table_of
 from kassa.storage.tables import Customer, Order, Payment, PaymentAttempt
 
 IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
+_ORDERS = table_of(Order)
 # What a payment cut off before its charge fails with: nothing was charged, the intent was
 # canceled at the provider, and the shopper may simply pay again.
 INTERRUPTED = ProviderFailure(
@@ -229,8 +229,35 @@ def open_gateway_payment(
     return payment
 
 
+class _OrderRef(Protocol):
+    """What a provider request names of an order (an ORM row or a `PayableOrder`)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def number(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PayableOrder:
+    """An order found payable, read under its row lock (Core: no unit of work for a row
+    that paying never changes here)."""
+
+    id: str
+    number: str | None
+    currency: str
+    total: int
+    amount_paid: int
+    customer_id: str | None
+
+    @property
+    def due(self) -> int:
+        return self.total - self.amount_paid
+
+
 def intent_request(
-    payment: Payment, payment_method: str | None, order: Order | None
+    payment: Payment, payment_method: str | None, order: _OrderRef | None
 ) -> IntentRequest:
     """What kassa asks the provider for, for `payment` (the same on a resume, so the
     provider's idempotency key meets the same request)."""
@@ -307,7 +334,7 @@ class Payments:
                     "a guest order has no wallet to pay from",
                     FieldProblem(("body", "provider"), "the order has no customer"),
                 )
-            amount = order.total - order.amount_paid
+            amount = order.due
             payment_id = new_id("pay")
             post_entry(
                 session,
@@ -435,12 +462,25 @@ class Payments:
             first_attempt_number=first_attempt_number,
         )
 
-    def _payable_order(self, session: Session, ctx: RequestContext, order_id: str) -> Order:
-        order = lock_order(session, order_id)
-        if order is None or not ctx.may_see(order.created_by_key):
+    def _payable_order(self, session: Session, ctx: RequestContext, order_id: str) -> PayableOrder:
+        row = session.execute(
+            select(
+                _ORDERS.c.id,
+                _ORDERS.c.number,
+                _ORDERS.c.status,
+                _ORDERS.c.currency,
+                _ORDERS.c.total,
+                _ORDERS.c.amount_paid,
+                _ORDERS.c.customer_id,
+                _ORDERS.c.created_by_key,
+            )
+            .where(_ORDERS.c.id == order_id)
+            .with_for_update()
+        ).one_or_none()
+        if row is None or not ctx.may_see(row.created_by_key):
             raise not_found("order_not_found", f"no order {order_id!r}")
-        if order.status != OrderStatus.PENDING.value:
-            raise conflict("order_not_pending", f"the order is {order.status}, not pending")
+        if row.status != OrderStatus.PENDING.value:
+            raise conflict("order_not_pending", f"the order is {row.status}, not pending")
         in_flight = session.scalar(
             select(Payment.id).where(Payment.order_id == order_id, Payment.status.in_(IN_FLIGHT))
         )
@@ -448,7 +488,10 @@ class Payments:
             raise conflict(
                 "payment_in_progress", f"payment {in_flight} for this order is still open"
             )
-        if order.total - order.amount_paid <= 0:
+        order = PayableOrder(
+            row.id, row.number, row.currency, row.total, row.amount_paid, row.customer_id
+        )
+        if order.due <= 0:
             raise conflict("nothing_to_pay", "the order's total is already covered")
         return order
 
@@ -465,7 +508,7 @@ class Payments:
         declare_resource("payment", payment_id)
         with self._db.transaction() as session:
             order = self._payable_order(session, ctx, order_id)
-            amount = order.total - order.amount_paid
+            amount = order.due
             payment = open_gateway_payment(
                 session,
                 ctx,
