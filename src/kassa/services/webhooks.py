@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from kassa.domain.errors import DomainError, ErrorKind, not_found
 from kassa.domain.ids import new_id
@@ -66,12 +67,33 @@ from kassa.services.settlement import (
     payment_requires_action,
     payment_succeeded,
 )
-from kassa.storage.database import Database
+from kassa.storage.database import Database, table_of
 from kassa.storage.outbox import insert_and_enqueue
 from kassa.storage.tables import Payment, ProviderEvent, Refund
 from kassa.storage.upsert import unless_exists
 
 APPLY_EVENT = "provider_event.apply"
+_EVENTS = table_of(ProviderEvent)
+_EVENT_COLUMNS = ("provider", "event_id", "type", "payload", "signed_at", "received_at")
+_STORE_EVENT: dict[str, Insert] = {}  # per dialect, built once
+
+
+def _store_event(session: Session) -> Insert:
+    """The event's INSERT ... ON CONFLICT DO NOTHING RETURNING pk, with bind parameters
+    named after its columns: built once per dialect (a statement built on every call costs
+    its construction and cache key each time, on the hottest write kassa has)."""
+    dialect = session.get_bind().dialect.name
+    statement = _STORE_EVENT.get(dialect)
+    if statement is None:
+        values: dict[str, Any] = {
+            name: bindparam(name, type_=_EVENTS.c[name].type) for name in _EVENT_COLUMNS
+        }
+        values["deliveries"] = 1
+        statement = unless_exists(session, ProviderEvent, values, ["provider", "event_id"])
+        statement = _STORE_EVENT.setdefault(dialect, statement)
+    return statement
+
+
 MAX_EVENT_BYTES = 512 * 1024
 
 Decode = Callable[[Any], DecodedEvent]
@@ -148,21 +170,18 @@ class Webhooks:
             raise rejected("invalid_signature", str(exc)) from exc
         payload, decoded = self._parse(body, self._decoders[provider])
         with self._db.transaction() as session:
-            event = unless_exists(
-                session,
-                ProviderEvent,
-                {
-                    "provider": provider,
-                    "event_id": decoded.event_id,
-                    "type": decoded.type,
-                    "payload": payload,
-                    "signed_at": datetime.fromtimestamp(signed_at, UTC),
-                    "received_at": now,
-                    "deliveries": 1,
-                },
-                ["provider", "event_id"],
-            )
-            if insert_and_enqueue(session, event, APPLY_EVENT, "event_pk", now, max_attempts=20):
+            event = {
+                "provider": provider,
+                "event_id": decoded.event_id,
+                "type": decoded.type,
+                "payload": payload,
+                "signed_at": datetime.fromtimestamp(signed_at, UTC),
+                "received_at": now,
+            }
+            stored = _store_event(session)
+            if insert_and_enqueue(
+                session, stored, event, APPLY_EVENT, "event_pk", now, max_attempts=20
+            ):
                 return Receipt(duplicate=False)
             session.execute(
                 update(ProviderEvent)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import bindparam, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -63,26 +63,48 @@ def enqueue(
 def insert_and_enqueue(
     session: Session,
     insert_returning_pk: Insert,
+    params: dict[str, Any],
     kind: str,
     payload_key: str,
     now: datetime,
     *,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> bool:
-    """Run `insert_returning_pk` (an INSERT ... ON CONFLICT DO NOTHING RETURNING pk) and,
-    if it inserted, enqueue a `kind` job whose payload is {payload_key: that pk}; returns
-    whether it inserted. On PostgreSQL one statement (the insert as a CTE feeding the
-    job's INSERT ... SELECT: a webhook's acknowledgement is a round trip shorter); on
-    SQLite, which has no data-modifying CTEs, the two statements."""
+    """Run `insert_returning_pk` (an INSERT ... ON CONFLICT DO NOTHING RETURNING pk, built
+    once with bind parameters, executed with `params`) and, if it inserted, enqueue a
+    `kind` job whose payload is {payload_key: that pk}; returns whether it inserted.
+
+    On PostgreSQL one statement: the insert as a CTE feeding the job's INSERT ... SELECT
+    (a webhook's acknowledgement is a round trip shorter). That statement is built once
+    per insert statement and kind and kept: building a compound statement and its cache
+    key on every call cost as much CPU as executing it. On SQLite, which has no
+    data-modifying CTEs, the two statements."""
     if session.get_bind().dialect.name != "postgresql":
-        row = session.execute(insert_returning_pk).first()
+        row = session.execute(insert_returning_pk, params).first()
         if row is None:
             return False
         enqueue(session, kind, {payload_key: row[0]}, now, max_attempts=max_attempts)
         return True
+    key = (insert_returning_pk, kind, payload_key, max_attempts)
+    statement = _WITH_JOB.get(key)
+    if statement is None:
+        statement = _WITH_JOB.setdefault(
+            key, _with_job(insert_returning_pk, kind, payload_key, max_attempts)
+        )
+    return session.execute(statement, {**params, _JOB_NOW: now}).first() is not None
+
+
+_JOB_NOW = "outbox_job_now"
+# (insert statement, kind, payload key, max attempts) -> the statement. Callers pass an
+# insert they built once (webhooks._store_event), so this holds one entry per such use.
+_WITH_JOB: dict[tuple[Insert, str, str, int], Any] = {}
+
+
+def _with_job(insert_returning_pk: Insert, kind: str, payload_key: str, max_attempts: int) -> Any:
     inserted = insert_returning_pk.cte("inserted")
     (pk,) = inserted.c
-    job = (
+    now = bindparam(_JOB_NOW, type_=_JOBS.c.run_after.type)
+    return (
         insert(_JOBS)
         .from_select(
             ["kind", "payload", "state", "attempts", "max_attempts", "run_after", "created_at"],
@@ -92,10 +114,9 @@ def insert_and_enqueue(
                 literal(QUEUED),
                 literal(0),
                 literal(max_attempts),
-                literal(now, _JOBS.c.run_after.type),
-                literal(now, _JOBS.c.created_at.type),
+                now,
+                now,
             ),
         )
         .returning(_JOBS.c.pk)
     )
-    return session.execute(job).first() is not None
