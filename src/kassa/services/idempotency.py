@@ -36,7 +36,7 @@ from kassa.services.context import Clock
 from kassa.storage.database import Database, RequestScope, table_of
 from kassa.storage.errors import StorageError
 from kassa.storage.tables import IdempotencyKey
-from kassa.storage.upsert import insert_unless_exists
+from kassa.storage.upsert import unless_exists_prebuilt
 
 log = logging.getLogger("kassa.idempotency")
 
@@ -148,6 +148,16 @@ class Claim:
 
 
 _CLAIM: ContextVar[Claim | None] = ContextVar("kassa_idempotency_claim", default=None)
+# the claim's INSERT ... ON CONFLICT DO NOTHING, with a bind parameter per column
+_CLAIM_COLUMNS = (
+    "api_key_id",
+    "key",
+    "fingerprint",
+    "locked_at",
+    "created_at",
+    "resource_type",
+    "resource_id",
+)
 
 
 def current_claim() -> Claim | None:
@@ -237,19 +247,26 @@ class IdempotencyStore:
         """Insert the key's row in `session`'s transaction, or decide from the one there.
         `resource` (type, id): what this request will create, linked from the start."""
         now = self._clock()
+        resource_type, resource_id = resource or (None, None)
         values: dict[str, Any] = {
             "api_key_id": api_key_id,
             "key": key,
             "fingerprint": request_fingerprint,
-            "state": IN_PROGRESS,
             "locked_at": now,
             "created_at": now,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
         }
-        if resource is not None:
-            values["resource_type"], values["resource_id"] = resource
+        claim = unless_exists_prebuilt(
+            session,
+            IdempotencyKey,
+            _CLAIM_COLUMNS,
+            ("api_key_id", "key"),
+            (("state", IN_PROGRESS),),
+        )
         row = None
         for _ in range(3):  # the row we collide with may vanish (below) before we see it
-            inserted = insert_unless_exists(session, IdempotencyKey, values, ["api_key_id", "key"])
+            inserted = session.execute(claim, values).scalar()
             if inserted is not None:
                 return Proceed(inserted)
             row = session.execute(

@@ -32,9 +32,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -67,31 +67,28 @@ from kassa.services.settlement import (
     payment_requires_action,
     payment_succeeded,
 )
-from kassa.storage.database import Database, table_of
+from kassa.storage.database import Database
 from kassa.storage.outbox import insert_and_enqueue
 from kassa.storage.tables import Payment, ProviderEvent, Refund
-from kassa.storage.upsert import unless_exists
+from kassa.storage.upsert import unless_exists_prebuilt
 
 APPLY_EVENT = "provider_event.apply"
-_EVENTS = table_of(ProviderEvent)
 _EVENT_COLUMNS = ("provider", "event_id", "type", "payload", "signed_at", "received_at")
-_STORE_EVENT: dict[str, Insert] = {}  # per dialect, built once
 
 
 def _store_event(session: Session) -> Insert:
-    """The event's INSERT ... ON CONFLICT DO NOTHING RETURNING pk, with bind parameters
-    named after its columns: built once per dialect (a statement built on every call costs
-    its construction and cache key each time, on the hottest write kassa has)."""
-    dialect = session.get_bind().dialect.name
-    statement = _STORE_EVENT.get(dialect)
-    if statement is None:
-        values: dict[str, Any] = {
-            name: bindparam(name, type_=_EVENTS.c[name].type) for name in _EVENT_COLUMNS
-        }
-        values["deliveries"] = 1
-        statement = unless_exists(session, ProviderEvent, values, ["provider", "event_id"])
-        statement = _STORE_EVENT.setdefault(dialect, statement)
-    return statement
+    """The event's INSERT ... ON CONFLICT DO NOTHING RETURNING pk, built once per dialect
+    with a bind parameter per column (the hottest write kassa has)."""
+    return cast(
+        Insert,
+        unless_exists_prebuilt(
+            session,
+            ProviderEvent,
+            _EVENT_COLUMNS,
+            ("provider", "event_id"),
+            (("deliveries", 1),),
+        ),
+    )
 
 
 MAX_EVENT_BYTES = 512 * 1024

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,6 +23,35 @@ def unless_exists(
         .on_conflict_do_nothing(index_elements=unique_on)
         .returning(key)
     )
+
+
+_PREBUILT: dict[tuple[Any, ...], Any] = {}
+
+
+def unless_exists_prebuilt(
+    session: Session,
+    model: Any,
+    columns: tuple[str, ...],
+    unique_on: tuple[str, ...],
+    constants: tuple[tuple[str, Any], ...] = (),
+) -> Any:
+    """The statement of `unless_exists` with a bind parameter per column in `columns`
+    (named after it, typed like it) and fixed `constants`, built once per dialect and
+    kept: execute it with `{column: value}`. On a hot path a statement built on every
+    call costs its construction and cache key each time, about as much CPU as running it
+    (measured on the webhook ack, issue 10)."""
+    dialect = session.get_bind().dialect.name
+    key = (dialect, model, columns, unique_on, constants)
+    statement = _PREBUILT.get(key)
+    if statement is None:
+        table = model.__table__
+        values: dict[str, Any] = {
+            name: bindparam(name, type_=table.c[name].type) for name in columns
+        }
+        statement = _PREBUILT.setdefault(
+            key, unless_exists(session, model, {**values, **dict(constants)}, list(unique_on))
+        )
+    return statement
 
 
 def insert_unless_exists(

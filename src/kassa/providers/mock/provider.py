@@ -40,7 +40,7 @@ from kassa.providers.mock.tables import (
 )
 from kassa.storage.database import Database, table_of
 from kassa.storage.pagination import Page, paginate
-from kassa.storage.upsert import insert_unless_exists
+from kassa.storage.upsert import unless_exists_prebuilt
 
 NAME = "mock"
 
@@ -309,17 +309,11 @@ class MockProvider:
         claim is ours, or the first request's record (to replay) when the key was used.
         One statement in the usual case (the key is new) instead of a read and a write; a
         concurrent request with the same key waits on the first's claim, then replays."""
-        claimed = insert_unless_exists(
-            session,
-            MockIdempotency,
-            {
-                "key": key,
-                "operation": operation,
-                "object_id": object_id,
-                "created_at": self._clock(),
-            },
-            ["key"],
+        claim = unless_exists_prebuilt(
+            session, MockIdempotency, ("key", "operation", "object_id", "created_at"), ("key",)
         )
+        values = {"key": key, "operation": operation, "object_id": object_id}
+        claimed = session.execute(claim, {**values, "created_at": self._clock()}).scalar()
         return None if claimed is not None else self._replay(session, key, operation)
 
     @staticmethod
