@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -283,6 +283,16 @@ class IdempotencyStore:
                 break
         if row is None:
             return InUse()  # the key churned under us three times: let the client retry
+        return self._decide(row, request_fingerprint, now, resource)
+
+    def _decide(
+        self,
+        row: IdempotencyKey,
+        request_fingerprint: str,
+        now: datetime,
+        resource: tuple[str, str] | None,
+    ) -> Decision:
+        """What a request meets when its key's row (locked) is already there."""
         if row.fingerprint != request_fingerprint:
             return Reused()
         if row.state == COMPLETED:
