@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from kassa.api.app import create_app
 from kassa.bootstrap import Kassa
@@ -13,7 +13,7 @@ from kassa.services import idempotency
 from kassa.services.context import RequestContext
 from kassa.services.idempotency import Proceed, fingerprint
 from kassa.services.orders import NewOrder
-from kassa.storage.tables import Order
+from kassa.storage.tables import IdempotencyKey, Order
 from tests.conftest import FakeClock, Keys
 
 ORDER = {"email": "buyer@example.com", "currency": "EUR", "lines": [{"sku": "MUG", "quantity": 2}]}
@@ -247,3 +247,36 @@ def test_unauthenticated_request_with_key_is_401_and_stores_nothing(
     r = client.post("/v1/orders", json=ORDER, headers={"Idempotency-Key": "anon"})
     assert r.status_code == 401
     assert r.json()["code"] == "missing_api_key"
+
+
+def test_a_pay_claims_its_key_already_linked_to_the_payment(
+    client: TestClient, keys: Keys, kassa: Kassa
+) -> None:
+    """The payment's id is drawn before its key is claimed, so the claim's INSERT names the
+    payment and no UPDATE of the key follows; the payment opened is that one."""
+    _catalogue(client, keys)
+    order = _post(client, keys, "order-1", ORDER).json()
+    seen: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(kassa.db.engine, "before_cursor_execute", note)
+    try:
+        paid = client.post(
+            f"/v1/orders/{order['id']}/payments",
+            json={"provider": "mock", "payment_method": "pm_card_visa"},
+            headers=keys.headers("storefront", **{"Idempotency-Key": "pay-1"}),
+        )
+    finally:
+        event.remove(kassa.db.engine, "before_cursor_execute", note)
+    assert paid.status_code == 201, paid.text
+    with kassa.db.transaction(read_only=True) as s:
+        row = s.execute(
+            select(IdempotencyKey.resource_type, IdempotencyKey.resource_id).where(
+                IdempotencyKey.key == "pay-1"
+            )
+        ).one()
+    assert tuple(row) == ("payment", paid.json()["id"])
+    linking = [s for s in seen if s.startswith("UPDATE idempotency_keys SET resource_type")]
+    assert linking == []

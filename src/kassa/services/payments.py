@@ -197,7 +197,7 @@ def open_gateway_payment(
     Its resume job is enqueued in the same transaction: if this process dies (or the
     database goes away) between the provider call and the settlement, the worker asks
     the provider later and settles the payment, so no order stays blocked by it."""
-    payment_id = new_id("pay")
+    payment_id = payment_id or new_id("pay")
     enqueue(
         session,
         RESUME_PAYMENT,
