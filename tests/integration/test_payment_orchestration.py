@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from kassa.bootstrap import Kassa
-from kassa.providers.mock.tables import MockCharge, MockRequest
+from kassa.providers.mock.tables import MockCharge, MockIntent, MockRequest
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.storage.tables import PaymentAttempt
@@ -88,6 +88,30 @@ def test_success_marks_the_order_paid(shop: Kassa, client: TestClient, keys: Key
     assert got["paid_at"] is not None
     assert charges(shop, order["id"]) == 1
     assert client.get(f"/v1/payments/{p['id']}", headers=keys.headers("analyst")).json() == p
+
+
+def test_only_a_payment_made_with_a_fault_script_looks_one_up(
+    shop: Kassa, client: TestClient, keys: Keys
+) -> None:
+    """The sandbox reads a payment's fault script only for an intent created with one: a
+    usual payment's calls skip that read; a scripted one still meets its faults."""
+    seen: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(shop.db.engine, "before_cursor_execute", note)
+    try:
+        plain = pay(client, keys, new_order(client, keys), "pm_card_visa").json()
+    finally:
+        event.remove(shop.db.engine, "before_cursor_execute", note)
+    assert plain["status"] == "succeeded"
+    assert not [s for s in seen if "mock_fault_scripts" in s]
+    scripted = pay(client, keys, new_order(client, keys), "pm_card_visa|ok,api_error").json()
+    assert scripted["status"] == "succeeded" and scripted["retry_count"] == 1
+    with shop.db.transaction(read_only=True) as s:
+        flags = dict(s.execute(select(MockIntent.reference, MockIntent.scripted)).tuples().all())
+    assert flags == {plain["id"]: False, scripted["id"]: True}
 
 
 @pytest.mark.parametrize("fault", TRANSIENT)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kassa.services.orchestrator import Attempt
-from kassa.storage.database import Database, table_of
+from kassa.storage.database import Database, write_only_insert
 from kassa.storage.tables import PaymentAttempt, RefundAttempt
 
 _TRIES = 5
@@ -58,7 +58,7 @@ def record_attempts_in(
     column: Any = getattr(model, column_name)
     last = session.scalar(select(func.max(model.number)).where(column == owner_id)) or 0
     session.execute(
-        insert(table_of(model)),
+        write_only_insert(model),
         [_row(owner, provider, last + i, a) for i, a in enumerate(attempts, start=1)],
     )
     return int(last)
@@ -85,7 +85,7 @@ def record_attempt(
                     lock(session)
                 last = session.scalar(select(func.max(model.number)).where(column == owner_id))
                 session.execute(
-                    insert(table_of(model)), _row(owner, provider, (last or 0) + 1, attempt)
+                    write_only_insert(model), _row(owner, provider, (last or 0) + 1, attempt)
                 )
             return
         except IntegrityError:

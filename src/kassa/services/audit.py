@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kassa.domain.ids import new_id
 from kassa.services.context import Clock, RequestContext
 from kassa.services.pagination import Page, paginate
-from kassa.storage.database import Database, table_of
+from kassa.storage.database import Database, write_only_insert
 from kassa.storage.tables import AuditRecord
 
 
@@ -56,7 +56,7 @@ def record(
     # A Core insert, executed at once: an audit record is never read back in the
     # transaction that writes it, so the unit of work would only add cost.
     session.execute(
-        insert(table_of(AuditRecord)),
+        write_only_insert(AuditRecord),
         {
             "id": new_id("aud"),
             "actor_key_id": ctx.actor_key_id,

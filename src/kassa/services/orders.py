@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload
 
@@ -41,7 +41,7 @@ from kassa.services.catalogue import catalogue_entry
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
-from kassa.storage.database import Database, next_pk, table_of
+from kassa.storage.database import Database, next_pk, table_of, write_only_insert
 from kassa.storage.tables import Customer, Order, OrderLine, Payment, Product
 
 RESERVATION_EXPIRED = "reservation_expired"
@@ -326,9 +326,9 @@ class Orders:
             }
             # One statement each for the order and its lines (snapshots of the catalogue
             # as it is now): Core inserts, no unit of work to flush.
-            session.execute(insert(table_of(Order)), row)
+            session.execute(write_only_insert(Order), row)
             lines = products.order_lines(order_id, priced)
-            session.execute(insert(table_of(OrderLine)), lines)
+            session.execute(write_only_insert(OrderLine), lines)
             for sku in products.unique_skus:
                 self._reserve(session, ctx, products.by_sku[sku], order_id, now)
             audit.record(

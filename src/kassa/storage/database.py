@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, create_engine, event, inspect, make_url, text
+from sqlalchemy import Engine, Table, create_engine, event, insert, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from kassa.config import normalize_database_url
 from kassa.storage.errors import DatabaseUrlInvalid, SchemaMissing, storage_error
@@ -73,6 +75,18 @@ def table_of(model: type[Any]) -> Table:
     """A mapped class's table, for Core statements on hot paths: an INSERT of a Table
     executes at once without the ORM's unit of work (a third of an order's CPU before)."""
     return cast(Table, model.__table__)
+
+
+@cache
+def write_only_insert(model: type[Any]) -> Insert:
+    """`INSERT INTO <model's table>` for a row the writer never reads back (an audit
+    record, a job, a log line), built once and kept: execute it with the row's values.
+
+    Inline, so it asks for no `RETURNING pk` (SQLAlchemy adds one to every single-row
+    Core insert of a table with a generated key, to fill `inserted_primary_key`): the
+    driver then builds no result for it. Measured on PostgreSQL (issue 10), this and
+    building the statement once take 60-140 us off each such insert."""
+    return insert(table_of(model)).inline()
 
 
 def next_pk(session: Session, model: Any) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from kassa.storage.database import table_of
+from kassa.storage.database import table_of, write_only_insert
 from kassa.storage.tables import Job
 
 _JOBS = table_of(Job)  # Core statements: no unit of work on every state change
@@ -46,7 +46,7 @@ def enqueue(
     """Add a job inside the caller's transaction (a Core insert, executed at once: a job
     is never read back by the transaction that adds it)."""
     session.execute(
-        insert(_JOBS),
+        write_only_insert(Job),
         {
             "kind": kind,
             "payload": payload,

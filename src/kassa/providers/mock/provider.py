@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from kassa.domain.payments import ErrorType, ProviderFailure
@@ -38,7 +38,7 @@ from kassa.providers.mock.tables import (
     MockRefund,
     MockRequest,
 )
-from kassa.storage.database import Database, table_of
+from kassa.storage.database import Database, write_only_insert
 from kassa.storage.pagination import Page, paginate
 from kassa.storage.upsert import unless_exists_prebuilt
 
@@ -209,11 +209,18 @@ class MockProvider:
     # -- faults -----------------------------------------------------------------------
 
     def _consume_fault(
-        self, session: Session, reference: str, operation: str, key: str | None
+        self, session: Session, reference: str, operation: str, key: str | None, *, scripted: bool
     ) -> str | None:
-        """Log the call and consume the next scripted fault for this payment."""
-        script = session.scalar(
-            select(MockFaultScript).where(MockFaultScript.reference == reference).with_for_update()
+        """Log the call and consume the next scripted fault for this payment; a payment
+        made without a script (`scripted` false) has none to read."""
+        script = (
+            session.scalar(
+                select(MockFaultScript)
+                .where(MockFaultScript.reference == reference)
+                .with_for_update()
+            )
+            if scripted
+            else None
         )
         fault = None
         if script is not None:
@@ -221,7 +228,7 @@ class MockProvider:
             script.calls_made = index + 1
             fault = script.faults[index] if index < len(script.faults) else None
         session.execute(
-            insert(table_of(MockRequest)),
+            write_only_insert(MockRequest),
             {
                 "reference": reference,
                 "operation": operation,
@@ -252,15 +259,17 @@ class MockProvider:
         A ProviderError that `effect` raises (a refusal, before it writes anything) is
         raised after the log commits, as the remote service would still have logged it."""
         with self._db.transaction() as session:
+            scripted = bool(script)
             if reference is None:
                 # Locked now (and kept for `_locked_intent`): the effect works on it anyway,
-                # and its reference names the payment's script.
+                # and its reference names the payment's script, if it was made with one.
                 found = self._lock_intent_row(session, str(intent_id))
                 reference = found.reference if found is not None else str(intent_id)
+                scripted = found is not None and found.scripted
             if script and session.get(MockFaultScript, reference) is None:
                 session.add(MockFaultScript(reference=reference, faults=list(script), calls_made=0))
                 session.flush()
-            fault = self._consume_fault(session, reference, operation, key)
+            fault = self._consume_fault(session, reference, operation, key, scripted=scripted)
             strikes_first = fault is not None and fault not in NO_FAULT and fault != _AFTER_SEND
             refused: ProviderError | None = None
             if not strikes_first:
@@ -355,6 +364,7 @@ class MockProvider:
                 payment_method=parsed.method if parsed else None,
                 client_secret="",
                 metadata_=dict(request.metadata),
+                scripted=bool(parsed and parsed.faults),
                 created_at=self._clock(),
             )
             intent.client_secret = f"{intent.id}_secret_{secrets.token_hex(8)}"

@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kassa.storage.tables import PK, UTC_TIME, Base
@@ -27,6 +36,9 @@ class MockIntent(Base):
     client_secret: Mapped[str] = mapped_column(String(120))
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    # created with a fault script (`MockFaultScript`): only then does a call about this
+    # intent look for one, so the usual payment's calls skip that read
+    scripted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTC_TIME)
 
 
