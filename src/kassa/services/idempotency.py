@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from kassa.services.context import Clock
@@ -147,6 +147,18 @@ class Claim:
         self.pk = decision.pk
 
 
+# Built once (every keyed request ends with it): see `storage.upsert.unless_exists_prebuilt`.
+_WRITE_ANSWER = (
+    update(_KEYS)
+    .where(_KEYS.c.pk == bindparam("key_pk"))
+    .values(
+        state=COMPLETED,
+        response_status=bindparam("answer_status"),
+        response_headers=bindparam("answer_headers", type_=_KEYS.c.response_headers.type),
+        response_body=bindparam("answer_body", type_=_KEYS.c.response_body.type),
+        completed_at=bindparam("answered_at", type_=_KEYS.c.completed_at.type),
+    )
+)
 _CLAIM: ContextVar[Claim | None] = ContextVar("kassa_idempotency_claim", default=None)
 # the claim's INSERT ... ON CONFLICT DO NOTHING, with a bind parameter per column
 _CLAIM_COLUMNS = (
@@ -351,15 +363,14 @@ class IdempotencyStore:
         self, session: Session, pk: int, status: int, headers: dict[str, str], body: bytes
     ) -> None:
         session.execute(
-            update(_KEYS)
-            .where(_KEYS.c.pk == pk)
-            .values(
-                state=COMPLETED,
-                response_status=status,
-                response_headers=headers,
-                response_body=body,
-                completed_at=self._clock(),
-            )
+            _WRITE_ANSWER,
+            {
+                "key_pk": pk,
+                "answer_status": status,
+                "answer_headers": headers,
+                "answer_body": body,
+                "answered_at": self._clock(),
+            },
         )
 
     def complete(self, pk: int, status: int, headers: dict[str, str], body: bytes) -> None:
