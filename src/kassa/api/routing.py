@@ -208,8 +208,10 @@ class KassaRoute(DocumentedRoute):
         store = kassa_of(request).idempotency
         if store.has_pending_releases():
             await run_in_threadpool(store.release_pending)
+        # the path as the server received it: building `request.url` (a URL parsed from the
+        # scope) only for its path cost about 2 % of a pay's CPU (issue 10)
         fingerprint = idempotency.fingerprint(
-            request.method, request.url.path, await request.body()
+            request.method, request.scope["path"], await request.body()
         )
         local = bool(getattr(self.endpoint, _LOCAL, False))
         claim = idempotency.Claim(store, api_key.id, key, fingerprint, local=local)

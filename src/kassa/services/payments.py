@@ -54,6 +54,7 @@ from kassa.services.settlement import (
     RESUME_PAYMENT,
     apply_intent,
     lock_payment,
+    lock_payment_of_intent,
     payment_failed,
     payment_succeeded,
     resume_guard_key,
@@ -595,28 +596,38 @@ class Payments:
             raise not_found("payment_not_found", f"no payment for intent {intent_id!r}")
         return str(row.id)
 
-    def sync_from_provider(self, ctx: RequestContext, provider: str, intent_id: str) -> PaymentView:
-        """Re-read an intent at its provider and apply it to kassa's payment."""
-        self.for_intent(ctx, provider, intent_id)
-        gateway = self._providers.existing(provider)
-        try:
-            intent = gateway.retrieve_intent(intent_id)
-        except ProviderError as exc:
-            raise DomainError("provider_error", exc.failure.message, ErrorKind.CONFLICT) from exc
+    def sync_from_provider(
+        self,
+        ctx: RequestContext,
+        provider: str,
+        intent_id: str,
+        *,
+        answered: ProviderIntent | None = None,
+    ) -> PaymentView:
+        """Apply an intent to kassa's payment: `answered`, the intent as its provider has
+        just returned it (the sandbox's browser confirm, whose caller checked `for_intent`
+        before touching the provider), or else the intent read again from the provider,
+        after that check. The check is repeated on the locked row (no extra statement)."""
+        intent = answered
+        if intent is None:
+            self.for_intent(ctx, provider, intent_id)
+            gateway = self._providers.existing(provider)
+            try:
+                intent = gateway.retrieve_intent(intent_id)
+            except ProviderError as exc:
+                raise DomainError(
+                    "provider_error", exc.failure.message, ErrorKind.CONFLICT
+                ) from exc
         now = self._clock()
-        with self._db.transaction() as session:
-            payment_id = session.scalar(
-                select(Payment.id).where(
-                    Payment.provider == provider, Payment.provider_payment_id == intent_id
-                )
-            )
-            if payment_id is None:
+        # No autoflush: the payment is written once, by the flush before its view.
+        with self._db.transaction() as session, session.no_autoflush:
+            payment = lock_payment_of_intent(session, provider, intent_id)
+            if payment is None or not ctx.may_see(payment.created_by_key):
                 raise not_found("payment_not_found", f"no payment for intent {intent_id!r}")
-            payment = lock_payment(session, payment_id)
-            assert payment is not None
             payment.updated_at = now
             apply_intent(session, ctx, payment, intent, now)
-            return self._load(session, payment.id)
+            session.flush()
+            return self._view_with_attempts(session, payment)
 
     # -- the worker's half: payments cut off mid-flight ------------------------------
 
@@ -701,10 +712,15 @@ class Payments:
     def _load(session: Session, payment_id: str) -> PaymentView:
         row = session.scalar(select(Payment).where(Payment.id == payment_id))
         assert row is not None  # only called with the id of a payment the caller holds
+        return Payments._view_with_attempts(session, row)
+
+    @staticmethod
+    def _view_with_attempts(session: Session, row: Payment) -> PaymentView:
+        """The view of a payment this session holds (flushed), with its attempts read."""
         attempts = list(
             session.scalars(
                 select(PaymentAttempt)
-                .where(PaymentAttempt.payment_id == payment_id)
+                .where(PaymentAttempt.payment_id == row.id)
                 .order_by(PaymentAttempt.number)
             )
         )

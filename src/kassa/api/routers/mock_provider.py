@@ -78,8 +78,9 @@ def confirm_as_browser(
     may see the payment may confirm it: another storefront's intent is 404, before the
     sandbox is touched."""
     kassa.payments.for_intent(ctx, "mock", intent_id)
+    answered = None  # a decline: kassa reads the intent again below
     try:
-        kassa.mock.confirm_from_browser(intent_id, body.payment_method)
+        answered = kassa.mock.confirm_from_browser(intent_id, body.payment_method)
     except ProviderError as exc:
         if exc.failure.code in (
             "resource_missing",
@@ -96,7 +97,7 @@ def confirm_as_browser(
                 ErrorKind.NOT_FOUND if status == 404 else ErrorKind.CONFLICT,
             ) from exc
         # a decline is recorded at the provider; kassa's payment follows below
-    return kassa.payments.sync_from_provider(ctx, "mock", intent_id)
+    return kassa.payments.sync_from_provider(ctx, "mock", intent_id, answered=answered)
 
 
 @mock_provider.post(
