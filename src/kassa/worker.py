@@ -68,9 +68,9 @@ class Worker:
     def run_once(self) -> int:
         """Claim and run one batch of due jobs; returns how many ran."""
         claimed = self.kassa.jobs.claim(self.name, self._batch, set(self.handlers))
+        states = self.kassa.jobs.run_batch(claimed, self.name, self.handlers)  # each logs
         for job in claimed:
-            state = self.kassa.jobs.run(job, self.name, self.handlers[job.kind])  # logs its line
-            if state == "lost":
+            if states.get(job.pk) == "lost":
                 log.warning(
                     "job lost kind=%s id=%s (its lease ran out; another worker has it)",
                     job.kind,

@@ -110,7 +110,10 @@ def test_only_a_payment_made_with_a_fault_script_looks_one_up(
     scripted = pay(client, keys, new_order(client, keys), "pm_card_visa|ok,api_error").json()
     assert scripted["status"] == "succeeded" and scripted["retry_count"] == 1
     with shop.db.transaction(read_only=True) as s:
-        flags = dict(s.execute(select(MockIntent.reference, MockIntent.scripted)).tuples().all())
+        flags = {
+            ref: bool(on)
+            for ref, on in s.execute(select(MockIntent.reference, MockIntent.scripted))
+        }
     assert flags == {plain["id"]: False, scripted["id"]: True}
 
 

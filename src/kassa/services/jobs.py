@@ -52,6 +52,22 @@ _MARK_DONE = (
         last_error=None,
     )
 )
+# The jobs of one batch whose external effect went through, marked done together.
+_MARK_ALL_DONE = (
+    update(_JOBS)
+    .where(
+        _JOBS.c.pk.in_(bindparam("job_pks", expanding=True)),
+        _JOBS.c.state == RUNNING,
+        _JOBS.c.locked_by == bindparam("worker"),
+    )
+    .values(
+        state=DONE,
+        finished_at=bindparam("done_at", type_=_JOBS.c.finished_at.type),
+        lease_until=None,
+        last_error=None,
+    )
+    .returning(_JOBS.c.pk)
+)
 BACKOFF_BASE_S = 2
 BACKOFF_CAP_S = 3600
 
@@ -209,12 +225,64 @@ class JobQueue:
             for r in rows
         ]
 
+    def run_batch(
+        self, jobs: list[ClaimedJob], worker: str, handlers: dict[str, JobHandler]
+    ) -> dict[int, str]:
+        """Run a claimed batch, in order; returns each job's new state by its pk.
+
+        As `run`, except that the jobs whose external effect went through (handlers not
+        `in_transaction`) are marked done together, in one statement after the batch
+        instead of one transaction each. Until then they stay `running` under this
+        worker's lease; if the process dies first they run again, which such jobs must
+        bear anyway (they are at-least-once)."""
+        states: dict[int, str] = {}
+        effected: list[tuple[ClaimedJob, float]] = []
+        for job in jobs:
+            handler = handlers[job.kind]
+            if handler.in_transaction:
+                states[job.pk] = self.run(job, worker, handler)
+                continue
+            started = time.monotonic()
+            state = self._effect_outside(job, worker, handler, started)
+            if state is None:
+                effected.append((job, started))
+            else:
+                states[job.pk] = state
+        states.update(self._mark_all_done(effected, worker))
+        return states
+
+    def _mark_all_done(
+        self, effected: list[tuple[ClaimedJob, float]], worker: str
+    ) -> dict[int, str]:
+        if not effected:
+            return {}
+        with self._db.transaction() as session:
+            marked = set(
+                session.scalars(
+                    _MARK_ALL_DONE,
+                    {
+                        "job_pks": [job.pk for job, _ in effected],
+                        "worker": worker,
+                        "done_at": self._clock(),
+                    },
+                )
+            )
+        states: dict[int, str] = {}
+        for job, started in effected:
+            states[job.pk] = DONE if job.pk in marked else "lost"
+            if job.pk in marked:
+                _log_job(job.pk, job.kind, job.attempts, started, DONE)
+        return states
+
     def run(self, job: ClaimedJob, worker: str, handler: JobHandler) -> str:
         """Run one claimed job; returns its new state. Logs one line per job it finishes or
         fails: kind, id, attempt, duration and outcome (WARNING when dead-lettered)."""
         started = time.monotonic()
         if not handler.in_transaction:
-            return self._run_outside(job, worker, handler, started)
+            state = self._effect_outside(job, worker, handler, started)
+            if state is not None:
+                return state
+            return self._mark_all_done([(job, started)], worker)[job.pk]
         try:
             with self._db.transaction() as session:
                 # Marked done first, in the handler's transaction: the UPDATE takes the
@@ -235,12 +303,13 @@ class JobQueue:
         )
         return getattr(done, "rowcount", 0) == 1
 
-    def _run_outside(
+    def _effect_outside(
         self, job: ClaimedJob, worker: str, handler: JobHandler, started: float
-    ) -> str:
-        """External I/O, outside any transaction. A job still early in its lease runs at
-        once; one whose lease may have run out while the batch before it ran (another
-        worker may have it by now) first checks that it is still ours."""
+    ) -> str | None:
+        """External I/O, outside any transaction; None when it went through (the job is
+        still to be marked done), else the job's new state. A job still early in its lease
+        runs at once; one whose lease may have run out while the batch before it ran
+        (another worker may have it by now) first checks that it is still ours."""
         if self._clock() >= job.lease_until - self._lease / 2 and not self._still_ours(
             job.pk, worker
         ):
@@ -249,11 +318,7 @@ class JobQueue:
             handler.fn(job.payload)
         except Exception as exc:
             return self._failed(job.pk, worker, exc, started)
-        with self._db.transaction() as session:
-            state = DONE if self._mark_done(session, job.pk, worker) else "lost"
-        if state == DONE:
-            _log_job(job.pk, job.kind, job.attempts, started, DONE)
-        return state
+        return None
 
     def _still_ours(self, pk: int, worker: str) -> bool:
         with self._db.transaction(read_only=True) as session:
