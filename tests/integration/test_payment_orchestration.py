@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
 from kassa.bootstrap import Kassa
+from kassa.providers.base import ProviderError
 from kassa.providers.mock.tables import MockCharge, MockIntent, MockRequest
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
@@ -386,3 +387,28 @@ def test_mock_provider_records_can_be_listed_by_admins(
         ).json()["data"]
         == []
     )
+
+
+def test_the_sandbox_replays_a_refund_key_as_stripe_does(
+    shop: Kassa, client: TestClient, keys: Keys
+) -> None:
+    """A key's first answer is its answer: a refusal (more than is left) is replayed even
+    for a request that would now succeed; a refund is replayed, never made twice."""
+    paid = pay(client, keys, new_order(client, keys), "pm_card_visa").json()
+    intent = paid["provider_payment_id"]
+    refund = shop.mock.refund
+
+    with pytest.raises(ProviderError) as refused:
+        refund(intent, 5000, idempotency_key="k-too-much", reference="r1")
+    assert refused.value.failure.code == "charge_already_refunded"
+    with pytest.raises(ProviderError) as again:
+        refund(intent, 100, idempotency_key="k-too-much", reference="r1")
+    assert again.value.failure.code == "charge_already_refunded"
+
+    first = refund(intent, 100, idempotency_key="k-ok", reference="r2")
+    assert refund(intent, 100, idempotency_key="k-ok", reference="r2").id == first.id
+    with shop.db.transaction(read_only=True) as s:
+        refunded = s.scalar(
+            select(MockCharge.amount_refunded).where(MockCharge.intent_id == intent)
+        )
+    assert refunded == 100

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -88,6 +88,28 @@ class _Declined:
 
     intent: ProviderIntent
     failure: ProviderFailure
+
+
+@dataclass(frozen=True, slots=True)
+class _Effect(Generic[T]):
+    """What a sandbox call's effect did: its result, or the refusal it raised. Caught
+    inside the call's transaction, so that the transaction commits either way (the call
+    is logged; a refusal's error stays on its idempotency key), and raised after."""
+
+    value: T | None
+    refused: ProviderError | None
+
+    @classmethod
+    def of(cls, effect: Callable[[Session], T], session: Session) -> _Effect[T]:
+        try:
+            return cls(effect(session), None)
+        except ProviderError as exc:
+            return cls(None, exc)
+
+    def result(self) -> T:
+        if self.refused is not None:
+            raise self.refused
+        return cast(T, self.value)
 
 
 # The longest `latency=<ms>` a script may ask for: a sandbox request holds a server thread.
@@ -256,8 +278,9 @@ class MockProvider:
         acts); `timeout_after_send` acts, then raises. The payment's script is named by
         `reference`, or found from `intent_id`; `script` starts one for a new payment.
 
-        A ProviderError that `effect` raises (a refusal, before it writes anything) is
-        raised after the log commits, as the remote service would still have logged it."""
+        A ProviderError that `effect` raises (a refusal) is raised after the transaction
+        commits: the remote service still logged the call, and what the refusal wrote (its
+        error kept on the idempotency key, for a retry to replay) stays."""
         with self._db.transaction() as session:
             scripted = bool(script)
             if reference is None:
@@ -271,44 +294,30 @@ class MockProvider:
                 session.flush()
             fault = self._consume_fault(session, reference, operation, key, scripted=scripted)
             strikes_first = fault is not None and fault not in NO_FAULT and fault != _AFTER_SEND
-            refused: ProviderError | None = None
             if not strikes_first:
-                try:
-                    result = effect(session)
-                except ProviderError as exc:
-                    refused = exc
-        if refused is not None:
-            raise refused
+                outcome = _Effect.of(effect, session)
         if strikes_first:
             assert fault is not None
             if not fault.startswith("latency="):
                 raise ProviderError(_failure_for(fault))
             self._sleep(int(fault.split("=", 1)[1]) / 1000)
             with self._db.transaction() as session:
-                result = effect(session)
+                outcome = _Effect.of(effect, session)
+        result = outcome.result()  # a refusal is raised now, its transaction committed
         if fault == _AFTER_SEND:
             raise ProviderError(_failure_for(fault))
         return result
 
     # -- idempotency ------------------------------------------------------------------
 
-    def _remember(
-        self,
-        session: Session,
-        key: str,
-        operation: str,
-        object_id: str,
-        error: dict[str, Any] | None = None,
-    ) -> None:
-        """Store what the first request with `key` produced, for `_replay`."""
-        session.add(
-            MockIdempotency(
-                key=key,
-                operation=operation,
-                object_id=object_id,
-                error=error,
-                created_at=self._clock(),
-            )
+    @staticmethod
+    def _store_error(session: Session, key: str, failure: ProviderFailure) -> None:
+        """Keep a refusal on the key this request claimed (`_first_with`): a retry with
+        the key gets the same answer, as Stripe replays an error."""
+        session.execute(
+            update(MockIdempotency)
+            .where(MockIdempotency.key == key)
+            .values(error=_failure_json(failure))
         )
 
     def _first_with(
@@ -389,11 +398,7 @@ class MockProvider:
                 return self._view(intent)
             failure = self._confirm(session, intent)
             if failure is not None:  # the key replays the decline
-                session.execute(
-                    update(MockIdempotency)
-                    .where(MockIdempotency.key == idempotency_key)
-                    .values(error=_failure_json(failure))
-                )
+                self._store_error(session, idempotency_key, failure)
                 return _Declined(self._view(intent), failure)  # committed, then raised
             return self._view(intent)
 
@@ -471,8 +476,11 @@ class MockProvider:
     ) -> ProviderRefund:
         # the payment's fault script covers every call about it, its refunds included
         def refund(session: Session) -> ProviderRefund:
-            stored = self._replay(session, idempotency_key, "refund")
-            if stored is not None and stored.object_id is not None:
+            refund_id = "re_mock_" + secrets.token_hex(10)
+            stored = self._first_with(session, idempotency_key, "refund", refund_id)
+            if stored is not None:  # the key's first request: its refusal, or its refund
+                if stored.error is not None:
+                    raise ProviderError(_failure_from(stored.error))
                 row = session.scalar(select(MockRefund).where(MockRefund.id == stored.object_id))
                 assert row is not None
                 return self._refund_view(row)
@@ -482,21 +490,22 @@ class MockProvider:
                 .with_for_update()
             )
             if charge is None or amount <= 0 or charge.amount_refunded + amount > charge.amount:
-                raise ProviderError(
-                    ProviderFailure(
-                        ErrorType.INVALID_REQUEST,
-                        "mock: nothing (or not that much) left to refund on this payment",
-                        code="charge_already_refunded",
-                        http_status=400,
-                    )
+                failure = ProviderFailure(
+                    ErrorType.INVALID_REQUEST,
+                    "mock: nothing (or not that much) left to refund on this payment",
+                    code="charge_already_refunded",
+                    http_status=400,
                 )
+                # kept on the claimed key, which replays it (committed, then raised)
+                self._store_error(session, idempotency_key, failure)
+                raise ProviderError(failure)
             session.execute(
                 update(MockCharge)
                 .where(MockCharge.pk == charge.pk)
                 .values(amount_refunded=MockCharge.amount_refunded + amount)
             )
             row = MockRefund(
-                id="re_mock_" + secrets.token_hex(10),
+                id=refund_id,
                 charge_id=charge.id,
                 intent_id=intent_id,
                 order_ref=charge.order_ref,
@@ -507,7 +516,6 @@ class MockProvider:
                 created_at=self._clock(),
             )
             session.add(row)
-            self._remember(session, idempotency_key, "refund", row.id)
             session.flush()
             self._emit_charge(session, "charge.refunded", charge)  # as Stripe reports it
             return self._refund_view(row)
