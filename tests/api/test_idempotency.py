@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
@@ -249,13 +250,24 @@ def test_unauthenticated_request_with_key_is_401_and_stores_nothing(
     assert r.json()["code"] == "missing_api_key"
 
 
-def test_a_pay_claims_its_key_already_linked_to_the_payment(
-    client: TestClient, keys: Keys, kassa: Kassa
+@pytest.mark.parametrize("what", ["pay", "top_up"])
+def test_a_payment_claims_its_key_already_linked_to_it(
+    client: TestClient, keys: Keys, kassa: Kassa, what: str
 ) -> None:
-    """The payment's id is drawn before its key is claimed, so the claim's INSERT names the
-    payment and no UPDATE of the key follows; the payment opened is that one."""
+    """A payment's id (an order's pay, a wallet top-up) is drawn before its key is
+    claimed, so the claim's INSERT names the payment and no UPDATE of the key follows;
+    the payment opened is that one."""
     _catalogue(client, keys)
-    order = _post(client, keys, "order-1", ORDER).json()
+    if what == "pay":
+        order = _post(client, keys, "order-1", ORDER).json()
+        path, body = f"/v1/orders/{order['id']}/payments", {"provider": "mock"}
+    else:
+        made = client.post(
+            "/v1/customers", json={"email": "w@example.com"}, headers=keys.headers("storefront")
+        )
+        assert made.status_code == 201, made.text
+        path = f"/v1/customers/{made.json()['id']}/wallet/top-ups"
+        body = {"amount": 500, "currency": "EUR"}
     seen: list[str] = []
 
     def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
@@ -264,8 +276,8 @@ def test_a_pay_claims_its_key_already_linked_to_the_payment(
     event.listen(kassa.db.engine, "before_cursor_execute", note)
     try:
         paid = client.post(
-            f"/v1/orders/{order['id']}/payments",
-            json={"provider": "mock", "payment_method": "pm_card_visa"},
+            path,
+            json={**body, "payment_method": "pm_card_visa"},
             headers=keys.headers("storefront", **{"Idempotency-Key": "pay-1"}),
         )
     finally:

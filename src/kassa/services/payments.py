@@ -404,6 +404,8 @@ class Payments:
             )
         gateway = self._providers.get(provider)
         now = self._clock()
+        payment_id = new_id("pay")
+        declare_resource("payment", payment_id)  # the key's claim is inserted linked to it
         with self._db.transaction() as session:
             owner = session.execute(
                 select(Customer.pk, Customer.created_by_key).where(Customer.id == customer_id)
@@ -421,6 +423,7 @@ class Payments:
                 payment_method=payment_method,
                 resume_after_s=self._resume_after_s,
                 top_up_customer_id=customer_id,
+                payment_id=payment_id,
             )
             audit.record(
                 session,
