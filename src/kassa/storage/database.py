@@ -170,8 +170,15 @@ class Database:
         self._write = sessionmaker(
             bind=self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
         )
+        # PostgreSQL reads run in autocommit: under READ COMMITTED each statement takes
+        # its own snapshot whether or not a transaction wraps it, so BEGIN and COMMIT would
+        # be two round trips that change nothing (a one-statement read was three). SQLite
+        # keeps its deferred BEGIN: there the transaction holds one snapshot for all.
+        read_options: dict[str, Any] = {_WRITE: False}
+        if not self.is_sqlite:
+            read_options["isolation_level"] = "AUTOCOMMIT"
         self._read = sessionmaker(
-            bind=self.engine.execution_options(**{_WRITE: False}), expire_on_commit=False
+            bind=self.engine.execution_options(**read_options), expire_on_commit=False
         )
         snapshot_options: dict[str, Any] = (
             {_WRITE: False} if self.is_sqlite else {"isolation_level": "REPEATABLE READ"}
