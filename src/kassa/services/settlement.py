@@ -15,6 +15,7 @@ could not be taken sets `stock_shortage` for staff (the order is paid regardless
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,10 +63,21 @@ _LOCK_PAYMENT_OF_INTENT = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
-_LOCK_ORDER = (
-    select(_ORDERS.c.status, _ORDERS.c.amount_paid)
+# The paid order, locked, with its lines in SKU order (like every other multi-product
+# lock in kassa): one statement for what decides and what is taken. Lines never change
+# once written, so reading them beside the lock is as good as after it.
+_LOCK_ORDER_WITH_LINES = (
+    select(
+        _ORDERS.c.status,
+        _ORDERS.c.amount_paid,
+        _LINES.c.product_id,
+        _LINES.c.quantity,
+        _LINES.c.unique,
+    )
+    .select_from(_ORDERS.outerjoin(_LINES, _LINES.c.order_id == _ORDERS.c.id))
     .where(_ORDERS.c.id == bindparam("order_id"))
-    .with_for_update()
+    .order_by(_LINES.c.sku)
+    .with_for_update(of=_ORDERS)
 )
 _PAY_ORDER = (
     update(_ORDERS)
@@ -77,11 +89,6 @@ _PAY_ORDER = (
         reservation_expires_at=None,
         stock_shortage=bindparam("shortage", type_=_ORDERS.c.stock_shortage.type),
     )
-)
-_LINES_TO_TAKE = (
-    select(_LINES.c.product_id, _LINES.c.quantity, _LINES.c.unique)
-    .where(_LINES.c.order_id == bindparam("order_id"))
-    .order_by(_LINES.c.sku)
 )
 _SELL_UNIQUE = (
     update(_PRODUCTS)
@@ -235,10 +242,11 @@ def payment_succeeded(
     # The order as Core statements: a locked read of what decides, one UPDATE of what
     # changes (the unit of work cost more than the two statements it writes).
     order_id = payment.order_id
-    order = session.execute(_LOCK_ORDER, {"order_id": order_id}).one()
+    rows = session.execute(_LOCK_ORDER_WITH_LINES, {"order_id": order_id}).all()
+    order = rows[0]
     amount_paid = order.amount_paid + payment.amount
     if order.status == OrderStatus.PENDING.value:
-        shortage = _take_goods(session, order_id, now)
+        shortage = _take_goods(session, order_id, rows, now)
         session.execute(
             _PAY_ORDER,
             {"order_id": order_id, "paid": amount_paid, "now": now, "shortage": shortage},
@@ -284,12 +292,13 @@ def _forget_loaded_order(session: Session, order_id: str) -> None:
             session.expire(loaded)
 
 
-def _take_goods(session: Session, order_id: str, now: datetime) -> bool:
-    """Take the paid order's goods; returns whether any line could not be taken (a
-    stock shortage, for staff)."""
-    lines = session.execute(_LINES_TO_TAKE, {"order_id": order_id}).all()
+def _take_goods(session: Session, order_id: str, lines: Sequence[Any], now: datetime) -> bool:
+    """Take the paid order's goods (`lines`: its lines in SKU order, as read with its
+    lock); returns whether any line could not be taken (a stock shortage, for staff)."""
     shortage = False
     for line in lines:  # SKU order, like every other multi-product lock in kassa
+        if line.product_id is None:  # the outer join's row of an order without lines
+            continue
         if line.unique:
             taken = session.execute(
                 _SELL_UNIQUE, {"product_id": line.product_id, "order_id": order_id, "now": now}
