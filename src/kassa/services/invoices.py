@@ -42,7 +42,7 @@ from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
-from kassa.storage.database import Database
+from kassa.storage.database import Database, write_only_insert
 from kassa.storage.tables import Customer, DocumentCounter, IssuedDocument, Order, Refund
 from kassa.storage.upsert import increment
 
@@ -264,23 +264,25 @@ class Invoices:
             locale=self._seller.locale,
         )
         document_id = new_id("inv" if kind == INVOICE else "cn")
-        session.add(
-            IssuedDocument(
-                id=document_id,
-                kind=kind,
-                series=series.value,
-                year=now.year,
-                sequence=sequence,
-                number=number,
-                order_id=order.id,
-                invoiced_order_id=order.id if kind == INVOICE else None,
-                refund_id=refund_id,
-                currency=order.currency,
-                total=total,
-                tax=sum(tax.amount for tax in taxes),
-                content=document_to_json(document),
-                issued_at=now,
-            )
+        # a Core insert: the document is not read back in the job's transaction
+        session.execute(
+            write_only_insert(IssuedDocument),
+            {
+                "id": document_id,
+                "kind": kind,
+                "series": series.value,
+                "year": now.year,
+                "sequence": sequence,
+                "number": number,
+                "order_id": order.id,
+                "invoiced_order_id": order.id if kind == INVOICE else None,
+                "refund_id": refund_id,
+                "currency": order.currency,
+                "total": total,
+                "tax": sum(tax.amount for tax in taxes),
+                "content": document_to_json(document),
+                "issued_at": now,
+            },
         )
         audit.record(
             session,

@@ -69,13 +69,19 @@ def increment(session: Session, model: Any, key: dict[str, Any], column: str) ->
     creating it at 1; returns the new value. One statement (`INSERT … ON CONFLICT DO
     UPDATE … RETURNING`) that leaves the row locked until the transaction ends, so the
     numbers it hands out are consecutive and a rollback gives its number back."""
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
-    table = model.__table__
-    counter = table.c[column]
-    statement = (
-        insert(table)
-        .values(**key, **{column: 1})
-        .on_conflict_do_update(index_elements=list(key), set_={column: counter + 1})
-        .returning(counter)
-    )
-    return int(session.execute(statement).scalar_one())
+    dialect = session.get_bind().dialect.name
+    cache_key = ("increment", dialect, model, tuple(key), column)
+    statement = _PREBUILT.get(cache_key)
+    if statement is None:  # built once per dialect and use, like `unless_exists_prebuilt`
+        insert = sqlite_insert if dialect == "sqlite" else pg_insert
+        table = model.__table__
+        counter = table.c[column]
+        keys = {name: bindparam(name, type_=table.c[name].type) for name in key}
+        statement = _PREBUILT.setdefault(
+            cache_key,
+            insert(table)
+            .values(**keys, **{column: 1})
+            .on_conflict_do_update(index_elements=list(key), set_={column: counter + 1})
+            .returning(counter),
+        )
+    return int(session.execute(statement, key).scalar_one())
