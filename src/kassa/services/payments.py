@@ -60,7 +60,7 @@ from kassa.services.settlement import (
     resume_guard_key,
 )
 from kassa.services.wallets import post_entry
-from kassa.storage.database import Database, table_of
+from kassa.storage.database import Database, insert_new, table_of
 from kassa.storage.tables import Customer, Order, Payment, PaymentAttempt
 
 IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
@@ -226,7 +226,9 @@ def open_gateway_payment(
         created_at=now,
         updated_at=now,
     )
-    session.add(payment)
+    # a Core insert: the payment is not changed again in this transaction (it settles in
+    # its own), and its object serves the caller's reads
+    insert_new(session, payment)
     return payment
 
 

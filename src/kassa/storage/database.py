@@ -77,7 +77,6 @@ def table_of(model: type[Any]) -> Table:
     return cast(Table, model.__table__)
 
 
-@cache
 def write_only_insert(model: type[Any]) -> Insert:
     """`INSERT INTO <model's table>` for a row the writer never reads back (an audit
     record, a job, a log line), built once and kept: execute it with the row's values.
@@ -86,7 +85,29 @@ def write_only_insert(model: type[Any]) -> Insert:
     Core insert of a table with a generated key, to fill `inserted_primary_key`): the
     driver then builds no result for it. Measured on PostgreSQL (issue 10), this and
     building the statement once take 60-140 us off each such insert."""
-    return insert(table_of(model)).inline()
+    return _inline_insert(table_of(model))
+
+
+@cache
+def _inline_insert(table: Table) -> Insert:
+    return insert(table).inline()
+
+
+def insert_new(session: Session, row: object) -> None:
+    """Write a new mapped object's row with a Core insert (`write_only_insert`), leaving
+    the object out of the session: for a row written once in its transaction and never
+    changed there, whose object the caller only reads (e.g. for its view). A generated
+    primary key is not read back: the object's stays None."""
+    model = type(row)
+    mapper = inspect(model)
+    session.execute(
+        write_only_insert(model),
+        {
+            attr.columns[0].name: getattr(row, attr.key)
+            for attr in mapper.column_attrs
+            if not (attr.columns[0].primary_key and getattr(row, attr.key) is None)
+        },
+    )
 
 
 def next_pk(session: Session, model: Any) -> int:

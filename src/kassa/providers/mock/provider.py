@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -39,7 +39,7 @@ from kassa.providers.mock.tables import (
     MockRefund,
     MockRequest,
 )
-from kassa.storage.database import Database, table_of, write_only_insert
+from kassa.storage.database import Database, insert_new, table_of, write_only_insert
 from kassa.storage.pagination import Page, paginate
 from kassa.storage.upsert import unless_exists_prebuilt
 
@@ -177,16 +177,6 @@ def _set_intent(session: Session, intent: MockIntent, **values: Any) -> None:
     session.execute(update(_INTENTS).where(_INTENTS.c.pk == intent.pk).values(**values))
     for name, value in values.items():
         set_committed_value(intent, name, value)
-
-
-def _columns_of(intent: MockIntent) -> dict[str, Any]:
-    """A new intent's row, by column name, for its Core insert."""
-    mapper = inspect(MockIntent)
-    return {
-        attr.columns[0].name: getattr(intent, attr.key)
-        for attr in mapper.column_attrs
-        if attr.key != "pk"
-    }
 
 
 def _missing(what: str, ident: str) -> ProviderError:
@@ -400,8 +390,7 @@ class MockProvider:
                 created_at=self._clock(),
             )
             intent.client_secret = f"{intent.id}_secret_{secrets.token_hex(8)}"
-            # written with a Core insert; the object stays out of the session, for the view
-            session.execute(write_only_insert(MockIntent), _columns_of(intent))
+            insert_new(session, intent)  # a Core insert; the object serves the view
             return self._view(intent)
 
         return self._call(
