@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,13 @@ from kassa.storage.database import Database, write_only_insert
 from kassa.storage.tables import PaymentAttempt, RefundAttempt
 
 _TRIES = 5
+# The owner's last attempt number, per owner column, built once (every settlement asks).
+_LAST_NUMBER = {
+    (model, column): select(func.max(model.number)).where(
+        getattr(model, column) == bindparam("owner_id")
+    )
+    for model, column in ((PaymentAttempt, "payment_id"), (RefundAttempt, "refund_id"))
+}
 
 
 def _row(owner: dict[str, str], provider: str, number: int, attempt: Attempt) -> dict[str, Any]:
@@ -55,8 +62,7 @@ def record_attempts_in(
     if not attempts:
         return None
     ((column_name, owner_id),) = owner.items()
-    column: Any = getattr(model, column_name)
-    last = session.scalar(select(func.max(model.number)).where(column == owner_id)) or 0
+    last = session.scalar(_LAST_NUMBER[model, column_name], {"owner_id": owner_id}) or 0
     session.execute(
         write_only_insert(model),
         [_row(owner, provider, last + i, a) for i, a in enumerate(attempts, start=1)],
@@ -77,13 +83,12 @@ def record_attempt(
     transaction of its own that first runs `lock` (the owner's row lock, where others
     number attempts under it: see `record_attempts_in`)."""
     ((column_name, owner_id),) = owner.items()
-    column: Any = getattr(model, column_name)
     for _ in range(_TRIES):
         try:
             with db.transaction() as session:
                 if lock is not None:
                     lock(session)
-                last = session.scalar(select(func.max(model.number)).where(column == owner_id))
+                last = session.scalar(_LAST_NUMBER[model, column_name], {"owner_id": owner_id})
                 session.execute(
                     write_only_insert(model), _row(owner, provider, (last or 0) + 1, attempt)
                 )

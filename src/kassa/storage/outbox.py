@@ -27,10 +27,15 @@ class RetryLater(Exception):
     """A job that cannot run yet (e.g. an event about a payment kassa has not seen)."""
 
 
+_RETIRE = delete(_JOBS).where(
+    _JOBS.c.dedupe_key == bindparam("dedupe_key"), _JOBS.c.state == QUEUED
+)  # built once: every payment's settlement retires its guard
+
+
 def retire(session: Session, dedupe_key: str) -> None:
     """Drop the job enqueued under `dedupe_key` if no worker has claimed it yet (a guard
     that is no longer needed); a claimed one runs and finds nothing to do."""
-    session.execute(delete(_JOBS).where(_JOBS.c.dedupe_key == dedupe_key, _JOBS.c.state == QUEUED))
+    session.execute(_RETIRE, {"dedupe_key": dedupe_key})
 
 
 def enqueue(
