@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from kassa.domain.errors import DomainError, ErrorKind, FieldProblem, conflict, invalid, not_found
@@ -65,6 +65,27 @@ from kassa.storage.tables import Customer, Order, Payment, PaymentAttempt
 
 IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
 _ORDERS = table_of(Order)
+_PAYMENTS = table_of(Payment)
+# A pay's reads of its order, built once: the order, locked; then (a statement of its
+# own, so that it sees a payment committed while this one waited for the lock) the
+# payment still open for it, if any.
+_PAYABLE_ORDER = (
+    select(
+        _ORDERS.c.id,
+        _ORDERS.c.number,
+        _ORDERS.c.status,
+        _ORDERS.c.currency,
+        _ORDERS.c.total,
+        _ORDERS.c.amount_paid,
+        _ORDERS.c.customer_id,
+        _ORDERS.c.created_by_key,
+    )
+    .where(_ORDERS.c.id == bindparam("order_id"))
+    .with_for_update()
+)
+_OPEN_PAYMENT = select(_PAYMENTS.c.id).where(
+    _PAYMENTS.c.order_id == bindparam("order_id"), _PAYMENTS.c.status.in_(IN_FLIGHT)
+)
 # What a payment cut off before its charge fails with: nothing was charged, the intent was
 # canceled at the provider, and the shopper may simply pay again.
 INTERRUPTED = ProviderFailure(
@@ -469,27 +490,12 @@ class Payments:
         )
 
     def _payable_order(self, session: Session, ctx: RequestContext, order_id: str) -> PayableOrder:
-        row = session.execute(
-            select(
-                _ORDERS.c.id,
-                _ORDERS.c.number,
-                _ORDERS.c.status,
-                _ORDERS.c.currency,
-                _ORDERS.c.total,
-                _ORDERS.c.amount_paid,
-                _ORDERS.c.customer_id,
-                _ORDERS.c.created_by_key,
-            )
-            .where(_ORDERS.c.id == order_id)
-            .with_for_update()
-        ).one_or_none()
+        row = session.execute(_PAYABLE_ORDER, {"order_id": order_id}).one_or_none()
         if row is None or not ctx.may_see(row.created_by_key):
             raise not_found("order_not_found", f"no order {order_id!r}")
         if row.status != OrderStatus.PENDING.value:
             raise conflict("order_not_pending", f"the order is {row.status}, not pending")
-        in_flight = session.scalar(
-            select(Payment.id).where(Payment.order_id == order_id, Payment.status.in_(IN_FLIGHT))
-        )
+        in_flight = session.scalar(_OPEN_PAYMENT, {"order_id": order_id})
         if in_flight is not None:
             raise conflict(
                 "payment_in_progress", f"payment {in_flight} for this order is still open"
