@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -168,6 +168,13 @@ def _failure_for(fault: str) -> ProviderFailure:
 
 
 _INTENTS = table_of(MockIntent)
+# every call about an intent starts with it: built once
+_LOCK_INTENT = (
+    select(MockIntent)
+    .where(MockIntent.id == bindparam("intent_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 def _set_intent(session: Session, intent: MockIntent, **values: Any) -> None:
@@ -744,12 +751,7 @@ class MockProvider:
 
     @staticmethod
     def _lock_intent_row(session: Session, intent_id: str) -> MockIntent | None:
-        intent = session.scalar(
-            select(MockIntent)
-            .where(MockIntent.id == intent_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        intent = session.scalar(_LOCK_INTENT, {"intent_id": intent_id})
         if intent is not None:
             session.info[_LOCKED_INTENT] = intent
         return intent
