@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload
 
@@ -225,6 +225,12 @@ def _contact_email(session: Session, ctx: RequestContext, new: NewOrder) -> str 
     return new.email or customer.email
 
 
+# An order's products, by SKU (built once: every order reads them)
+_PRODUCTS_BY_SKU = select(table_of(Product)).where(
+    table_of(Product).c.sku.in_(bindparam("skus", expanding=True))
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _OrderedProducts:
     """The products an order's lines name, the unique ones locked for reservation."""
@@ -238,8 +244,7 @@ class _OrderedProducts:
     @classmethod
     def load(cls, session: Session, lines: Sequence[LineRequest]) -> _OrderedProducts:
         skus = sorted({line.sku for line in lines})
-        products = table_of(Product)
-        found = session.execute(select(products).where(products.c.sku.in_(skus)))
+        found = session.execute(_PRODUCTS_BY_SKU, {"skus": skus})
         by_sku: dict[str, Any] = {p.sku: p for p in found}
         unique_skus = sorted(sku for sku, p in by_sku.items() if p.unique)
         if unique_skus:  # re-read the unique ones under lock, in a fixed order

@@ -110,6 +110,9 @@ def insert_new(session: Session, row: object) -> None:
     )
 
 
+_NEXTVAL = text("SELECT nextval(pg_get_serial_sequence(:table, 'pk'))")
+
+
 def next_pk(session: Session, model: Any) -> int:
     """The primary key the next row of `model`'s table will get, drawn now so that values
     derived from it (an order's number) go into the INSERT itself instead of a second
@@ -118,9 +121,7 @@ def next_pk(session: Session, model: Any) -> int:
     the database's only write lock from its BEGIN IMMEDIATE."""
     table = table_of(model)
     if session.get_bind().dialect.name == "postgresql":
-        drawn = session.execute(
-            text("SELECT nextval(pg_get_serial_sequence(:table, 'pk'))"), {"table": table.name}
-        ).scalar_one()
+        drawn = session.execute(_NEXTVAL, {"table": table.name}).scalar_one()
     else:
         drawn = session.execute(
             text(f"SELECT coalesce(max(pk), 0) + 1 FROM {table.name}")
