@@ -36,24 +36,10 @@ log = logging.getLogger("kassa.jobs")
 _JOBS = table_of(Job)
 
 RUNNING, DONE, DEAD = "running", "done", "dead"
-# Built once (hot: every job finishes with it): a statement built per call costs its
-# construction and cache key, about as much CPU as running it.
+# Jobs marked done: one in its handler's transaction, or the jobs of a batch whose external
+# effect went through, together. Built once (every job ends with it): a statement built
+# per call costs its construction and cache key, about as much CPU as running it.
 _MARK_DONE = (
-    update(_JOBS)
-    .where(
-        _JOBS.c.pk == bindparam("job_pk"),
-        _JOBS.c.state == RUNNING,
-        _JOBS.c.locked_by == bindparam("worker"),
-    )
-    .values(
-        state=DONE,
-        finished_at=bindparam("done_at", type_=_JOBS.c.finished_at.type),
-        lease_until=None,
-        last_error=None,
-    )
-)
-# The jobs of one batch whose external effect went through, marked done together.
-_MARK_ALL_DONE = (
     update(_JOBS)
     .where(
         _JOBS.c.pk.in_(bindparam("job_pks", expanding=True)),
@@ -257,16 +243,7 @@ class JobQueue:
         if not effected:
             return {}
         with self._db.transaction() as session:
-            marked = set(
-                session.scalars(
-                    _MARK_ALL_DONE,
-                    {
-                        "job_pks": [job.pk for job, _ in effected],
-                        "worker": worker,
-                        "done_at": self._clock(),
-                    },
-                )
-            )
+            marked = self._mark_all_in(session, [job.pk for job, _ in effected], worker)
         states: dict[int, str] = {}
         for job, started in effected:
             states[job.pk] = DONE if job.pk in marked else "lost"
@@ -298,10 +275,15 @@ class JobQueue:
         return DONE
 
     def _mark_done(self, session: Session, pk: int, worker: str) -> bool:
-        done = session.execute(
-            _MARK_DONE, {"job_pk": pk, "worker": worker, "done_at": self._clock()}
+        return pk in self._mark_all_in(session, [pk], worker)
+
+    def _mark_all_in(self, session: Session, pks: list[int], worker: str) -> set[int]:
+        """Mark `pks` done where this worker's lease still holds them; returns those."""
+        return set(
+            session.scalars(
+                _MARK_DONE, {"job_pks": pks, "worker": worker, "done_at": self._clock()}
+            )
         )
-        return getattr(done, "rowcount", 0) == 1
 
     def _effect_outside(
         self, job: ClaimedJob, worker: str, handler: JobHandler, started: float
