@@ -96,16 +96,18 @@ def _inline_insert(table: Table) -> Insert:
 def insert_new(session: Session, row: object) -> None:
     """Write a new mapped object's row with a Core insert (`write_only_insert`), leaving
     the object out of the session: for a row written once in its transaction and never
-    changed there, whose object the caller only reads (e.g. for its view). A generated
-    primary key is not read back: the object's stays None."""
+    changed there, whose object the caller only reads (e.g. for its view). Only the
+    attributes set on the object are written, so the others take their columns' defaults
+    as the unit of work would give them; those (and a generated primary key) are not read
+    back into the object."""
     model = type(row)
-    mapper = inspect(model)
+    given = inspect(row).dict
     session.execute(
         write_only_insert(model),
         {
-            attr.columns[0].name: getattr(row, attr.key)
-            for attr in mapper.column_attrs
-            if not (attr.columns[0].primary_key and getattr(row, attr.key) is None)
+            attr.columns[0].name: given[attr.key]
+            for attr in inspect(model).column_attrs
+            if attr.key in given
         },
     )
 
