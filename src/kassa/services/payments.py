@@ -211,7 +211,7 @@ def open_gateway_payment(
     resume_after_s: int,
     order_id: str | None = None,
     top_up_customer_id: str | None = None,
-    payment_id: str | None = None,
+    payment_id: str,
 ) -> Payment:
     """Insert a `processing` payment (for an order, or a wallet top-up) before the
     provider is called; its `idempotency_base` prefixes every provider key it uses.
@@ -219,7 +219,6 @@ def open_gateway_payment(
     Its resume job is enqueued in the same transaction: if this process dies (or the
     database goes away) between the provider call and the settlement, the worker asks
     the provider later and settles the payment, so no order stays blocked by it."""
-    payment_id = payment_id or new_id("pay")
     enqueue(
         session,
         RESUME_PAYMENT,
