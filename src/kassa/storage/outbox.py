@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from kassa.storage.database import table_of, write_only_insert
+from kassa.storage.prebuilt import kept
 from kassa.storage.tables import Job
 
 _JOBS = table_of(Job)  # Core statements: no unit of work on every state change
@@ -90,19 +91,16 @@ def insert_and_enqueue(
             return False
         enqueue(session, kind, {payload_key: row[0]}, now, max_attempts=max_attempts)
         return True
-    key = (insert_returning_pk, kind, payload_key, max_attempts)
-    statement = _WITH_JOB.get(key)
-    if statement is None:
-        statement = _WITH_JOB.setdefault(
-            key, _with_job(insert_returning_pk, kind, payload_key, max_attempts)
-        )
+    # Callers pass an insert they built once (webhooks._store_event), so one kept
+    # statement per such use.
+    statement = kept(
+        ("with_job", insert_returning_pk, kind, payload_key, max_attempts),
+        lambda: _with_job(insert_returning_pk, kind, payload_key, max_attempts),
+    )
     return session.execute(statement, {**params, _JOB_NOW: now}).first() is not None
 
 
 _JOB_NOW = "outbox_job_now"
-# (insert statement, kind, payload key, max attempts) -> the statement. Callers pass an
-# insert they built once (webhooks._store_event), so this holds one entry per such use.
-_WITH_JOB: dict[tuple[Insert, str, str, int], Any] = {}
 
 
 def _with_job(insert_returning_pk: Insert, kind: str, payload_key: str, max_attempts: int) -> Any:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+
+from kassa.storage.prebuilt import binds, kept
 
 
 def unless_exists(
@@ -25,9 +26,6 @@ def unless_exists(
     )
 
 
-_PREBUILT: dict[tuple[Any, ...], Any] = {}
-
-
 def unless_exists_prebuilt(
     session: Session,
     model: Any,
@@ -41,17 +39,15 @@ def unless_exists_prebuilt(
     call costs its construction and cache key each time, about as much CPU as running it
     (measured on the webhook ack, issue 10)."""
     dialect = session.get_bind().dialect.name
-    key = (dialect, model, columns, unique_on, constants)
-    statement = _PREBUILT.get(key)
-    if statement is None:
-        table = model.__table__
-        values: dict[str, Any] = {
-            name: bindparam(name, type_=table.c[name].type) for name in columns
-        }
-        statement = _PREBUILT.setdefault(
-            key, unless_exists(session, model, {**values, **dict(constants)}, list(unique_on))
-        )
-    return statement
+    return kept(
+        ("unless_exists", dialect, model, columns, unique_on, constants),
+        lambda: unless_exists(
+            session,
+            model,
+            {**binds(model.__table__, columns), **dict(constants)},
+            list(unique_on),
+        ),
+    )
 
 
 def insert_unless_exists(
@@ -70,18 +66,17 @@ def increment(session: Session, model: Any, key: dict[str, Any], column: str) ->
     UPDATE … RETURNING`) that leaves the row locked until the transaction ends, so the
     numbers it hands out are consecutive and a rollback gives its number back."""
     dialect = session.get_bind().dialect.name
-    cache_key = ("increment", dialect, model, tuple(key), column)
-    statement = _PREBUILT.get(cache_key)
-    if statement is None:  # built once per dialect and use, like `unless_exists_prebuilt`
+
+    def build() -> Any:
         insert = sqlite_insert if dialect == "sqlite" else pg_insert
         table = model.__table__
         counter = table.c[column]
-        keys = {name: bindparam(name, type_=table.c[name].type) for name in key}
-        statement = _PREBUILT.setdefault(
-            cache_key,
+        return (
             insert(table)
-            .values(**keys, **{column: 1})
+            .values(**binds(table, key), **{column: 1})
             .on_conflict_do_update(index_elements=list(key), set_={column: counter + 1})
-            .returning(counter),
+            .returning(counter)
         )
+
+    statement = kept(("increment", dialect, model, tuple(key), column), build)
     return int(session.execute(statement, key).scalar_one())
