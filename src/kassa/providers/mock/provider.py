@@ -350,8 +350,15 @@ class MockProvider:
         claim = unless_exists_prebuilt(
             session, MockIdempotency, ("key", "operation", "object_id", "created_at"), ("key",)
         )
-        values = {"key": key, "operation": operation, "object_id": object_id}
-        claimed = session.execute(claim, {**values, "created_at": self._clock()}).scalar()
+        claimed = session.execute(
+            claim,
+            {
+                "key": key,
+                "operation": operation,
+                "object_id": object_id,
+                "created_at": self._clock(),
+            },
+        ).scalar()
         return None if claimed is not None else self._replay(session, key, operation)
 
     @staticmethod
@@ -603,20 +610,18 @@ class MockProvider:
         return None
 
     def _charge(self, session: Session, intent: MockIntent) -> None:
-        session.execute(
-            write_only_insert(MockCharge),
-            {
-                "id": "ch_mock_" + secrets.token_hex(10),
-                "intent_id": intent.id,
-                "reference": intent.reference,
-                "order_ref": (intent.metadata_ or {}).get("kassa_order"),
-                "amount": intent.amount,
-                "amount_refunded": 0,
-                "currency": intent.currency,
-                "status": "succeeded",
-                "created_at": self._clock(),
-            },
+        charge = MockCharge(
+            id="ch_mock_" + secrets.token_hex(10),
+            intent_id=intent.id,
+            reference=intent.reference,
+            order_ref=(intent.metadata_ or {}).get("kassa_order"),
+            amount=intent.amount,
+            amount_refunded=0,
+            currency=intent.currency,
+            status="succeeded",
+            created_at=self._clock(),
         )
+        insert_new(session, charge)  # a Core insert, as the intent's
         _set_intent(session, intent, status=IntentStatus.SUCCEEDED.value, last_error=None)
         self._emit_intent(session, "payment_intent.succeeded", intent)
 
