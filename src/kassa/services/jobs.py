@@ -184,7 +184,7 @@ class JobQueue:
         )
         if kinds is not None:
             due = due.where(_JOBS.c.kind.in_(sorted(kinds)))
-        with self._db.transaction() as session:
+        with self._db.autocommit() as session:  # one statement
             rows = list(
                 session.execute(
                     update(_JOBS)
@@ -242,7 +242,7 @@ class JobQueue:
     ) -> dict[int, str]:
         if not effected:
             return {}
-        with self._db.transaction() as session:
+        with self._db.autocommit() as session:  # one statement
             marked = self._mark_all_in(session, [job.pk for job, _ in effected], worker)
         states: dict[int, str] = {}
         for job, started in effected:
