@@ -11,16 +11,18 @@ for the scratch database (the prefix carries `user@database`, `log_line_prefix` 
 have `%p` and `%d`) and without the benchmark's own connections.
 
 What is counted. Every logged statement (psycopg and SQLAlchemy send BEGIN and COMMIT as
-statements of their own, and they are round trips, so they count), and the transactions,
-as the BEGINs. A *claim*, a transaction in which a worker only claimed due jobs, is
-counted apart and left out. Most are an idle worker's polls (every half second), not work
-an operation caused. Since the claim became one statement (`UPDATE jobs ... WHERE pk IN
-(SELECT ... FOR UPDATE SKIP LOCKED) RETURNING ...`, issue 10), the log no longer tells a
-poll that found nothing from one that leased jobs (it shows no row counts), so the
-claims that did lease an operation's jobs are left out too: one statement and one
-transaction per claim, and a claim can lease several jobs at once (a pay's background
-work takes two or three). The older two-statement claim (a SELECT ... FOR UPDATE, then an
-UPDATE when it found jobs) was counted only when it found jobs.
+statements of their own, and they are round trips, so they count), and the transactions:
+the BEGINs, plus each write sent outside one (a one-statement write in autocommit, which
+is a transaction by itself; reads outside one are not counted as transactions). A *claim*,
+a transaction in which a worker only claimed due jobs (or, in autocommit, the claim
+statement alone), is counted apart and left out. Most are an idle worker's polls (every
+half second), not work an operation caused. Since the claim became one statement (`UPDATE
+jobs ... WHERE pk IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING ...`, issue 10), the
+log no longer tells a poll that found nothing from one that leased jobs (it shows no row
+counts), so the claims that did lease an operation's jobs are left out too: one statement
+and one transaction per claim, and a claim can lease several jobs at once (a pay's
+background work takes two or three). The older two-statement claim (a SELECT ... FOR
+UPDATE, then an UPDATE when it found jobs) was counted only when it found jobs.
 
 Logging costs CPU, so this runs in a phase of its own, never while CPU is measured, and
 the setting is reset afterwards (`statement_logging`).
@@ -172,13 +174,31 @@ def count(text: str, database: str, ops: int, exclude: set[int]) -> Count:
             loose.append(sql)
     done.extend(open_.values())
     kept = [t for t in done if not t.claim_only]
+    # Outside BEGIN ... COMMIT: reads, and writes in autocommit, each its own transaction
+    # (a claim among them is left out, as a claim-only transaction is).
+    loose_claims = [s for s in loose if _is_claim(s)]
+    loose = [s for s in loose if not _is_claim(s)]
     statements = [s for t in kept for s in t.statements] + loose
     return Count(
         ops=ops,
         statements=len(statements),
-        transactions=sum(1 for t in kept if keyword(t.statements[0]) in ("BEGIN", "START")),
+        transactions=sum(1 for t in kept if keyword(t.statements[0]) in ("BEGIN", "START"))
+        + sum(1 for s in loose if _writes(s)),
         by_keyword=dict(Counter(keyword(s) for s in statements)),
-        claims=len(done) - len(kept),
+        claims=len(done) - len(kept) + len(loose_claims),
+    )
+
+
+_WRITE_WORDS = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+def _writes(sql: str) -> bool:
+    """Whether a statement run outside BEGIN ... COMMIT wrote: a write in autocommit,
+    which is a transaction by itself (a plain INSERT, UPDATE or DELETE, or a WITH whose
+    parts do one)."""
+    word = keyword(sql)
+    return word in ("INSERT", "UPDATE", "DELETE") or (
+        word == "WITH" and _WRITE_WORDS.search(sql) is not None
     )
 
 

@@ -97,3 +97,23 @@ def test_interleaved_sessions_keep_their_own_transactions() -> None:
     )
     found = count(log, DB, ops=1, exclude=set())
     assert (found.statements, found.transactions, found.claims) == (3, 1, 1)
+
+
+def test_autocommit_writes_are_transactions_reads_are_not_and_a_claim_is_left_out() -> None:
+    claim = (
+        "execute <unnamed>: UPDATE jobs SET state=$1 WHERE jobs.pk IN (SELECT jobs.pk FROM jobs"
+        " WHERE x ORDER BY jobs.run_after LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING jobs.pk"
+    )
+    log = "\n".join(
+        [
+            line(40, claim),  # a worker's claim in autocommit
+            line(40, "execute <unnamed>: UPDATE jobs SET state=$1 WHERE jobs.pk IN ($2)"),
+            line(41, "execute <unnamed>: WITH inserted AS "),
+            "\t(INSERT INTO provider_events (event_id) VALUES ($1) RETURNING pk)",
+            "\t INSERT INTO jobs (kind) SELECT $2 FROM inserted",
+            line(41, "execute <unnamed>: WITH recent AS (SELECT 1) SELECT * FROM recent"),
+            line(41, "execute <unnamed>: SELECT orders.id FROM orders"),
+        ]
+    )
+    found = count(log, DB, ops=1, exclude=set())
+    assert (found.statements, found.transactions, found.claims) == (4, 2, 1)
