@@ -13,11 +13,19 @@ this one only *how* uvicorn runs it. Two things uvicorn does not do by itself:
 - **The app in the children.** With `workers > 1` uvicorn starts each API process with
   `spawn` and needs the app as an import string: `API_FACTORY` builds a fresh core from
   the environment (`KASSA_*`) in each one.
+- **Children that outlive their supervisor.** uvicorn's supervisor stops its API
+  processes when it is told to stop, but a supervisor killed outright (SIGKILL, the OOM
+  killer) left them running, still holding the port and serving without their embedded
+  worker. Each API process therefore watches its parent (`end_with_parent`) and stops
+  itself, gracefully, when the parent is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import socket
 import threading
@@ -29,8 +37,36 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # Each API process of `serve(..., workers > 1)` builds its app with this factory.
-API_FACTORY = "kassa.api.app:create_app"
+API_FACTORY = "kassa.server:api_process_app"
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+def api_process_app() -> Any:
+    """The app of one API process of a multi-process `serve`: kassa's app, in a process
+    that ends itself when its supervisor is gone (`end_with_parent`)."""
+    from kassa.api.app import create_app
+
+    end_with_parent()
+    return create_app()
+
+
+def end_with_parent() -> threading.Thread | None:
+    """In a process started by `multiprocessing` (uvicorn's supervisor spawns its API
+    processes so), send this process SIGTERM, which uvicorn answers with a graceful
+    shutdown, as soon as the parent process has exited, however it died. The parent's
+    sentinel (a pipe the parent's death closes) is waited on in a daemon thread: no
+    polling. Returns the thread, or None when this process has no such parent."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return None
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="kassa-parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:

@@ -284,6 +284,33 @@ def test_two_api_processes_one_embedded_worker_events_come_back_and_sigterm_ends
     assert not [pid for pid in apis if Path(f"/proc/{pid}").exists()]  # no orphans
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whoever adopted it, which in
+    a container may be slow or never)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_api_processes_stop_when_their_supervisor_is_killed(serve: Any, sqlite_url: str) -> None:
+    served: Served = serve(sqlite_url, "--workers", "2", "--no-worker")
+    apis = _api_processes(served.process.pid)
+    assert len(apis) == 2, apis
+
+    served.process.kill()  # SIGKILL: no chance to stop its children itself
+    served.process.wait(timeout=10)
+
+    deadline = time.monotonic() + 20
+    while left := [pid for pid in apis if _running(pid)]:
+        assert time.monotonic() < deadline, f"API processes {left} outlived their supervisor"
+        time.sleep(0.2)
+    with socket.socket() as probe:  # and the port is free for the next `kassa serve`
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", served.port))
+
+
 def test_no_worker_runs_no_jobs_and_sigint_ends_all(serve: Any, sqlite_url: str) -> None:
     secret = _shop(sqlite_url)
     served: Served = serve(sqlite_url, "--workers", "2", "--no-worker")
