@@ -12,8 +12,11 @@ from sqlalchemy.orm import Session
 from kassa.domain.ids import new_id
 from kassa.services.context import Clock, RequestContext
 from kassa.services.pagination import Page, paginate
-from kassa.storage.database import Database, write_only_insert
+from kassa.storage.database import Database, table_of
+from kassa.storage.deferred import defer
 from kassa.storage.tables import AuditRecord
+
+_AUDIT_LOG = table_of(AuditRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +56,12 @@ def record(
 ) -> None:
     """Append one audit record inside the caller's transaction: `ctx` acted on `subject`
     (an id) at `at`; `before` and `after` summarise what changed."""
-    # A Core insert, executed at once: an audit record is never read back in the
-    # transaction that writes it, so the unit of work would only add cost.
-    session.execute(
-        write_only_insert(AuditRecord),
+    # Written at commit, with the transaction's other records in one statement
+    # (`storage.deferred`): an audit record is never read back in the transaction that
+    # writes it, and a settled payment writes two.
+    defer(
+        session,
+        _AUDIT_LOG,
         {
             "id": new_id("aud"),
             "actor_key_id": ctx.actor_key_id,

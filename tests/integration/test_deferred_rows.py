@@ -1,0 +1,76 @@
+"""`storage.deferred`: rows written at commit, in one statement per table, or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event, func, select
+
+from kassa.bootstrap import Kassa
+from kassa.services import audit
+from kassa.services.context import RequestContext
+from kassa.storage.deferred import pending
+from kassa.storage.tables import AuditRecord
+
+AT = datetime(2026, 12, 2, tzinfo=UTC)
+
+
+@contextmanager
+def inserts_into_audit_log(kassa: Kassa) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "INSERT INTO audit_log" in statement:
+            seen.append(statement)
+
+    event.listen(kassa.db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(kassa.db.engine, "before_cursor_execute", note)
+
+
+def stored(kassa: Kassa) -> list[str]:
+    with kassa.db.transaction(read_only=True) as s:
+        return list(s.scalars(select(AuditRecord.subject_id).order_by(AuditRecord.pk)))
+
+
+def test_a_transaction_s_records_go_in_at_commit_in_one_statement_in_order(
+    kassa: Kassa, system: RequestContext
+) -> None:
+    with inserts_into_audit_log(kassa) as seen, kassa.db.transaction() as session:
+        for n in range(3):
+            audit.record(session, system, at=AT, action="probe", subject=f"s{n}", after={"n": n})
+        assert pending(session) == 3 and seen == []  # nothing written yet
+    assert len(seen) == 1
+    assert stored(kassa) == ["s0", "s1", "s2"]
+    with kassa.db.transaction(read_only=True) as s:
+        assert s.scalar(select(AuditRecord.after).where(AuditRecord.subject_id == "s2")) == {"n": 2}
+
+
+def test_a_rolled_back_transaction_writes_none_and_leaves_nothing_for_the_next(
+    kassa: Kassa, system: RequestContext
+) -> None:
+    def fail() -> None:
+        with kassa.db.transaction() as session:
+            audit.record(session, system, at=AT, action="probe", subject="lost")
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        fail()
+    with kassa.db.transaction() as session:  # a new transaction carries no leftovers
+        assert pending(session) == 0
+        audit.record(session, system, at=AT, action="probe", subject="kept")
+    assert stored(kassa) == ["kept"]
+
+
+def test_more_rows_than_a_chunk_are_all_written(kassa: Kassa, system: RequestContext) -> None:
+    with inserts_into_audit_log(kassa) as seen, kassa.db.transaction() as session:
+        for n in range(120):
+            audit.record(session, system, at=AT, action="probe", subject=f"s{n}")
+    assert len(seen) == 3  # 50 + 50 + 20
+    with kassa.db.transaction(read_only=True) as s:
+        assert s.scalar(select(func.count()).select_from(AuditRecord)) == 120
