@@ -82,3 +82,9 @@ def test_a_row_of_the_wrong_width_is_a_bug_not_a_file() -> None:
 def test_utf8_text_survives() -> None:
     encoder = CsvEncoder(["name"])
     assert encoder.encode([("Zoë Ødegård 😀",)]).decode("utf-8") == "Zoë Ødegård 😀\r\n"
+
+
+def test_a_value_of_no_known_type_is_a_bug_not_a_cell() -> None:
+    encoder = CsvEncoder(["amount"])
+    with pytest.raises(TypeError, match="float"):
+        encoder.encode([(1.5,)])  # type: ignore[list-item]

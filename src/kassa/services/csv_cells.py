@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
+from typing import Any
 
 Cell = str | int | bool | datetime | date | None
 
@@ -28,27 +29,44 @@ def text_cell(value: str) -> str:
 
 def rfc3339_utc(value: datetime) -> str:
     """`2026-11-25T09:30:00Z` (microseconds when there are any), as the JSON API writes it."""
-    if value.tzinfo is None:
+    offset = value.utcoffset()
+    if offset is None:
         raise ValueError("a naive datetime has no place in an export: times are UTC")
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return (value.astimezone(UTC) if offset else value).isoformat()[:-6] + "Z"
+
+
+def _none(value: None) -> str:
+    return ""
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _date(value: date) -> str:
+    return value.isoformat()
+
+
+# By exact type: one dictionary lookup a cell, where a chain of isinstance checks cost
+# a third of an export's time (100,000 orders, issue 11). A `bool` is an `int` and a
+# `datetime` a `date`, so the exact type, not the first isinstance, picks the format.
+_FORMATS: dict[type, Callable[[Any], str]] = {
+    type(None): _none,
+    str: text_cell,
+    bool: _bool,
+    int: str,
+    datetime: rfc3339_utc,
+    date: _date,
+}
 
 
 def cell(value: Cell) -> str:
     """One value as its cell's text: empty for none, `true`/`false`, integers as written
     (minor units), times in RFC 3339 UTC, days as `YYYY-MM-DD`, text made formula-safe."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return text_cell(value)
-    if isinstance(value, bool):  # before int: a bool is an int
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):  # before date: a datetime is a date
-        return rfc3339_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"no CSV cell for a {type(value).__name__}")
+    try:
+        return _FORMATS[type(value)](value)
+    except KeyError:
+        raise TypeError(f"no CSV cell for a {type(value).__name__}") from None
 
 
 class CsvEncoder:
@@ -65,11 +83,16 @@ class CsvEncoder:
         return self._take()
 
     def encode(self, rows: Iterable[Sequence[Cell]]) -> bytes:
-        width = len(self.columns)
+        width, formats = len(self.columns), _FORMATS
         for row in rows:
             if len(row) != width:
                 raise ValueError(f"a row of {len(row)} cells for {width} columns")
-            self._writer.writerow([cell(value) for value in row])
+            try:  # `cell`, inlined: a call less for each of the millions of cells
+                self._writer.writerow([formats[type(value)](value) for value in row])
+            except KeyError:
+                for value in row:
+                    cell(value)  # raises the TypeError naming the odd value's type
+                raise
         return self._take()
 
     def _take(self) -> bytes:

@@ -71,7 +71,9 @@ class TableExport:
 
     def batches(self, session: Session, period: ExportPeriod | None) -> Iterator[Batch]:
         stmt = self._within(self.query, period).order_by(self.key)
-        result = session.execute(stmt.execution_options(yield_per=BATCH_ROWS))
+        # On the session's connection, as Core: the ORM's row loading cost a tenth of an
+        # export's time and adds nothing to plain columns.
+        result = session.connection().execute(stmt.execution_options(yield_per=BATCH_ROWS))
         try:
             yield from result.partitions()
         finally:  # also when the consumer stops early: the cursor goes now, not at GC
