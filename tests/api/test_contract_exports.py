@@ -13,15 +13,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 
+from kassa.api.app import create_app
 from kassa.bootstrap import Kassa
 from kassa.services import exports as exports_module
 from kassa.services.exports import CONTRACT
@@ -395,3 +400,48 @@ def test_each_export_writes_exactly_one_audit_record(client: TestClient, keys: K
     catalogue = by_action["export.products"]
     assert catalogue["actor_key_id"] == keys.ids["ops"]
     assert catalogue["after"] == {"filters": {}, "rows": 1, "completed": True}
+
+
+# -- hostile input ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def lenient(kassa: Kassa) -> Iterator[TestClient]:
+    """A client that answers a server error as the server would (500), not by raising."""
+    with TestClient(create_app(kassa), raise_server_exceptions=False) as client:
+        yield client
+
+
+_tricky = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(
+        ["", "\x00", "%00", "\ud800", "../orders", "orders.csv", "2026-02-30", "9999-12-31",
+         "0000-00-00", "2026-01-01\n", "-1", "7d ", "TODAY", "' OR 1=1 --", "😀" * 20]
+    ),
+)  # fmt: skip
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    name=st.one_of(st.sampled_from([*EXPORTS, "kpis", "contract"]), _tricky),
+    query=st.dictionaries(st.sampled_from(["window", "from", "to"]) | _tricky, _tricky, max_size=3),
+)
+def test_no_name_or_period_makes_an_export_answer_5xx(
+    lenient: TestClient, keys: Keys, name: str, query: dict[str, str]
+) -> None:
+    def escape(text: str) -> str:
+        return quote(text.encode("utf-8", "surrogatepass"), safe="")
+
+    query_string = "&".join(f"{escape(k)}={escape(v)}" for k, v in query.items())
+    response = lenient.get(
+        f"/v1/exports/{escape(name)}.csv?{query_string}", headers=keys.headers("analyst")
+    )
+    assert response.status_code in (200, 400, 404, 422), (response.status_code, response.text)
+    if response.status_code != 200:
+        assert response.headers["content-type"] == PROBLEM_JSON
+    else:
+        assert response.headers["content-type"] == "text/csv; charset=utf-8"
