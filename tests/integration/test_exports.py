@@ -21,10 +21,11 @@ from kassa.domain.export_period import ExportPeriod
 from kassa.services.context import RequestContext
 from kassa.services.csv_cells import Cell
 from kassa.services.export_sources import TABLE_EXPORTS, RowsExport, TableExport
-from kassa.services.exports import CONTRACT, Exports
+from kassa.services.exports import CONTRACT, MAX_RUNNING, Exports
 from kassa.storage.tables import AuditRecord, Customer
 from tests.conftest import Keys
 from tests.integration.test_export_streaming import insert_orders
+from tests.reliability.test_database_outage import Outage, assert_unavailable
 
 CLI = RequestContext.system("cli")
 
@@ -124,3 +125,24 @@ def test_a_process_streams_a_bounded_number_of_exports(kassa: Kassa) -> None:
     second.close()
     with exports.open(CLI, "products"), exports.open(CLI, "products"):
         pass  # both slots free again
+
+
+def test_an_outage_is_503_and_takes_no_export_slot(
+    kassa: Kassa, client: TestClient, keys: Keys
+) -> None:
+    outage = Outage(kassa)
+    auth = keys.headers("analyst")
+    assert client.get("/v1/exports/contract", headers=auth).status_code == 200  # key cached
+    outage.begin()
+    for _ in range(MAX_RUNNING + 1):
+        assert_unavailable(client.get("/v1/exports/products.csv", headers=auth))
+    outage.end()
+    with kassa.exports.open(CLI, "products"), kassa.exports.open(CLI, "products"):
+        response = client.get("/v1/exports/products.csv", headers=auth)
+        assert response.status_code == 200, response.text  # the failed ones hold no slot
+    with kassa.db.transaction(read_only=True) as session:
+        records = session.scalars(
+            select(AuditRecord.after).where(AuditRecord.action == "export.products")
+        ).all()
+    # none for the 503s; the two opened here were closed unread
+    assert sorted(r["completed"] for r in records if r) == [False, False, True]

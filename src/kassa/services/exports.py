@@ -194,12 +194,12 @@ class CsvExport:
             # Read the first batch now: a database that cannot answer fails the request
             # (503) before any byte of a 200 has gone out.
             self._first: bytes | None = next(self._chunks)
-        except BaseException:
-            try:
-                self._stack.close()
+        except BaseException as exc:
+            try:  # the snapshot sees the failure: it rolls back, and names an outage as such
+                if not self._stack.__exit__(type(exc), exc, exc.__traceback__):
+                    raise
             finally:
                 on_close()
-            raise
 
     def __enter__(self) -> CsvExport:
         return self
