@@ -67,6 +67,7 @@ class Exports:
         self._clock = clock
         self.zone = zone
         self._sources: dict[str, ExportSource] = {}
+        self._max_running = max_running
         self._running = threading.BoundedSemaphore(max_running)
         for name, source in TABLE_EXPORTS.items():
             self.register(name, source)
@@ -120,7 +121,8 @@ class Exports:
         if not self._running.acquire(blocking=False):
             raise conflict(
                 "exports_busy",
-                f"{MAX_RUNNING} exports are already running here; retry when one has finished",
+                f"{self._max_running} exports are already running here; retry when one has "
+                "finished",
             )
         return CsvExport(
             self._db,
