@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from kassa.config import Settings
 from kassa.documents import Party
+from kassa.domain.export_period import shop_zone
 from kassa.domain.payments import HealthThresholds, RetryPolicy
 from kassa.providers.base import PaymentProvider
 from kassa.providers.mock.events import DELIVER_EVENT, EventDelivery
@@ -29,6 +30,7 @@ from kassa.services.catalogue import Catalogue
 from kassa.services.checks import Reconciliation
 from kassa.services.context import Clock, utc_now
 from kassa.services.customers import Customers
+from kassa.services.exports import Exports
 from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import IdempotencyStore
 from kassa.services.invoices import (
@@ -151,6 +153,9 @@ class Kassa:
             self.db, clock, self.providers, stuck_after_s=settings.stuck_payment_after_s
         )
         self.jobs = JobQueue(self.db, clock, lease_s=settings.job_lease_s)
+        # CSV exports (issue 11), by calendar days in the shop's time zone. KASSA_TIMEZONE
+        # (`settings.timezone`) comes with the KPI branch; UTC until that is merged.
+        self.exports = Exports(self.db, clock, shop_zone(getattr(settings, "timezone", "UTC")))
         self.pruning = Pruning(
             self.db,
             clock,

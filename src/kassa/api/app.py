@@ -12,6 +12,7 @@ from kassa.api.request_id import RequestId
 from kassa.api.routers.audit import audit
 from kassa.api.routers.customers import customers
 from kassa.api.routers.documents import documents
+from kassa.api.routers.exports import exports
 from kassa.api.routers.health import health
 from kassa.api.routers.mock_provider import mock_provider
 from kassa.api.routers.orders import orders
@@ -54,6 +55,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         wallets,
         webhooks,
         audit,
+        exports,
     ):
         app.include_router(router)
     return app

@@ -43,6 +43,7 @@ class Permission(StrEnum):
     ADJUST_WALLETS = "adjust_wallets"
     READ_DOCUMENTS = "read_documents"
     LIST_DOCUMENTS = "list_documents"  # every invoice or credit note, not only one's own
+    EXPORT_DATA = "export_data"  # CSV exports of orders, payments, refunds, customers, ...
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -70,6 +71,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.ADJUST_WALLETS: Role.ADMIN,
     Permission.READ_DOCUMENTS: Role.ANALYST,
     Permission.LIST_DOCUMENTS: Role.ANALYST,
+    Permission.EXPORT_DATA: Role.ANALYST,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(
