@@ -43,6 +43,10 @@ class Permission(StrEnum):
     ADJUST_WALLETS = "adjust_wallets"
     READ_DOCUMENTS = "read_documents"
     LIST_DOCUMENTS = "list_documents"  # every invoice or credit note, not only one's own
+    # v1.1 monitoring: the checks' findings
+    READ_FINDINGS = "read_findings"
+    RUN_CHECKS = "run_checks"
+    ACKNOWLEDGE_FINDINGS = "acknowledge_findings"
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -70,6 +74,9 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.ADJUST_WALLETS: Role.ADMIN,
     Permission.READ_DOCUMENTS: Role.ANALYST,
     Permission.LIST_DOCUMENTS: Role.ANALYST,
+    Permission.READ_FINDINGS: Role.OPS,
+    Permission.RUN_CHECKS: Role.OPS,
+    Permission.ACKNOWLEDGE_FINDINGS: Role.OPS,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(
