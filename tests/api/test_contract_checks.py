@@ -189,10 +189,16 @@ def test_acknowledge_records_who_and_when_and_the_finding_stays_open(
     r = client.post(f"/v1/checks/findings/{finding['id']}/acknowledge", headers=keys.headers("ops"))
     assert r.status_code == 200 and r.json()["note"] is None
     assert r.json()["acknowledged_by"] == keys.ids["ops"]
+    r = client.post(  # a blank note is no note
+        f"/v1/checks/findings/{finding['id']}/acknowledge",
+        json={"note": "   "},
+        headers=keys.headers("ops"),
+    )
+    assert r.status_code == 200 and r.json()["note"] is None
     audit = client.get(
         "/v1/audit", params={"subject": finding["id"]}, headers=keys.headers("admin")
     ).json()["data"]
-    assert [a["action"] for a in audit] == ["check_finding.acknowledged"] * 2
+    assert [a["action"] for a in audit] == ["check_finding.acknowledged"] * 3
 
 
 def test_acknowledging_an_unknown_finding_is_404(client: TestClient, keys: Keys) -> None:

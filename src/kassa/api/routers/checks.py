@@ -59,4 +59,5 @@ def acknowledge_finding(
 ) -> object:
     """Record who looked at a finding, when, and their note. It stays open until its
     problem is gone."""
-    return kassa.findings.acknowledge(ctx, finding_id, body.note if body else None)
+    note = body.note if body else None
+    return kassa.findings.acknowledge(ctx, finding_id, note or None)  # blank: no note
