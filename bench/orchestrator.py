@@ -265,11 +265,11 @@ class TimedProvider:
     def find_refund(self, intent_id: str, reference: str) -> ProviderRefund | None:
         return self._timed(lambda: self.inner.find_refund(intent_id, reference))
 
-    def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
-        return self.inner.list_intents(since)
+    def list_intents(self, since: datetime, *, page_size: int = 100) -> Iterator[ProviderIntent]:
+        return self.inner.list_intents(since, page_size=page_size)
 
-    def list_refunds(self, since: datetime) -> Iterator[ProviderRefund]:
-        return self.inner.list_refunds(since)
+    def list_refunds(self, since: datetime, *, page_size: int = 100) -> Iterator[ProviderRefund]:
+        return self.inner.list_refunds(since, page_size=page_size)
 
 
 # --------------------------------------------------------------------------- one run

@@ -31,6 +31,7 @@ from kassa.services.checks import Reconciliation
 from kassa.services.context import Clock, utc_now
 from kassa.services.customers import Customers
 from kassa.services.exports import Exports
+from kassa.services.findings import CheckFindings
 from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import IdempotencyStore
 from kassa.services.invoices import (
@@ -150,7 +151,14 @@ class Kassa:
             ),
         )
         self.reconciliation = Reconciliation(
-            self.db, clock, self.providers, stuck_after_s=settings.stuck_payment_after_s
+            self.db,
+            clock,
+            self.providers,
+            stuck_after_s=settings.stuck_payment_after_s,
+            page_size=settings.check_page_size,
+        )
+        self.findings = CheckFindings(
+            self.db, clock, self.reconciliation, interval_s=settings.check_interval_s
         )
         self.jobs = JobQueue(self.db, clock, lease_s=settings.job_lease_s)
         # CSV exports (issue 11), by calendar days in the shop's time zone. KASSA_TIMEZONE

@@ -16,6 +16,7 @@ from kassa.config import ConfigError, Settings
 from kassa.domain.errors import DomainError
 from kassa.services.context import CLI_ACTOR, RequestContext
 from kassa.services.demo import load_demo_catalogue
+from kassa.services.findings import FindingView, RunReport
 from kassa.storage import migrate as migrations
 from kassa.storage.errors import storage_error
 
@@ -288,51 +289,77 @@ def keys_revoke(key_id: str) -> None:
 @app.command()
 def check(
     fail_on_issues: Annotated[
-        bool, typer.Option("--fail-on-issues", help="Exit 1 if anything is inconsistent.")
+        bool, typer.Option("--fail-on-issues", help="Exit 1 if any finding is open.")
     ] = False,
     stuck_after: Annotated[
         int | None,
         typer.Option(
+            min=0,
             help="Seconds after which a processing payment or a missing invoice is an issue "
-            "(default KASSA_STUCK_PAYMENT_AFTER_S, 900)."
+            "(default KASSA_STUCK_PAYMENT_AFTER_S, 900). Another value finds what it finds "
+            "but resolves none of those two checks' findings.",
         ),
     ] = None,
     window_days: Annotated[
-        int, typer.Option(help="How many days of provider records to compare.")
-    ] = 30,
+        int | None,
+        typer.Option(
+            min=1,
+            help="How many days of provider records to compare (default 30). Another value "
+            "resolves none of the provider check's findings.",
+        ),
+    ] = None,
     providers: Annotated[
-        bool, typer.Option("--providers/--no-providers", help="Compare with the providers.")
+        bool,
+        typer.Option(
+            "--providers/--no-providers",
+            help="Compare with the providers (without: their findings stay as they were).",
+        ),
     ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per issue.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per open finding, as the API's.")
+    ] = False,
+    deploy: Annotated[
+        bool,
+        typer.Option(
+            "--deploy",
+            help="Check the configuration (KASSA_*) for production instead: one line per "
+            "problem and exit 1, or `ok` and exit 0. Reads no database.",
+        ),
+    ] = False,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option(help="With --deploy: waive this rule (repeatable; see docs/deploy.md)."),
+    ] = None,
 ) -> None:
     """Reconcile: payments, refunds, wallets, stock, document numbers, stuck payments,
-    and kassa's records against the providers'. Prints each inconsistency."""
-    import json
-
-    from kassa.services.checks import CHECK_NAMES
-
+    and kassa's records against the providers'. Stores the findings (a finding no longer
+    found is resolved), prints every open one and ends with `open=N resolved=M`."""
+    if deploy:
+        _deploy_gate(skip or [])
+        return
     kassa = _kassa()
     try:
-        findings = kassa.reconciliation.run(
-            stuck_after_s=stuck_after, provider_window_days=window_days, with_providers=providers
+        report = kassa.findings.run(
+            CLI,
+            stuck_after_s=stuck_after,
+            provider_window_days=window_days,
+            with_providers=providers,
         )
     finally:
         kassa.close()
     out = Console(highlight=False, soft_wrap=True)
-    for finding in findings:
+    for finding in report.findings:
         if as_json:
-            print(
-                json.dumps(
-                    {"check": finding.check, "subject": finding.subject, "detail": finding.detail}
-                )
-            )
+            print(_finding_json(finding))
         else:
-            out.print(f"{finding.check}  {finding.subject}  {finding.detail}", markup=False)
-    counts = {name: sum(f.check == name for f in findings) for name in CHECK_NAMES}
-    ran = [n for n in CHECK_NAMES if providers or n != "provider_records"]
-    summary = ", ".join(f"{n}: {counts[n] or 'ok'}" for n in ran)
-    err.print(f"{len(findings)} issue(s) found. {summary}", markup=False)
-    if findings and fail_on_issues:
+            out.print(_finding_line(finding, report), markup=False)
+    err.print(_check_summary(report), markup=False)
+    totals = f"open={report.open} resolved={report.resolved}"
+    if as_json:  # stdout stays JSON lines
+        err.print(totals, markup=False)
+    else:
+        out.print(totals, markup=False)
+    if report.open and fail_on_issues:
         raise typer.Exit(1)
 
 
@@ -393,6 +420,59 @@ def export_csv(
         if partial:
             partial.unlink(missing_ok=True)
     err.print(f"{export.rows} row(s) written to {output or 'stdout'}", markup=False)
+
+
+def _finding_json(finding: FindingView) -> str:
+    """A finding as the API answers it (`object: "check_finding"`), on one line."""
+    from kassa.api.schemas import CheckFindingOut
+
+    return CheckFindingOut.model_validate(finding).model_dump_json()
+
+
+def _finding_line(finding: FindingView, report: RunReport) -> str:
+    line = f"{finding.check}  {finding.subject}  {finding.detail}"
+    if not report.seen_now(finding):
+        line += f"  [not rechecked this run; last seen {finding.last_seen_at:%Y-%m-%d %H:%M} UTC]"
+    if finding.acknowledged_at is not None:
+        note = f": {finding.note}" if finding.note else ""
+        line += f"  [acknowledged by {finding.acknowledged_by}{note}]"
+    return line
+
+
+def _check_summary(report: RunReport) -> str:
+    """`N issue(s) found.` and each check's open findings, or `ok`, or `not run` for one
+    that did not run to the end this time (its findings stay as they were)."""
+    from kassa.services.checks import CHECK_NAMES
+
+    ran = {check for check, _ in report.completed}
+    parts = []
+    for name in CHECK_NAMES:
+        count = sum(f.check == name for f in report.findings)
+        state = str(count or "ok") if name in ran else f"not run ({count} open)"
+        parts.append(f"{name}: {state}")
+    return f"{report.open} issue(s) found. " + ", ".join(parts)
+
+
+def _deploy_gate(skip: list[str]) -> None:
+    """`kassa check --deploy`: each rule the configuration breaks, one line each
+    (`<rule>: <what to do>`) on stdout, and exit 1; else one `ok` line."""
+    from kassa import deploy_gate
+
+    try:
+        found = deploy_gate.problems(Settings.from_env(), skip)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    for problem in found:
+        typer.echo(str(problem))
+    if found:
+        err.print(f"{len(found)} deploy problem(s); see docs/deploy.md", markup=False)
+        raise typer.Exit(1)
+    checked = len(deploy_gate.RULES) - len(set(skip))
+    waived = f" ({len(set(skip))} waived: {', '.join(sorted(set(skip)))})" if skip else ""
+    typer.echo(f"ok: the configuration passes {checked} deploy rules{waived}")
 
 
 @app.command()

@@ -194,6 +194,12 @@ class Settings(BaseSettings):
     # -- reconciliation
     stuck_payment_after_s: int = 15 * 60
     """A payment `processing` this long is reported as stuck by `kassa check`."""
+    check_interval_s: int = Field(default=3600, gt=0)
+    """How often the worker runs the checks and stores their findings (one run per
+    interval however many workers there are)."""
+    check_page_size: int = Field(default=100, ge=1, le=100)
+    """Records per page when the checks compare kassa with a provider (Stripe lists at
+    most 100): the comparison holds one page at a time, however large the shop."""
 
     # -- parsing: the environment gives strings; keywords give the field's own type
 

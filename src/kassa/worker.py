@@ -24,6 +24,46 @@ from kassa.storage.errors import StorageError
 log = logging.getLogger("kassa.worker")
 
 
+# How often a worker asks whether the checks are due (they run every
+# KASSA_CHECK_INTERVAL_S; asking is one statement).
+CHECKS_POLL_S = 60
+
+
+class InBackground:
+    """A periodic task run on a daemon thread of its own, for work too long to run
+    between jobs (the checks: minutes on a large shop, listing a provider page by page).
+    Calling it starts the task unless its previous run is still going, and returns at
+    once. A failure is logged; the next call tries again. A process that exits mid-run
+    loses nothing: the task commits its results in one transaction at its end."""
+
+    def __init__(self, task: Callable[[], object], name: str) -> None:
+        self._task = task
+        self._name = name
+        self._thread: threading.Thread | None = None
+
+    def __call__(self) -> None:
+        if self.running():
+            return
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the run in progress, if any (for tests and a clean stop)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._task()
+        except StorageError as exc:  # an outage: one line, as the loop reports it
+            log.warning("%s: database error: %s; the next period tries again", self._name, exc)
+        except Exception:
+            log.exception("%s failed; the next period tries again", self._name)
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -39,6 +79,7 @@ class Worker:
         handlers: dict[str, JobHandler] | None = None,
         max_backoff_s: float = 30.0,
         upkeep: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kassa = kassa
         self.name = name or worker_name()
@@ -47,6 +88,10 @@ class Worker:
         self._max_backoff = max_backoff_s
         self.handlers: dict[str, JobHandler] = {**kassa.job_handlers(), **(handlers or {})}
         self._stop = threading.Event()
+        self._monotonic = monotonic  # what paces the periodic upkeep (tests pass their own)
+        # the checks, stored as findings: a long run over a large shop must not hold up
+        # this loop's jobs, so it runs on a thread of its own (see `InBackground`)
+        self.checks = InBackground(kassa.findings.run_if_due, "kassa-checks")
         # `upkeep=False`: a loop that only runs jobs, beside one that also does the upkeep
         self._periodic: list[tuple[float, Callable[[], object], list[float]]] = (
             [
@@ -57,6 +102,13 @@ class Worker:
                 ),
                 # the tables that only grow: done jobs, applied events, expired keys
                 (kassa.settings.prune_interval_s, kassa.pruning.run, [0.0]),
+                # asks once a minute whether a run is due (`run_if_due` decides, on
+                # kassa's clock, across every worker), the first time a minute after start
+                (
+                    min(kassa.settings.check_interval_s, CHECKS_POLL_S),
+                    self.checks,
+                    [monotonic()],
+                ),
             ]
             if upkeep
             else []
@@ -79,7 +131,7 @@ class Worker:
         return len(claimed)
 
     def _upkeep(self) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         for interval, task, last in self._periodic:
             if now - last[0] >= interval:
                 last[0] = now

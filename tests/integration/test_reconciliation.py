@@ -104,7 +104,7 @@ def test_a_healthy_shop_is_clean(
     clock.advance(STUCK_S * 4)  # nothing is waiting for the worker either
     assert shop.reconciliation.run() == []
     code, out, err = run_cli(monkeypatch, database_url, "--fail-on-issues")
-    assert (code, out) == (0, ""), (out, err)
+    assert (code, out) == (0, "open=0 resolved=0\n"), (out, err)
     assert "0 issue(s) found" in err and "provider_records: ok" in err
 
 

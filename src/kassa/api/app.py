@@ -10,6 +10,7 @@ from kassa.api.problem_docs import install_problem_schema
 from kassa.api.problems import install_problem_handlers
 from kassa.api.request_id import RequestId
 from kassa.api.routers.audit import audit
+from kassa.api.routers.checks import checks
 from kassa.api.routers.customers import customers
 from kassa.api.routers.documents import documents
 from kassa.api.routers.exports import exports
@@ -56,6 +57,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         webhooks,
         audit,
         exports,
+        checks,
     ):
         app.include_router(router)
     return app

@@ -431,3 +431,38 @@ class DocumentOut(Output):
     locale: str
     pdf_url: str
     html_url: str
+
+
+# -- monitoring: check findings ---------------------------------------------------------
+
+
+class CheckFindingOut(Output):
+    """A problem a reconciliation check found: open until a complete run of its check no
+    longer finds it."""
+
+    id: str
+    object: Literal["check_finding"] = "check_finding"
+    check: str
+    subject: str
+    status: Literal["open", "resolved"]
+    detail: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    note: str | None
+
+
+class CheckRunOut(Output):
+    """What a run left behind: every finding still open (those it found, and those of
+    checks it could not run to the end), how many of them it opened, how many it resolved."""
+
+    open: int
+    new: int
+    resolved: int
+    findings: list[CheckFindingOut]
+
+
+class FindingAcknowledge(Input):
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None

@@ -44,6 +44,10 @@ class Permission(StrEnum):
     READ_DOCUMENTS = "read_documents"
     LIST_DOCUMENTS = "list_documents"  # every invoice or credit note, not only one's own
     EXPORT_DATA = "export_data"  # CSV exports of orders, payments, refunds, customers, ...
+    # v1.1 monitoring: the checks' findings
+    READ_FINDINGS = "read_findings"
+    RUN_CHECKS = "run_checks"
+    ACKNOWLEDGE_FINDINGS = "acknowledge_findings"
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -72,6 +76,9 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.READ_DOCUMENTS: Role.ANALYST,
     Permission.LIST_DOCUMENTS: Role.ANALYST,
     Permission.EXPORT_DATA: Role.ANALYST,
+    Permission.READ_FINDINGS: Role.OPS,
+    Permission.RUN_CHECKS: Role.OPS,
+    Permission.ACKNOWLEDGE_FINDINGS: Role.OPS,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(

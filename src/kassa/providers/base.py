@@ -17,6 +17,9 @@ from typing import Any, Protocol
 from kassa.domain.payments import ProviderFailure
 from kassa.domain.refunds import RefundStatus
 
+# Records per page when a provider's list is read (Stripe's largest page).
+LIST_PAGE_SIZE = 100
+
 
 class IntentStatus(StrEnum):
     REQUIRES_PAYMENT_METHOD = "requires_payment_method"
@@ -99,10 +102,17 @@ class PaymentProvider(Protocol):
         the provider has one: how a refund whose answer was lost is found again."""
         ...
 
-    def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
-        """Every intent created at or after `since` (for reconciliation)."""
+    def list_intents(
+        self, since: datetime, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[ProviderIntent]:
+        """Every intent created at or after `since` (for reconciliation), fetched lazily
+        `page_size` at a time, so a caller that consumes it as it goes holds one page, not
+        the window. A failure on any page raises ProviderError."""
         ...
 
-    def list_refunds(self, since: datetime) -> Iterator[ProviderRefund]:
-        """Every refund created at or after `since` (for reconciliation)."""
+    def list_refunds(
+        self, since: datetime, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[ProviderRefund]:
+        """Every refund created at or after `since` (for reconciliation), as
+        `list_intents`."""
         ...

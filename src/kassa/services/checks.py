@@ -10,24 +10,37 @@ The database checks read one consistent snapshot (`Database.snapshot`), so a cha
 committed while the check runs can never look like an inconsistency. The provider
 check lists the provider's intents and refunds of the window through its API (the
 mock's own tables; Stripe's list endpoints through the SDK) and compares them with
-kassa's payments and refunds, both ways.
+kassa's payments and refunds, both ways, a page at a time: a large shop's window is
+never held in memory.
+
+A run says which checks it ran to the end (`Sweep.completed`); `services/findings.py`
+stores what it found and resolves only what those checks no longer find.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from kassa.domain.documents import Series, format_number, sequence_problems
 from kassa.domain.payments import PaymentStatus
 from kassa.domain.refunds import RefundStatus
 from kassa.domain.wallet import EntryKind
-from kassa.providers.base import IntentStatus, ProviderError, ProviderIntent, ProviderRefund
+from kassa.providers.base import (
+    LIST_PAGE_SIZE,
+    IntentStatus,
+    PaymentProvider,
+    ProviderError,
+    ProviderIntent,
+    ProviderRefund,
+)
 from kassa.providers.registry import ProviderRegistry
 from kassa.services.context import Clock
 from kassa.storage.database import Database
@@ -52,6 +65,8 @@ class Finding:
     check: str
     subject: str
     detail: str
+    # Which run of the check can vouch for it: the provider, for `provider_records`.
+    scope: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +305,28 @@ DATABASE_CHECKS: tuple[DatabaseCheck, ...] = (
     missing_documents,
     stuck_payments,
 )
-CHECK_NAMES = (*(check.__name__ for check in DATABASE_CHECKS), "provider_records")
+PROVIDER_CHECK = "provider_records"
+CHECK_NAMES = (*(check.__name__ for check in DATABASE_CHECKS), PROVIDER_CHECK)
+# The database checks whose verdict depends on `stuck_after`: a run with another one than
+# the configured one finds what it finds, but cannot say that their findings are gone.
+_JUDGED_BY_STUCK_AFTER = frozenset({missing_documents.__name__, stuck_payments.__name__})
+PROVIDER_WINDOW_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """What one run of the checks saw, as of `observed_at` (when it began).
+
+    `completed` names the checks that ran to the end with the standard criteria, as
+    (check, scope) pairs (scope: the provider, for `provider_records`; empty for the
+    database checks). Only those can vouch that a finding is gone: a check that did not
+    run (`--no-providers`), or did not finish (the provider could not be listed), or ran
+    with other criteria (`--stuck-after`, `--window-days`) leaves its findings as they
+    were."""
+
+    observed_at: datetime
+    findings: list[Finding]
+    completed: frozenset[tuple[str, str]]
 
 
 def _received(intent: ProviderIntent) -> int:
@@ -304,10 +340,47 @@ def _few(numbers: tuple[int, ...], shown: int = 10) -> str:
     return text + (f" … ({len(numbers)} in all)" if len(numbers) > shown else "")
 
 
+T = TypeVar("T")
+
+
+def _pages(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size`, each taken from the iterator only when asked for."""
+    while page := list(islice(items, size)):
+        yield page
+
+
+class _Marks:
+    """A set of row keys from `base` up, one bit each: which of kassa's records the
+    provider listed. For a window of a million payments it takes 125 KB, where a set of
+    their keys would take tens of megabytes. Keys below `base` (records older than the
+    window, which nothing asks about) are not kept."""
+
+    def __init__(self, base: int | None) -> None:
+        self._base = base
+        self._bits = bytearray()
+
+    def add(self, key: int) -> None:
+        if self._base is None or key < self._base:
+            return
+        offset = key - self._base
+        byte = offset >> 3
+        if byte >= len(self._bits):
+            self._bits.extend(bytes(byte + 1 - len(self._bits)))
+        self._bits[byte] |= 1 << (offset & 7)
+
+    def __contains__(self, key: int) -> bool:
+        if self._base is None or key < self._base:
+            return False
+        offset = key - self._base
+        byte = offset >> 3
+        return byte < len(self._bits) and bool(self._bits[byte] & (1 << (offset & 7)))
+
+
 @dataclass(frozen=True, slots=True)
 class _KassaRecord:
     """A payment or refund as kassa recorded it, in the terms the provider check uses."""
 
+    pk: int
     id: str
     provider_id: str | None
     status: str
@@ -315,6 +388,7 @@ class _KassaRecord:
     amount: int
     currency: str
     created_at: datetime
+    changed_at: datetime  # its last change (a status, a provider id)
     # Money kassa moved through the provider (a refund to the wallet moves none there).
     at_provider: bool
     # Started by kassa (not reported by the provider), so the provider must list it.
@@ -334,7 +408,7 @@ class _ProviderRecord:
 
 
 def _kassa_record(
-    row: Payment | Refund,
+    row: Any,  # a payment's or refund's `_Kind.columns`
     provider_id: str | None,
     succeeded: bool,
     *,
@@ -342,6 +416,7 @@ def _kassa_record(
     started_by_kassa: bool = True,
 ) -> _KassaRecord:
     return _KassaRecord(
+        pk=row.pk,
         id=row.id,
         provider_id=provider_id,
         status=row.status,
@@ -349,16 +424,17 @@ def _kassa_record(
         amount=row.amount,
         currency=row.currency,
         created_at=row.created_at,
+        changed_at=row.updated_at or row.created_at,
         at_provider=at_provider,
         started_by_kassa=started_by_kassa,
     )
 
 
-def _payment_record(payment: Payment) -> _KassaRecord:
+def _payment_record(payment: Any) -> _KassaRecord:
     return _kassa_record(payment, payment.provider_payment_id, payment.status == SUCCEEDED)
 
 
-def _refund_record(refund: Refund) -> _KassaRecord:
+def _refund_record(refund: Any) -> _KassaRecord:
     return _kassa_record(
         refund,
         refund.provider_refund_id,
@@ -391,9 +467,6 @@ def _listed_refund(refund: ProviderRefund) -> _ProviderRecord:
     return _provider_record(refund, succeeded=succeeded, amount=refund.amount)
 
 
-_Listed = dict[str, _ProviderRecord]  # the provider's records by their id
-
-
 @dataclass(frozen=True, slots=True)
 class _Comparison:
     """What to compare between kassa's records of one kind and the provider's, both ways.
@@ -412,52 +485,53 @@ class _Comparison:
     any_status_under_id: bool
     reference_accounts: bool
 
-    def compare(
+    def page(
         self,
         name: str,
         ours: Sequence[_KassaRecord],
         theirs: Sequence[_ProviderRecord],
-        since: datetime,
+        began: datetime,
+        listed: _Marks,
     ) -> list[Finding]:
-        listed = {record.id: record for record in theirs}
-        return self._kassa_against_provider(name, ours, listed, since) + (
-            self._provider_against_kassa(name, ours, theirs)
-        )
-
-    def _kassa_against_provider(
-        self, name: str, ours: Sequence[_KassaRecord], listed: _Listed, since: datetime
-    ) -> list[Finding]:
-        findings = []
-        for record in ours:
-            if not (record.succeeded and record.at_provider):
-                continue
-            found = listed.get(record.provider_id or "")
-            if found is None:
-                if record.created_at >= since and record.started_by_kassa:
-                    findings.append(_finding(record.id, self.not_listed, name=name, ours=record))
-            elif not found.succeeded:
-                findings.append(_finding(record.id, self.other_status, name=name, theirs=found))
-            elif not self._same_amount(record, found):
-                findings.append(
-                    _finding(record.id, self.other_amount, name=name, ours=record, theirs=found)
-                )
-        return findings
-
-    def _provider_against_kassa(
-        self, name: str, ours: Sequence[_KassaRecord], theirs: Sequence[_ProviderRecord]
-    ) -> list[Finding]:
+        """One page of the provider's records against kassa's records that it names (by
+        the provider's id, or kassa's id as the reference), both ways; kassa's records it
+        names are marked in `listed`. A kassa record changed after the run `began` is not
+        judged: the provider's page may predate the change."""
         by_provider_id = {record.provider_id: record for record in ours if record.provider_id}
         by_id = {record.id: record for record in ours}
         findings = []
-        for listed in theirs:
-            known = by_provider_id.get(listed.id)
-            match = known or by_id.get(listed.reference or "")
-            if not self._accounts_for(listed, match, under_id=known is not None):
+        for theirs_one in theirs:
+            known = by_provider_id.get(theirs_one.id)
+            if known is not None:
+                listed.add(known.pk)
+                if known.changed_at > began:
+                    continue
+                findings += self._against_listed(name, known, theirs_one)
+            match = known or by_id.get(theirs_one.reference or "")
+            if match is not None and match.changed_at > began:
+                continue
+            if not self._accounts_for(theirs_one, match, under_id=known is not None):
                 state = _kassa_state(match)
                 findings.append(
-                    _finding(listed.id, self.unaccounted, name=name, theirs=listed, state=state)
+                    _finding(theirs_one.id, self.unaccounted, name, theirs=theirs_one, state=state)
                 )
         return findings
+
+    def _against_listed(
+        self, name: str, ours: _KassaRecord, theirs: _ProviderRecord
+    ) -> list[Finding]:
+        """kassa's record, found in the provider's list under its provider id."""
+        if not (ours.succeeded and ours.at_provider):
+            return []
+        if not theirs.succeeded:
+            return [_finding(ours.id, self.other_status, name, theirs=theirs)]
+        if not self._same_amount(ours, theirs):
+            return [_finding(ours.id, self.other_amount, name, ours=ours, theirs=theirs)]
+        return []
+
+    def missing(self, name: str, ours: _KassaRecord) -> Finding:
+        """kassa's succeeded record of the window that the provider did not list."""
+        return _finding(ours.id, self.not_listed, name, ours=ours)
 
     def _accounts_for(
         self, listed: _ProviderRecord, match: _KassaRecord | None, *, under_id: bool
@@ -482,8 +556,8 @@ def _kassa_state(match: _KassaRecord | None) -> str:
     return "unknown to kassa" if match is None else f"{match.status} in kassa ({match.id})"
 
 
-def _finding(subject: str, template: str, **fields: object) -> Finding:
-    return Finding("provider_records", subject, template.format(**fields))
+def _finding(subject: str, template: str, name: str, **fields: object) -> Finding:
+    return Finding(PROVIDER_CHECK, subject, template.format(name=name, **fields), scope=name)
 
 
 _PAYMENTS = _Comparison(
@@ -509,6 +583,54 @@ _REFUNDS = _Comparison(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """One kind of record the provider check compares: kassa's table and how to read it,
+    the provider's list and how to read it, and what to compare."""
+
+    model: type[Payment] | type[Refund]
+    provider_id: Any  # the column holding the provider's id
+    # what the check reads of each row (plain rows, not ORM objects: a page of objects
+    # with every column cost more than the rest of the comparison)
+    columns: tuple[Any, ...]
+    ours: Callable[[Any], _KassaRecord]
+    listing: Callable[[PaymentProvider, datetime, int], Iterator[_ProviderRecord]]
+    # kassa's records the provider must list: succeeded, through it, started by kassa
+    must_be_listed: tuple[ColumnElement[bool], ...]
+    comparison: _Comparison
+
+
+def _columns(model: type[Payment] | type[Refund], *own: str) -> tuple[Any, ...]:
+    common = ("pk", "id", "status", "amount", "currency", "created_at", "updated_at")
+    return tuple(getattr(model, name) for name in (*common, *own))
+
+
+_KINDS = (
+    _Kind(
+        Payment,
+        Payment.provider_payment_id,
+        _columns(Payment, "provider_payment_id"),
+        _payment_record,
+        lambda p, since, size: map(_intent_record, p.list_intents(since, page_size=size)),
+        (Payment.status == SUCCEEDED,),
+        _PAYMENTS,
+    ),
+    _Kind(
+        Refund,
+        Refund.provider_refund_id,
+        _columns(Refund, "provider_refund_id", "destination", "origin"),
+        _refund_record,
+        lambda p, since, size: map(_listed_refund, p.list_refunds(since, page_size=size)),
+        (
+            Refund.status == REFUND_SUCCEEDED,
+            Refund.destination == "original",
+            Refund.origin == "kassa",
+        ),
+        _REFUNDS,
+    ),
+)
+
+
 class Reconciliation:
     def __init__(
         self,
@@ -517,65 +639,161 @@ class Reconciliation:
         providers: ProviderRegistry,
         *,
         stuck_after_s: int,
+        page_size: int = LIST_PAGE_SIZE,
     ) -> None:
+        if page_size < 1:
+            raise ValueError("the provider check's page must hold at least one record")
         self._db = db
         self._clock = clock
         self._providers = providers
         self._stuck_after = timedelta(seconds=stuck_after_s)
+        self._page_size = page_size
 
     def run(
         self,
         *,
         stuck_after_s: int | None = None,
-        provider_window_days: int = 30,
+        provider_window_days: int = PROVIDER_WINDOW_DAYS,
         with_providers: bool = True,
     ) -> list[Finding]:
+        """Every finding of one run (see `sweep`)."""
+        return self.sweep(
+            stuck_after_s=stuck_after_s,
+            provider_window_days=provider_window_days,
+            with_providers=with_providers,
+        ).findings
+
+    def sweep(
+        self,
+        *,
+        stuck_after_s: int | None = None,
+        provider_window_days: int = PROVIDER_WINDOW_DAYS,
+        with_providers: bool = True,
+    ) -> Sweep:
+        """Run the checks: the database ones in one snapshot, then each enabled provider's
+        comparison; says which of them ran to the end with the standard criteria."""
+        stuck_after = (
+            timedelta(seconds=stuck_after_s) if stuck_after_s is not None else self._stuck_after
+        )
         options = CheckOptions(
             now=self._clock(),
-            stuck_after=(
-                timedelta(seconds=stuck_after_s) if stuck_after_s is not None else self._stuck_after
-            ),
+            stuck_after=stuck_after,
             provider_window=timedelta(days=provider_window_days),
         )
         findings: list[Finding] = []
+        completed: set[tuple[str, str]] = set()
         with self._db.snapshot() as session:
             for check in DATABASE_CHECKS:
                 findings += check(session, options)
-        if with_providers:
-            for name in self._providers.names:
-                findings += self.provider_records(name, options)
-        return findings
+                if stuck_after == self._stuck_after or check.__name__ not in (
+                    _JUDGED_BY_STUCK_AFTER
+                ):
+                    completed.add((check.__name__, ""))
+        for name in self._providers.names if with_providers else []:
+            found, complete = self._provider_outcome(name, options)
+            findings += found
+            if complete and provider_window_days == PROVIDER_WINDOW_DAYS:
+                completed.add((PROVIDER_CHECK, name))
+        return Sweep(options.now, findings, frozenset(completed))
 
     def provider_records(self, name: str, options: CheckOptions) -> list[Finding]:
         """kassa's payments and refunds at provider `name` against the provider's own list,
         both ways, over the window."""
+        return self._provider_outcome(name, options)[0]
+
+    def _provider_outcome(self, name: str, options: CheckOptions) -> tuple[list[Finding], bool]:
+        """The provider check's findings, and whether it ran to the end.
+
+        Memory stays bounded by the page size, not the window: the provider's records are
+        read a page at a time, and each page is compared with the kassa records it names,
+        read by id; which of kassa's records were listed is kept one bit each, so that
+        kassa's succeeded records the provider did not list are found afterwards by
+        paging through kassa's own (`_unlisted`)."""
         since = options.now - options.provider_window
         provider = self._providers.existing(name)
+        findings: list[Finding] = []
         try:
-            intents = list(provider.list_intents(since))
-            refunds = list(provider.list_refunds(since))
+            for kind in _KINDS:
+                listed = _Marks(self._first_key(kind, name, since))
+                records = kind.listing(provider, since, self._page_size)
+                for page in _pages(records, self._page_size):
+                    findings += self._compare_page(kind, name, page, options.now, listed)
+                findings += self._unlisted(kind, name, since, options.now, listed)
         except ProviderError as exc:
-            return [Finding("provider_records", name, f"could not list the provider: {exc}")]
-        with self._db.snapshot() as session:
-            payments = session.scalars(
-                select(Payment).where(
-                    Payment.provider == name,
-                    (Payment.created_at >= since)
-                    | Payment.provider_payment_id.in_([i.id for i in intents]),
-                )
-            ).all()
-            ours = session.scalars(
-                select(Refund).where(
-                    Refund.provider == name,
-                    (Refund.created_at >= since)
-                    | Refund.provider_refund_id.in_([r.id for r in refunds]),
-                )
-            ).all()
-            return _PAYMENTS.compare(
-                name,
-                [_payment_record(p) for p in payments],
-                [_intent_record(i) for i in intents],
-                since,
-            ) + _REFUNDS.compare(
-                name, [_refund_record(r) for r in ours], [_listed_refund(r) for r in refunds], since
+            failed = Finding(PROVIDER_CHECK, name, f"could not list the provider: {exc}", name)
+            return [*findings, failed], False
+        return findings, True
+
+    def _first_key(self, kind: _Kind, name: str, since: datetime) -> int | None:
+        model = kind.model
+        with self._db.transaction(read_only=True) as session:
+            first = session.scalar(
+                select(func.min(model.pk)).where(model.provider == name, model.created_at >= since)
             )
+        return None if first is None else int(first)
+
+    def _compare_page(
+        self,
+        kind: _Kind,
+        name: str,
+        page: list[_ProviderRecord],
+        began: datetime,
+        listed: _Marks,
+    ) -> list[Finding]:
+        """One page against the kassa records it names: by the provider's id, and by the
+        reference (kassa's id) for the provider's records no kassa record has the id of.
+        Two lookups, each on its index (one query with both under OR is a sequential scan
+        on PostgreSQL: every page would read the whole table)."""
+        model = kind.model
+        with self._db.transaction(read_only=True) as session:
+            rows = list(
+                session.execute(
+                    select(*kind.columns).where(
+                        model.provider == name, kind.provider_id.in_([r.id for r in page])
+                    )
+                )
+            )
+            ours = [kind.ours(row) for row in rows]
+            known = {record.provider_id for record in ours}
+            references = [r.reference for r in page if r.reference and r.id not in known]
+            if references:
+                ours += [
+                    kind.ours(row)
+                    for row in session.execute(
+                        select(*kind.columns).where(
+                            model.provider == name, model.id.in_(references)
+                        )
+                    )
+                ]
+        return kind.comparison.page(name, ours, page, began, listed)
+
+    def _unlisted(
+        self, kind: _Kind, name: str, since: datetime, began: datetime, listed: _Marks
+    ) -> list[Finding]:
+        """kassa's records the provider must have listed (succeeded through it in the
+        window, before the run began, unchanged since) that it did not, page by page."""
+        model = kind.model
+        changed = func.coalesce(model.updated_at, model.created_at)
+        after = 0
+        findings = []
+        while True:
+            with self._db.transaction(read_only=True) as session:
+                ours = [
+                    kind.ours(row)
+                    for row in session.execute(
+                        select(*kind.columns)
+                        .where(
+                            model.provider == name,
+                            model.created_at >= since,
+                            changed <= began,
+                            model.pk > after,
+                            *kind.must_be_listed,
+                        )
+                        .order_by(model.pk)
+                        .limit(self._page_size)
+                    )
+                ]
+            findings += [kind.comparison.missing(name, r) for r in ours if r.pk not in listed]
+            if len(ours) < self._page_size:
+                return findings
+            after = ours[-1].pk

@@ -516,3 +516,69 @@ class IssuedDocument(Base):
             dialect="postgresql"
         ),
     )
+
+
+# -- check findings (monitoring: what `kassa check` found, kept and followed up) ---------
+
+OPEN_FINDING = "status = 'open'"
+
+
+class CheckFinding(Base):
+    """One episode of one problem a reconciliation check found: open from the run that
+    first saw it until the first complete run of its check that no longer does.
+
+    A finding is named by (check, subject), and at most one episode of it is open at a
+    time (the partial unique index). A problem that comes back after it was resolved opens
+    a new row with its own id: the resolved row stays as history, and an acknowledgement
+    (who looked at it, their note) belongs to the episode it was given for, so it never
+    silences a recurrence. `scope` says which run of the check can vouch for it (the
+    provider, for `provider_records`; empty for the database checks): only a run that
+    completed the check for that scope resolves it."""
+
+    __tablename__ = "check_findings"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    check_name: Mapped[str] = mapped_column(String(40))  # `check` is a reserved word in SQL
+    subject: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    last_seen_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status"),
+        CheckConstraint(
+            "(status = 'open' AND resolved_at IS NULL) OR "
+            "(status = 'resolved' AND resolved_at IS NOT NULL)",
+            name="resolution",
+        ),
+        Index(
+            "uq_check_findings_open",
+            "check_name",
+            "subject",
+            unique=True,
+            postgresql_where=text(OPEN_FINDING),
+            sqlite_where=text(OPEN_FINDING),
+        ),
+        *list_indexes("check_findings", "status", "check_name"),
+    )
+
+
+class CheckRunMark(Base):
+    """How many runs of the checks there were, and when the last began, per kind:
+
+    - `stored`: every run that stored its findings. The upsert that counts one takes this
+      row's lock for the rest of the storing transaction, so two runs at once (the worker
+      and `kassa check`) store their findings one after the other.
+    - `periodic`: the worker's scheduled runs. A worker claims the next one with one
+      conditional upsert when the last began at least `KASSA_CHECK_INTERVAL_S` ago, so
+      however many workers run, one of them runs the checks once per interval."""
+
+    __tablename__ = "check_run_marks"
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTC_TIME)

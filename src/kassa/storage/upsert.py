@@ -80,3 +80,11 @@ def increment(session: Session, model: Any, key: dict[str, Any], column: str) ->
 
     statement = kept(("increment", dialect, model, tuple(key), column), build)
     return int(session.execute(statement, key).scalar_one())
+
+
+def dialect_insert(session: Session, model: Any) -> Any:
+    """`INSERT INTO <model's table>` as the session's dialect builds it, for statements with
+    an `ON CONFLICT` clause (`on_conflict_do_update(..., where=...)`, or a partial unique
+    index named with `index_where`): SQLite and PostgreSQL spell them alike."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    return insert(model.__table__)

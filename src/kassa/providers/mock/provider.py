@@ -25,6 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from kassa.domain.payments import ErrorType, ProviderFailure
 from kassa.domain.refunds import RefundStatus
 from kassa.providers.base import (
+    LIST_PAGE_SIZE,
     IntentRequest,
     IntentStatus,
     ProviderError,
@@ -83,6 +84,7 @@ NO_FAULT = frozenset({"", "ok"})
 _LOCKED_INTENT = "kassa.mock.locked_intent"  # Session.info key: see `_locked_intent`
 _AFTER_SEND = "timeout_after_send"  # the one fault that strikes after the sandbox acted
 T = TypeVar("T")
+_Listed = TypeVar("_Listed", MockIntent, MockRefund)  # what the sandbox lists for checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,21 +783,40 @@ class MockProvider:
             self._clock(),
         )
 
-    def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
-        with self._db.transaction(read_only=True) as session:
-            rows = session.scalars(
-                select(MockIntent).where(MockIntent.created_at >= since).order_by(MockIntent.pk)
-            ).all()
-            views = [self._view(row) for row in rows]
-        yield from views
+    def list_intents(
+        self, since: datetime, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[ProviderIntent]:
+        for rows in self._pages(MockIntent, since, page_size):
+            yield from (self._view(row) for row in rows)
 
-    def list_refunds(self, since: datetime) -> Iterator[ProviderRefund]:
-        with self._db.transaction(read_only=True) as session:
-            rows = session.scalars(
-                select(MockRefund).where(MockRefund.created_at >= since).order_by(MockRefund.pk)
-            ).all()
-            views = [self._refund_view(row) for row in rows]
-        yield from views
+    def list_refunds(
+        self, since: datetime, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[ProviderRefund]:
+        for rows in self._pages(MockRefund, since, page_size):
+            yield from (self._refund_view(row) for row in rows)
+
+    def _pages(
+        self, model: type[_Listed], since: datetime, page_size: int
+    ) -> Iterator[list[_Listed]]:
+        """The sandbox's records created at or after `since`, oldest first, one page (a
+        short read of its own, after the last key of the page before) at a time, fetched
+        only when the caller is done with the one before: as Stripe's list endpoints."""
+        after = 0
+        while True:
+            with self._db.transaction(read_only=True) as session:
+                rows = list(
+                    session.scalars(
+                        select(model)
+                        .where(model.pk > after, model.created_at >= since)
+                        .order_by(model.pk)
+                        .limit(page_size)
+                    )
+                )
+            if rows:
+                yield rows
+            if len(rows) < page_size:
+                return
+            after = int(rows[-1].pk)
 
     # -- what the sandbox recorded, page by page (its own API's lists) -------------------
 

@@ -16,6 +16,7 @@ import stripe
 from kassa.domain.payments import ErrorType, ProviderFailure
 from kassa.domain.refunds import RefundStatus
 from kassa.providers.base import (
+    LIST_PAGE_SIZE,
     IntentRequest,
     IntentStatus,
     ProviderError,
@@ -212,22 +213,37 @@ class StripeGateway:
             raise ProviderError(failure_of(exc)) from exc
         return None
 
-    def list_intents(self, since: datetime) -> Iterator[ProviderIntent]:
-        for obj in self._newest_first(self._client.v1.payment_intents.list, since):
+    def list_intents(
+        self, since: datetime, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[ProviderIntent]:
+        for obj in self._newest_first(self._client.v1.payment_intents.list, since, page_size):
             yield _intent(obj)
 
-    def list_refunds(self, since: datetime) -> Iterator[ProviderRefund]:
-        for obj in self._newest_first(self._client.v1.refunds.list, since):
+    def list_refunds(
+        self, since: datetime, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[ProviderRefund]:
+        for obj in self._newest_first(self._client.v1.refunds.list, since, page_size):
             yield _refund(obj)
 
-    def _newest_first(self, list_fn: Any, since: datetime) -> Iterator[Any]:
+    def _newest_first(self, list_fn: Any, since: datetime, page_size: int) -> Iterator[Any]:
         """Page through a Stripe list (newest first) until objects get older than `since`.
+
+        The SDK's auto-pagination fetches the next page (`starting_after` the last object)
+        only when the one before is used up, so at most one page is held. A failure on any
+        page, not only the first, is a ProviderError.
 
         No `created[gte]` filter is sent: Stripe lists newest first, so stopping at the
         first older object is equivalent, and localstripe refuses the filter (400)."""
         floor = int(since.timestamp())
-        page = self._call(list_fn, params={"limit": 100})
-        for obj in page.auto_paging_iter():
+        page = self._call(list_fn, params={"limit": max(1, min(page_size, LIST_PAGE_SIZE))})
+        objects = page.auto_paging_iter()
+        while True:
+            try:
+                obj = next(objects)
+            except StopIteration:
+                return
+            except stripe.StripeError as exc:
+                raise ProviderError(failure_of(exc)) from exc
             created = getattr(obj, "created", None)
             if isinstance(created, int) and created < floor:
                 return
