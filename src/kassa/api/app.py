@@ -13,6 +13,7 @@ from kassa.api.routers.audit import audit
 from kassa.api.routers.customers import customers
 from kassa.api.routers.documents import documents
 from kassa.api.routers.health import health
+from kassa.api.routers.kpis import kpis
 from kassa.api.routers.mock_provider import mock_provider
 from kassa.api.routers.orders import orders
 from kassa.api.routers.payments import payments
@@ -54,6 +55,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         wallets,
         webhooks,
         audit,
+        kpis,
     ):
         app.include_router(router)
     return app
