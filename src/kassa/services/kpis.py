@@ -21,9 +21,9 @@ as a small table (`WITH days AS (SELECT ... FROM (VALUES (0, :b0, :b1), ...))`, 
 timestamp (`starts <= t < ends`), then grouped by day and currency. This is the same
 plain SQL on SQLite and on PostgreSQL: it needs no time zone support in the database
 (SQLite has none; PostgreSQL's `AT TIME ZONE` would be exact too but is not portable, and
-a fixed UTC offset would misfile the hours around every DST change). On PostgreSQL each day is an index range scan on the event's time column
-(migration 0011); the totals of the window are the sums of its days, so the series and
-the totals can never disagree.
+a fixed UTC offset would misfile the hours around every DST change). On PostgreSQL each
+day is an index range scan on the event's time column (migration 0011). The totals of the
+window are the sums of its days, so the series and the totals never disagree.
 """
 
 from __future__ import annotations
