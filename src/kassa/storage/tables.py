@@ -523,9 +523,16 @@ class IssuedDocument(Base):
 
 # -- revenue KPIs (migration 0011) -------------------------------------------------------
 # Each KPI reads the rows whose time of one event falls in a window of days
-# (services/kpis.py): these make that a range scan of the few rows it counts.
+# (services/kpis.py): these make that a range scan of the rows it counts. On PostgreSQL
+# the sums' columns ride along (INCLUDE), so a year's sales are read from the index alone,
+# and an index leaves out the rows that never had the event.
 KPI_INDEXES = (
-    Index("ix_orders_paid_at", Order.paid_at, postgresql_where=Order.paid_at.is_not(None)),
+    Index(
+        "ix_orders_paid_at",
+        Order.paid_at,
+        postgresql_where=Order.paid_at.is_not(None),
+        postgresql_include=["currency", "total"],
+    ),
     Index(
         "ix_orders_canceled_at", Order.canceled_at, postgresql_where=Order.canceled_at.is_not(None)
     ),
@@ -533,7 +540,12 @@ KPI_INDEXES = (
         "ix_refunds_succeeded_at",
         Refund.succeeded_at,
         postgresql_where=Refund.succeeded_at.is_not(None),
+        postgresql_include=["currency", "amount", "status"],
     ),
     Index("ix_customers_created_at", Customer.created_at),
-    Index("ix_wallet_entries_created_at", WalletEntry.created_at),
+    Index(
+        "ix_wallet_entries_created_at",
+        WalletEntry.created_at,
+        postgresql_include=["currency", "amount"],
+    ),
 )
