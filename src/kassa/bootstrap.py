@@ -41,6 +41,7 @@ from kassa.services.invoices import (
     SellerProfile,
 )
 from kassa.services.jobs import JobHandler, JobQueue
+from kassa.services.kpis import Kpis
 from kassa.services.orders import Orders
 from kassa.services.payment_analytics import Analytics
 from kassa.services.payments import Payments
@@ -125,6 +126,7 @@ class Kassa:
             resume_after_s=settings.payment_resume_after_s,
         )
         self.analytics = Analytics(self.db, clock)
+        self.kpis = Kpis(self.db, clock, settings.timezone)
         self.wallets = Wallets(self.db, clock)
         self.refunds = Refunds(
             self.db,

@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
@@ -200,6 +201,22 @@ class Settings(BaseSettings):
     check_page_size: int = Field(default=100, ge=1, le=100)
     """Records per page when the checks compare kassa with a provider (Stripe lists at
     most 100): the comparison holds one page at a time, however large the shop."""
+
+    # -- revenue KPIs
+    timezone: str = "UTC"
+    """The shop's time zone, an IANA name (Europe/Berlin): KPI windows are its calendar days."""
+
+    @field_validator("timezone", mode="after")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ValueError, OSError, KeyError):  # not found, a directory, a path, not TZif
+            raise ValueError(
+                f"KASSA_TIMEZONE is {name!r}, which is not an IANA time zone name"
+                " (e.g. UTC, Europe/Berlin, America/New_York)"
+            ) from None
+        return name
 
     # -- parsing: the environment gives strings; keywords give the field's own type
 

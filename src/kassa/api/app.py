@@ -15,6 +15,7 @@ from kassa.api.routers.customers import customers
 from kassa.api.routers.documents import documents
 from kassa.api.routers.exports import exports
 from kassa.api.routers.health import health
+from kassa.api.routers.kpis import kpis
 from kassa.api.routers.mock_provider import mock_provider
 from kassa.api.routers.orders import orders
 from kassa.api.routers.payments import payments
@@ -58,6 +59,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         audit,
         exports,
         checks,
+        kpis,
     ):
         app.include_router(router)
     return app

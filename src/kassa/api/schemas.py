@@ -5,7 +5,7 @@ Amounts are strict integers: `19.99`, `"1999"` and `true` are refused, never coe
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -286,6 +286,51 @@ class PaymentAnalyticsOut(Output):
     avg_retry_delay_ms: float
     failure_types: dict[str, int]
     avg_orchestration_ms: float
+
+
+# -- revenue KPIs ------------------------------------------------------------------------
+
+
+class KpiCurrencyOut(Output):
+    currency: str
+    orders_paid: int
+    gross_sales: int
+    refunds: int
+    net_sales: int
+    average_order_value: int
+    refund_rate_bp: int | None
+    wallet_liability: int
+
+
+class KpiPaymentsOut(Output):
+    finished: int
+    succeeded: int
+    success_rate_bp: int | None
+    recovered_by_retry: int
+
+
+class KpiDayOut(Output):
+    date: date
+    currency: str
+    orders_paid: int
+    gross_sales: int
+    refunds: int
+    net_sales: int
+
+
+class KpiReportOut(Output):
+    object: Literal["kpi_report"] = "kpi_report"
+    from_: date = Field(
+        validation_alias="first", serialization_alias="from", description="first day, included"
+    )
+    to: date = Field(validation_alias="last", description="last day, included")
+    timezone: str
+    currencies: list[KpiCurrencyOut]
+    orders_created: int
+    orders_canceled: int
+    new_customers: int
+    payments: KpiPaymentsOut
+    series: list[KpiDayOut]
 
 
 class BrowserConfirm(Input):

@@ -116,7 +116,7 @@ def mark_refund_succeeded(
     if refund.status == SUCCEEDED:
         return
     refund.status = SUCCEEDED
-    refund.updated_at = now
+    refund.updated_at = refund.succeeded_at = now
     session.flush()
     audit.record(
         session,

@@ -419,6 +419,9 @@ class Refund(Base):
     created_by_key: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTC_TIME, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    # When it became `succeeded` (migration 0011; set by refunds.mark_refund_succeeded):
+    # revenue KPIs count a refund on that day.
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
@@ -582,3 +585,33 @@ class CheckRunMark(Base):
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     runs: Mapped[int] = mapped_column(BigInteger)
     last_started_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+
+
+# -- revenue KPIs (migration 0011) -------------------------------------------------------
+# Each KPI reads the rows whose time of one event falls in a window of days
+# (services/kpis.py): these make that a range scan of the rows it counts. On PostgreSQL
+# the sums' columns ride along (INCLUDE), so a year's sales are read from the index alone,
+# and an index leaves out the rows that never had the event.
+KPI_INDEXES = (
+    Index(
+        "ix_orders_paid_at",
+        Order.paid_at,
+        postgresql_where=Order.paid_at.is_not(None),
+        postgresql_include=["currency", "total"],
+    ),
+    Index(
+        "ix_orders_canceled_at", Order.canceled_at, postgresql_where=Order.canceled_at.is_not(None)
+    ),
+    Index(
+        "ix_refunds_succeeded_at",
+        Refund.succeeded_at,
+        postgresql_where=Refund.succeeded_at.is_not(None),
+        postgresql_include=["currency", "amount", "status"],
+    ),
+    Index("ix_customers_created_at", Customer.created_at),
+    Index(
+        "ix_wallet_entries_created_at",
+        WalletEntry.created_at,
+        postgresql_include=["currency", "amount"],
+    ),
+)
