@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
@@ -194,6 +194,14 @@ class Settings(BaseSettings):
     # -- reconciliation
     stuck_payment_after_s: int = 15 * 60
     """A payment `processing` this long is reported as stuck by `kassa check`."""
+
+    # -- operations: metrics and logs
+    metrics_public: bool = False
+    """Serve `GET /metrics` to anyone (for a Prometheus on a private network); else it
+    takes an ops or admin API key."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: every log line one JSON object (time, level, logger, message, request_id
+    within a request, and the record's own fields); `text`: lines for people."""
 
     # -- parsing: the environment gives strings; keywords give the field's own type
 
