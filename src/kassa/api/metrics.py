@@ -45,7 +45,8 @@ webhook route is open. A client cannot create series by inventing paths or metho
 **Cost per request**: a pure ASGI middleware (not `BaseHTTPMiddleware`, see
 `api/request_id.py`); the labelled children of each (method, route, status) are looked
 up once and kept, so a request costs one dict lookup, one counter increment and one
-histogram observation.
+histogram observation: about 4 µs of CPU in memory and 7 µs in multiprocess mode, some
+0.2-0.4 % of a small authenticated read's 2 ms (`bench/metrics_overhead.py`).
 """
 
 from __future__ import annotations
