@@ -91,7 +91,7 @@ def measure(requests: int, rounds: int) -> tuple[float, float]:
     results: dict[str, list[float]] = {"with": [], "without": []}
 
     async def run() -> None:
-        for name, app in apps.items():  # warm up: imports, pools, the key cache
+        for app in apps.values():  # warm up: imports, pools, the key cache
             await _serve(app, secret, 200)
         order = list(apps.items())
         for _ in range(rounds):
