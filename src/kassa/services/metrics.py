@@ -24,6 +24,10 @@ What each figure is, and what it costs a scrape:
   are left out: they are history, pruned after `KASSA_JOB_RETENTION_S`, and counting them
   would scan a week of work on every scrape for a number that says only how much is kept.
 
+The two scans grow with the shop: on PostgreSQL on a 2-core test machine, about 0.1 s
+per 200,000 payments and 0.14 s per 200,000 provider events kept, against 0.2 ms for the
+jobs (the scrape reports its own `kassa_metrics_database_read_seconds`).
+
 Label values that may have no row yet (a provider with no payment, a kind with no dead
 job) are reported as 0, so a series does not vanish when a queue drains.
 """
