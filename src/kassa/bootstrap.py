@@ -42,6 +42,7 @@ from kassa.services.invoices import (
 )
 from kassa.services.jobs import JobHandler, JobQueue
 from kassa.services.kpis import Kpis
+from kassa.services.metrics import Metrics
 from kassa.services.orders import Orders
 from kassa.services.payment_analytics import Analytics
 from kassa.services.payments import Payments
@@ -188,6 +189,9 @@ class Kassa:
             # each provider reads its own events; the sandbox's are Stripe-shaped
             {"stripe": stripe_events.decode, "mock": stripe_events.decode},
         )
+
+        # GET /metrics: payments, provider events and jobs, counted in the database
+        self.metrics = Metrics(self.db, clock)
 
         self.mock_webhook_url = settings.mock_webhook_url
         self.mock_events = EventDelivery(

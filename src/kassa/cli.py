@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from kassa import logs
 from kassa.bootstrap import Kassa
 from kassa.config import ConfigError, Settings
 from kassa.domain.errors import DomainError
@@ -41,11 +41,10 @@ def _whole(header: str) -> Column:
     return Column(header, no_wrap=True, overflow="fold")
 
 
-def _log_to_stderr(level: str = "info") -> None:
-    """INFO lines (one per background job) on stderr, unless logging is configured already."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _log_to_stderr(level: str = "info", log_format: str = "text") -> None:
+    """INFO lines (one per background job) on stderr, unless logging is configured already;
+    `log_format` json: one JSON object per line (KASSA_LOG_FORMAT, `kassa.logs`)."""
+    logs.configure(log_format, level)
 
 
 def _kassa(settings: Settings | None = None, *, schema: bool = True) -> Kassa:
@@ -88,17 +87,21 @@ def _serve(
     from kassa.worker import WorkerPool
 
     _sandbox_webhook_url(kassa, host, port)
+    log_format = kassa.settings.log_format
     embedded = WorkerPool(kassa) if worker else None
     if embedded:
-        _log_to_stderr(log_level)
+        _log_to_stderr(log_level, log_format)
         embedded.start()
     try:
         if workers == 1:
             from kassa.api.app import create_app
 
-            server.serve(create_app(kassa), host=host, port=port, log_level=log_level)
+            app = create_app(kassa)
+            server.serve(app, host=host, port=port, log_level=log_level, log_format=log_format)
         else:
-            server.serve_processes(host=host, port=port, workers=workers, log_level=log_level)
+            server.serve_processes(
+                host=host, port=port, workers=workers, log_level=log_level, log_format=log_format
+            )
     finally:
         if embedded:
             embedded.stop()
@@ -126,13 +129,15 @@ def worker(
 
     from kassa.worker import WorkerPool
 
-    _log_to_stderr()
-    kassa = _kassa()
+    settings = Settings.from_env()
+    _log_to_stderr(log_format=settings.log_format)
+    kassa = _kassa(settings)
     pool = WorkerPool(kassa, concurrency, poll_s=poll)
     signal.signal(signal.SIGTERM, lambda *_: pool.stop())
     signal.signal(signal.SIGINT, lambda *_: pool.stop())
     names = ", ".join(w.name for w in pool.workers)
-    err.print(f"worker {names} running; Ctrl-C to stop", markup=False)
+    if settings.log_format == "text":  # in json, each loop's "started" line says it
+        err.print(f"worker {names} running; Ctrl-C to stop", markup=False)
     try:
         pool.start()
         pool.join()  # until a signal stops every loop and each has finished its batch

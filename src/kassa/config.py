@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -217,6 +217,14 @@ class Settings(BaseSettings):
                 " (e.g. UTC, Europe/Berlin, America/New_York)"
             ) from None
         return name
+
+    # -- operations: metrics and logs
+    metrics_public: bool = False
+    """Serve `GET /metrics` to anyone (for a Prometheus on a private network); else it
+    takes an ops or admin API key."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: every log line one JSON object (time, level, logger, message, request_id
+    within a request, and the record's own fields); `text`: lines for people."""
 
     # -- parsing: the environment gives strings; keywords give the field's own type
 

@@ -18,27 +18,39 @@ this one only *how* uvicorn runs it. Two things uvicorn does not do by itself:
   killer) left them running, still holding the port and serving without their embedded
   worker. Each API process therefore watches its parent (`end_with_parent`) and stops
   itself, gracefully, when the parent is gone.
+- **Metrics summed over the children.** Each API process counts its own requests; with
+  `workers > 1` they write them to files in one directory (`metrics_directory`), which
+  every process's `GET /metrics` sums (prometheus-client's multiprocess mode).
 """
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from kassa import logs
 
 # Each API process of `serve(..., workers > 1)` builds its app with this factory.
 API_FACTORY = "kassa.server:api_process_app"
+WORKER_HEALTHCHECK_TIMEOUT_S = 30
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+# prometheus-client's multiprocess mode: where each API process writes its counters
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def api_process_app() -> Any:
@@ -92,9 +104,11 @@ def config(
     port: int,
     workers: int = 1,
     log_level: str = "info",
+    log_format: str = "text",
 ) -> uvicorn.Config:
     """The uvicorn configuration every `kassa serve` runs with. `app` is an ASGI app, or
-    with `workers > 1` the import string of a factory (`API_FACTORY`)."""
+    with `workers > 1` the import string of a factory (`API_FACTORY`). `log_format`:
+    uvicorn's own lines, or JSON ones (`kassa.logs`)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -106,6 +120,13 @@ def config(
         # the thread pool and the database driver, not in the loop)
         loop="asyncio",
         log_level=log_level,
+        log_config=logs.uvicorn_config(log_format, log_level) or LOGGING_CONFIG,
+        # uvicorn's supervisor kills an API process that has not answered its health
+        # check within this long. A spawned process imports kassa before it can answer
+        # (about 2 s on an idle 2-core machine, several times that under load), and the
+        # default of 5 s had the supervisor killing and restarting processes that were
+        # only starting on a busy machine.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S,
     )
 
 
@@ -126,13 +147,46 @@ def _stops_return() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def serve(app: Callable[..., Any], *, host: str, port: int, log_level: str = "info") -> None:
+def serve(
+    app: Callable[..., Any],
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    log_format: str = "text",
+) -> None:
     """Serve `app` in this process; returns after SIGINT or SIGTERM and a graceful shutdown."""
+    settings = config(app, host=host, port=port, log_level=log_level, log_format=log_format)
     with _stops_return():
-        uvicorn.Server(config(app, host=host, port=port, log_level=log_level)).run()
+        uvicorn.Server(settings).run()
 
 
-def serve_processes(*, host: str, port: int, workers: int, log_level: str = "info") -> None:
+@contextmanager
+def metrics_directory() -> Iterator[str]:
+    """Where the API processes started meanwhile keep their metrics, summed by each one's
+    `GET /metrics` (prometheus-client's multiprocess mode; see `kassa.api.metrics`):
+    PROMETHEUS_MULTIPROC_DIR if the operator set it (emptied of an earlier run's files
+    first, as prometheus-client requires), else a new directory of its own, removed
+    afterwards. The processes inherit the variable, so it is set before they start."""
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for stale in glob.glob(os.path.join(given, "*.db")):
+            os.remove(stale)
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="kassa-metrics-")
+    os.environ[MULTIPROC_DIR] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def serve_processes(
+    *, host: str, port: int, workers: int, log_level: str = "info", log_format: str = "text"
+) -> None:
     """Serve `API_FACTORY` in `workers` processes on one listening socket, under uvicorn's
     supervisor: it restarts a process that dies, and on SIGINT or SIGTERM stops them all
     and waits for them before it returns. The children see this process's environment.
@@ -140,11 +194,19 @@ def serve_processes(*, host: str, port: int, workers: int, log_level: str = "inf
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    settings = config(API_FACTORY, host=host, port=port, workers=workers, log_level=log_level)
+    settings = config(
+        API_FACTORY,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        log_format=log_format,
+    )
     listener = settings.bind_socket()
     supervisor = Multiprocess(settings, sockets=[listener])
     try:
-        supervisor.run()
+        with metrics_directory():
+            supervisor.run()
     finally:
         listener.close()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):

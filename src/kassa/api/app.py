@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from kassa.api.admission import Admission
 from kassa.api.docs import install_docs
+from kassa.api.metrics import ApiMetrics, RequestMetrics
 from kassa.api.problem_docs import install_problem_schema
 from kassa.api.problems import install_problem_handlers
 from kassa.api.request_id import RequestId
@@ -16,6 +17,7 @@ from kassa.api.routers.documents import documents
 from kassa.api.routers.exports import exports
 from kassa.api.routers.health import health
 from kassa.api.routers.kpis import kpis
+from kassa.api.routers.metrics import metrics
 from kassa.api.routers.mock_provider import mock_provider
 from kassa.api.routers.orders import orders
 from kassa.api.routers.payments import payments
@@ -42,6 +44,10 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
     app.add_middleware(Admission)  # innermost: see api/admission.py
     app.add_middleware(RejectUnstorableText)
     app.add_middleware(RequestId)  # outermost: even a 400 for bad text carries the id
+    # GET /metrics (api/metrics.py): every request counted and timed, outermost of all
+    app.state.metrics = ApiMetrics(core.webhooks.providers)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    app.include_router(metrics)
     install_problem_handlers(app)
     install_problem_schema(app)
     install_docs(app)

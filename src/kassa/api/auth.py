@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -14,6 +15,7 @@ from kassa.services.api_keys import ApiKeyView
 from kassa.services.context import RequestContext
 
 _WWW = {"WWW-Authenticate": "Bearer"}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def kassa_of(request: Request) -> Kassa:
@@ -55,16 +57,44 @@ def request_context(request: Request, key: ApiKeyView) -> RequestContext:
     )
 
 
+def check_permission(request: Request, key: ApiKeyView, permission: Permission) -> RequestContext:
+    """403 `insufficient_role` unless `key`'s role holds `permission`; else the context."""
+    if not allows(key.role, permission):
+        raise ApiProblem(
+            403, "insufficient_role", f"a {key.role.value} key may not {permission.value}"
+        )
+    return request_context(request, key)
+
+
+# The attribute naming the permission a guarding dependency checks (`required_permission`).
+_PERMISSION = "kassa_permission"
+
+
+def guards(permission: Permission) -> Callable[[F], F]:
+    """Mark a dependency as checking `permission`, for `required_permission` (what
+    tools/rbac_matrix.py reads to write docs/rbac.md, and its test)."""
+
+    def mark(dependency: F) -> F:
+        setattr(dependency, _PERMISSION, permission)
+        return dependency
+
+    return mark
+
+
+def required_permission(dependency: object) -> Permission | None:
+    """The permission a dependency checks, if it is one made by `require` (or marked with
+    `guards`)."""
+    permission = getattr(dependency, _PERMISSION, None)
+    return permission if isinstance(permission, Permission) else None
+
+
 def require(permission: Permission) -> Callable[..., object]:
     """A dependency that authenticates and checks one permission; yields the context."""
 
+    @guards(permission)
     async def dependency(
         request: Request, key: ApiKeyView = Depends(authenticate)
     ) -> RequestContext:
-        if not allows(key.role, permission):
-            raise ApiProblem(
-                403, "insufficient_role", f"a {key.role.value} key may not {permission.value}"
-            )
-        return request_context(request, key)
+        return check_permission(request, key, permission)
 
     return dependency

@@ -24,15 +24,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from kassa.api.auth import authenticate, require
+from kassa.api.auth import authenticate, required_permission
 from kassa.api.problems import PROBLEM_JSON
-from kassa.domain.roles import Permission
 
 PROBLEM_CODES = "x-problem-codes"
 PROBLEM_REF = "#/components/schemas/Problem"
-
-# Every `require(...)` dependency is a closure over the same code object.
-_ROLE_CHECK = getattr(require(next(iter(Permission))), "__code__", None)
 
 
 class FieldError(BaseModel):
@@ -101,7 +97,7 @@ def common_problem_codes(route: APIRoute) -> dict[int, list[str]]:
     calls = [d.call for d in tree]
     if authenticate in calls:
         codes[401] = ["missing_api_key", "invalid_api_key"]
-    if any(getattr(call, "__code__", None) is _ROLE_CHECK for call in calls):
+    if any(required_permission(call) is not None for call in calls):
         codes[403] = ["insufficient_role"]
     for call in calls:
         for status, declared in _DEPENDENCY_PROBLEMS.get(call, {}).items():

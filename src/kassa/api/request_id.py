@@ -1,5 +1,6 @@
 """`X-Request-Id`: every request gets one (the caller's, if it is well formed), echoed on
-the response and carried into the audit log.
+the response, carried into the audit log and onto every log line written while the
+request is served (`kassa.logs.REQUEST_ID`).
 
 A pure ASGI middleware rather than Starlette's `BaseHTTPMiddleware`: that one runs the
 rest of the app in a separate task with memory streams between them, which cost more CPU
@@ -14,6 +15,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.domain.ids import new_id
+from kassa.logs import REQUEST_ID
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,80}$")
 
@@ -42,4 +44,8 @@ class RequestId:
                 MutableHeaders(scope=message)["X-Request-Id"] = rid
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = REQUEST_ID.set(rid)  # on every log line of this request (kassa.logs)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)

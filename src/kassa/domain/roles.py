@@ -48,6 +48,7 @@ class Permission(StrEnum):
     READ_FINDINGS = "read_findings"
     RUN_CHECKS = "run_checks"
     ACKNOWLEDGE_FINDINGS = "acknowledge_findings"
+    READ_METRICS = "read_metrics"  # GET /metrics (public with KASSA_METRICS_PUBLIC=1)
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -79,6 +80,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.READ_FINDINGS: Role.OPS,
     Permission.RUN_CHECKS: Role.OPS,
     Permission.ACKNOWLEDGE_FINDINGS: Role.OPS,
+    Permission.READ_METRICS: Role.OPS,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(
@@ -94,6 +96,19 @@ _STOREFRONT: frozenset[Permission] = frozenset(
         Permission.READ_DOCUMENTS,  # only its own orders' invoices and credit notes
     }
 )
+
+
+# What limits a storefront key within a permission it holds (enforced by the services),
+# for docs/rbac.md (tools/rbac_matrix.py).
+STOREFRONT_LIMITS: dict[Permission, str] = {
+    Permission.READ_ORDERS: "own orders only (another key's: 404)",
+    Permission.PAY_ORDERS: "own orders only (another key's: 404)",
+    Permission.READ_PAYMENTS: "own orders' payments only (another key's: 404)",
+    Permission.CREATE_ORDERS: "for its own customers or a guest e-mail (another key's: 404)",
+    Permission.TOP_UP_WALLETS: "own customers only (another key's: 404)",
+    Permission.CONFIRM_AS_BROWSER: "own payments only (another key's: 404)",
+    Permission.READ_DOCUMENTS: "own orders' invoices and credit notes only",
+}
 
 
 def allows(role: Role, permission: Permission) -> bool:

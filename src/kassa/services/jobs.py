@@ -125,8 +125,18 @@ def _log_job(
     """One line per job run: `job done kind=... id=... attempt=... ms=...`; a failure says
     whether it will be retried (`outcome=retry`) or was dead-lettered (`outcome=dead`)."""
     ms = round((time.monotonic() - started) * 1000)
+    outcome = "done" if state == DONE else "retry" if state == QUEUED else state
+    # the same facts as fields, for JSON logs (KASSA_LOG_FORMAT=json, kassa.logs)
+    fields = {"job_kind": kind, "job_id": pk, "attempt": attempt, "ms": ms, "outcome": outcome}
     if state == DONE:
-        log.info("job done kind=%s id=%s attempt=%s ms=%s outcome=done", kind, pk, attempt, ms)
+        log.info(
+            "job done kind=%s id=%s attempt=%s ms=%s outcome=done",
+            kind,
+            pk,
+            attempt,
+            ms,
+            extra=fields,
+        )
     else:  # a retry is routine (INFO); a dead-lettered job needs someone (WARNING)
         log.log(
             logging.WARNING if state == DEAD else logging.INFO,
@@ -135,8 +145,9 @@ def _log_job(
             pk,
             attempt,
             ms,
-            "retry" if state == QUEUED else state,
+            outcome,
             error,
+            extra={**fields, "error": error},
         )
 
 

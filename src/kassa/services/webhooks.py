@@ -109,6 +109,28 @@ def _store_event(session: Session) -> Insert:
 
 MAX_EVENT_BYTES = 512 * 1024
 
+# What became of an applied event, by how its stored outcome begins (the handlers below
+# answer in these words): refused (it named another provider's payment), ignored (nothing
+# to do: not an event kassa acts on, or what it reports is so already), else applied.
+# `outcome_class` and the metrics' SQL (`services/metrics.py`) both read this table.
+OUTCOME_PREFIXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("refused", ("refused: ",)),
+    ("ignored", ("ignored: ", "already ")),
+)
+APPLIED = "applied"
+PENDING = "pending"  # stored, not applied yet (waiting, or retrying: RetryLater)
+
+
+def outcome_class(applied: bool, outcome: str | None) -> str:
+    """The class of an event's stored outcome: pending, refused, ignored or applied."""
+    if not applied:
+        return PENDING
+    for name, prefixes in OUTCOME_PREFIXES:
+        if (outcome or "").startswith(prefixes):
+            return name
+    return APPLIED
+
+
 Decode = Callable[[Any], DecodedEvent]
 """A provider's decoder: a verified event's parsed JSON as a typed kassa event, or
 EventDecodingError."""
@@ -167,6 +189,11 @@ class Webhooks:
             DisputeOpened: self._disputed,
             Ignored: lambda _d, _e: "ignored: not an event kassa acts on",
         }
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The providers whose webhook route is open."""
+        return tuple(self._schemes)
 
     # -- the fast path ------------------------------------------------------------------
 
