@@ -76,7 +76,7 @@ def test_export_to_stdout(kassa: Kassa, database_url: str) -> None:
 
 
 def test_bad_input_is_one_line_and_exit_2(sqlite_template: Path, tmp_path: Path) -> None:
-    """The period rules themselves are the API's (tests/unit/test_export_period.py); here,
+    """The period rules themselves are the API's (tests/unit/test_calendar.py); here,
     that a mistake is one line and exit 2, whatever the database (a SQLite copy, once)."""
     database = tmp_path / "kassa.db"
     shutil.copy(sqlite_template, database)
