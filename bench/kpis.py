@@ -174,7 +174,7 @@ def report_windows(url: str, runs: int, now: datetime) -> None:
                     kpis.report(query)
                     times.append((time.perf_counter() - began) * 1000)
             print(
-                f"\n{window} ({query.span.first}..{query.span.last}): report median"
+                f"\n{window} ({query.period.first}..{query.period.last}): report median"
                 f" {statistics.median(times):.1f} ms over {runs} runs"
             )
             for statement in sent:
@@ -183,7 +183,7 @@ def report_windows(url: str, runs: int, now: datetime) -> None:
                     f"  {what(statement):30} {plan.ms:8.1f} ms  indexes {plan.indexes}"
                     f"  seq scans {plan.whole}"
                 )
-            if query.span.days > 31:
+            if query.period.days > 31:
                 continue  # a year without them: minutes (122 s for the sales alone)
             with conn.transaction(force_rollback=True):
                 for name in KPI_INDEXES:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from kassa.config import Settings
 from kassa.documents import Party
-from kassa.domain.export_period import shop_zone
+from kassa.domain.calendar import shop_zone
 from kassa.domain.payments import HealthThresholds, RetryPolicy
 from kassa.providers.base import PaymentProvider
 from kassa.providers.mock.events import DELIVER_EVENT, EventDelivery
@@ -30,6 +30,7 @@ from kassa.services.catalogue import Catalogue
 from kassa.services.checks import Reconciliation
 from kassa.services.context import Clock, utc_now
 from kassa.services.customers import Customers
+from kassa.services.export_sources import RowsExport
 from kassa.services.exports import Exports
 from kassa.services.findings import CheckFindings
 from kassa.services.gateway_health import GatewayHealth
@@ -164,9 +165,10 @@ class Kassa:
             self.db, clock, self.reconciliation, interval_s=settings.check_interval_s
         )
         self.jobs = JobQueue(self.db, clock, lease_s=settings.job_lease_s)
-        # CSV exports (issue 11), by calendar days in the shop's time zone. KASSA_TIMEZONE
-        # (`settings.timezone`) comes with the KPI branch; UTC until that is merged.
-        self.exports = Exports(self.db, clock, shop_zone(getattr(settings, "timezone", "UTC")))
+        # CSV exports (issue 11), by calendar days in the shop's time zone (KASSA_TIMEZONE);
+        # `kpis` is the KPI daily series, read in the export's own snapshot.
+        self.exports = Exports(self.db, clock, shop_zone(settings.timezone))
+        self.exports.register("kpis", RowsExport(self.kpis.daily_rows))
         self.pruning = Pruning(
             self.db,
             clock,

@@ -10,7 +10,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -63,6 +63,28 @@ def test_export_writes_the_file_with_progress_on_stderr(
     assert record.after["filters"]["from"] == period_around_now(kassa)[1]
 
 
+def test_export_kpis_for_the_last_7_days(kassa: Kassa, database_url: str) -> None:
+    """`kassa export kpis --window 7d`: the KPI daily series as the API exports it."""
+    now = datetime.now(UTC)  # the CLI's clock is the real one: 7d ends on its today
+    insert_orders(kassa, 0, 3, now)  # three paid orders of 1999 EUR
+    done = subprocess.run(
+        [*KASSA, "export", "kpis", "--window", "7d"],
+        env={**os.environ, "KASSA_DATABASE_URL": database_url},
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.reader(io.StringIO(done.stdout.decode("utf-8"), newline="")))
+    assert rows == [
+        list(CONTRACT["kpis"]),
+        [now.date().isoformat(), "EUR", "3", "5997", "0", "5997"],
+    ]
+    assert b"1 row(s) written to stdout" in done.stderr
+    (record,) = export_records(kassa)
+    assert (record.actor_key_id, record.action) == ("cli", "export.kpis")
+    assert record.after is not None and record.after["filters"]["window"] == "7d"
+
+
 def test_export_to_stdout(kassa: Kassa, database_url: str) -> None:
     done = subprocess.run(
         [*KASSA, "export", "products"],
@@ -76,7 +98,7 @@ def test_export_to_stdout(kassa: Kassa, database_url: str) -> None:
 
 
 def test_bad_input_is_one_line_and_exit_2(sqlite_template: Path, tmp_path: Path) -> None:
-    """The period rules themselves are the API's (tests/unit/test_export_period.py); here,
+    """The period rules themselves are the API's (tests/unit/test_calendar.py); here,
     that a mistake is one line and exit 2, whatever the database (a SQLite copy, once)."""
     database = tmp_path / "kassa.db"
     shutil.copy(sqlite_template, database)
@@ -87,7 +109,7 @@ def test_bad_input_is_one_line_and_exit_2(sqlite_template: Path, tmp_path: Path)
         ("export", "bogus", "--window", "today"): "error: no export named 'bogus'; available:",
         ("export", "orders", "--from", "2026-13-01", "--to", "2026-12-01"): "error: from: ",
         ("export", "orders", "--window", "fortnight"): "error: window: 'fortnight' is not one",
-        ("export", "products", "--window", "7d"): "error: the products export is the catalogue",
+        ("export", "products", "--window", "7d"): "error: window: the products export is the",
     }
     for args, message in cases.items():
         done = run_cli(*args, "-o", str(target), env=env)

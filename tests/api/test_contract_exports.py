@@ -35,8 +35,8 @@ from tests.builders import customer, make_product, order, paid_order
 from tests.conftest import FakeClock, Keys
 
 PROBLEM_JSON = "application/problem+json"
-EXPORTS = ("orders", "payments", "refunds", "customers", "products")
-TIMED = ("orders", "payments", "refunds", "customers")
+EXPORTS = ("orders", "payments", "refunds", "customers", "products", "kpis")
+TIMED = ("orders", "payments", "refunds", "customers", "kpis")
 
 # The contract as it was first released. A column may be added at the end of an export,
 # never renamed, moved or removed: a bookkeeper's spreadsheet reads columns by position.
@@ -321,21 +321,28 @@ def test_bad_periods_are_422(
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "code", "field"),
     [
-        {},  # a timed export needs a period
-        {"window": "week"},
-        {"from": "01/02/2026", "to": "2026-01-03"},
-        {"from": "2026-01-01T00:00:00Z", "to": "2026-01-03"},
-        {"from": "9" * 5000, "to": "2026-01-03"},
+        ({}, "invalid_period", "from"),  # a timed export needs a period
+        ({"window": "week"}, "invalid_period", "window"),
+        ({"window": "7D"}, "invalid_period", "window"),
+        ({"from": "01/02/2026", "to": "2026-01-03"}, "invalid_period", "from"),
+        ({"from": "2026-01-01", "to": "'; DROP --"}, "invalid_period", "to"),
+        # longer than any day or window can be: FastAPI's own check of the query
+        ({"from": "2026-01-01T00:00:00Z", "to": "2026-01-03"}, "validation_error", "from"),
+        ({"from": "9" * 5000, "to": "2026-01-03"}, "validation_error", "from"),
+        ({"window": "yesterday-ish"}, "validation_error", "window"),
     ],
 )
 def test_malformed_periods_are_422_too(
-    client: TestClient, keys: Keys, params: dict[str, str]
+    client: TestClient, keys: Keys, params: dict[str, str], code: str, field: str
 ) -> None:
-    response = client.get("/v1/exports/orders.csv", params=params, headers=keys.headers("analyst"))
-    assert response.status_code == 422, response.text
-    assert response.json()["code"] in ("invalid_period", "validation_error")
+    """The same answers as `GET /v1/kpis` gives for the same query."""
+    for path in ("/v1/exports/orders.csv", "/v1/kpis"):
+        response = client.get(path, params=params, headers=keys.headers("analyst"))
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert (body["code"], body["errors"][0]["field"]) == (code, field), (path, body)
 
 
 def test_products_are_the_catalogue_now_and_take_no_period(client: TestClient, keys: Keys) -> None:
@@ -360,10 +367,34 @@ def test_storefront_keys_get_403_and_staff_200(client: TestClient, keys: Keys, n
     assert anonymous.status_code == 401
 
 
-def test_an_unknown_export_is_404_and_kpis_is_not_offered_yet(
-    client: TestClient, keys: Keys
-) -> None:
-    for name in ("bogus", "kpis", "audit_log", "ORDERS"):
+def test_kpis_csv_is_the_kpi_reports_series(client: TestClient, keys: Keys) -> None:
+    """The daily series of `GET /v1/kpis`, row for row, for the same period: a paid order
+    in two currencies and a refund, so a day has a sale and a (negative-capable) refund."""
+    make_product(client, keys, "MUG", unit_amount=1500)
+    make_product(client, keys, "CAP", unit_amount=700, currency="USD")
+    paid = paid_order(client, keys, lines=(("MUG", 2),))
+    paid_order(client, keys, lines=(("CAP", 3),), currency="USD")
+    refund = client.post(
+        f"/v1/orders/{paid['id']}/refunds", json={"amount": 500}, headers=keys.headers("ops")
+    )
+    assert refund.status_code == 201, refund.text
+    for params in ({"window": "7d"}, {"window": "today", "currency": "EUR"}):
+        report = client.get("/v1/kpis", params=params, headers=keys.headers("analyst"))
+        assert report.status_code == 200, report.text
+        period = {k: v for k, v in params.items() if k != "currency"}
+        rows = rows_of(download(client, keys, "kpis", **period), "kpis")
+        series = [{c: str(day[c]) for c in CONTRACT["kpis"]} for day in report.json()["series"]]
+        if "currency" in params:  # the export has every currency; the filter is the API's
+            rows = [row for row in rows if row["currency"] == params["currency"]]
+        assert rows == series
+    assert [
+        (row["currency"], row["net_sales"])
+        for row in rows_of(download(client, keys, "kpis", window="today"), "kpis")
+    ] == [("EUR", "2500"), ("USD", "2100")]  # 3000 - 500; 2100
+
+
+def test_an_unknown_export_is_404(client: TestClient, keys: Keys) -> None:
+    for name in ("bogus", "audit_log", "ORDERS", "KPIS"):
         response = download(client, keys, name)
         assert response.status_code == 404, response.text
         assert response.json()["code"] == "export_not_found"

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from kassa.domain.export_period import ExportPeriod
+from kassa.domain.calendar import Period
 from kassa.services.csv_cells import Cell
 from kassa.storage.tables import Customer, Order, Payment, Product, Refund
 
@@ -38,11 +38,11 @@ class ExportSource(Protocol):
         """Whether the export takes a period (`window`, or `from` and `to`)."""
         ...
 
-    def batches(self, session: Session, period: ExportPeriod | None) -> Iterator[Batch]:
+    def batches(self, session: Session, period: Period | None) -> Iterator[Batch]:
         """The rows, a batch at a time, each row's cells in the contract's column order."""
         ...
 
-    def count(self, session: Session, period: ExportPeriod | None) -> int | None:
+    def count(self, session: Session, period: Period | None) -> int | None:
         """How many rows `batches` will give, if that is cheap to know; else None."""
         ...
 
@@ -64,12 +64,12 @@ class TableExport:
     def columns(self) -> list[str]:
         return [str(column.key) for column in self.query.selected_columns]
 
-    def _within(self, stmt: Select[Any], period: ExportPeriod | None) -> Select[Any]:
+    def _within(self, stmt: Select[Any], period: Period | None) -> Select[Any]:
         if self.created is None or period is None:
             return stmt
         return stmt.where(self.created >= period.start, self.created < period.end)
 
-    def batches(self, session: Session, period: ExportPeriod | None) -> Iterator[Batch]:
+    def batches(self, session: Session, period: Period | None) -> Iterator[Batch]:
         stmt = self._within(self.query, period).order_by(self.key)
         # On the session's connection, as Core: the ORM's row loading cost a tenth of an
         # export's time and adds nothing to plain columns.
@@ -79,7 +79,7 @@ class TableExport:
         finally:  # also when the consumer stops early: the cursor goes now, not at GC
             result.close()
 
-    def count(self, session: Session, period: ExportPeriod | None) -> int | None:
+    def count(self, session: Session, period: Period | None) -> int | None:
         counted = self._within(select(func.count()).select_from(self.key.class_), period)
         return int(session.scalar(counted) or 0)
 
@@ -90,15 +90,15 @@ class RowsExport:
     how another service (the KPI daily series) plugs in without kassa reading its tables
     twice. `rows` may be a generator; it is consumed a batch at a time."""
 
-    rows: Callable[[Session, ExportPeriod | None], Iterable[Sequence[Cell]]]
+    rows: Callable[[Session, Period | None], Iterable[Sequence[Cell]]]
     timed: bool = True
 
-    def batches(self, session: Session, period: ExportPeriod | None) -> Iterator[Batch]:
+    def batches(self, session: Session, period: Period | None) -> Iterator[Batch]:
         rows = iter(self.rows(session, period))
         while batch := list(islice(rows, BATCH_ROWS)):
             yield batch
 
-    def count(self, session: Session, period: ExportPeriod | None) -> int | None:
+    def count(self, session: Session, period: Period | None) -> int | None:
         return None
 
 

@@ -33,8 +33,8 @@ from importlib import resources
 from types import TracebackType
 from typing import Any
 
-from kassa.domain.errors import FieldProblem, conflict, invalid, not_found
-from kassa.domain.export_period import INVALID_PERIOD, ExportPeriod, export_period
+from kassa.domain.calendar import Period, period_problem, requested_period
+from kassa.domain.errors import conflict, not_found
 from kassa.services import audit
 from kassa.services.context import Clock, RequestContext
 from kassa.services.csv_cells import CsvEncoder
@@ -145,15 +145,13 @@ class Exports:
         from_: str | None,
         to: str | None,
         now: datetime,
-    ) -> ExportPeriod | None:
+    ) -> Period | None:
         if source.timed:
-            return export_period(window=window, from_=from_, to=to, now=now, zone=self.zone)
+            return requested_period(window=window, from_=from_, to=to, now=now, zone=self.zone)
         if window is not None or from_ is not None or to is not None:
             given = "window" if window is not None else "from" if from_ is not None else "to"
-            raise invalid(
-                INVALID_PERIOD,
-                f"the {name} export is the catalogue as it is now: it takes no period",
-                FieldProblem(("query", given), "not accepted by this export"),
+            raise period_problem(
+                given, f"the {name} export is the catalogue as it is now: it takes no period"
             )
         return None
 
@@ -171,7 +169,7 @@ class CsvExport:
         name: str,
         columns: tuple[str, ...],
         source: ExportSource,
-        period: ExportPeriod | None,
+        period: Period | None,
         filename: str,
         filters: dict[str, Any],
         on_close: Callable[[], None],

@@ -14,7 +14,7 @@ payment or refund committed while the report runs is in every figure or in none.
 
 Day bucketing, the one subtle part: a calendar day of the shop is the half-open range of
 UTC instants [its local midnight, the next local midnight), and those instants are
-computed in Python with zoneinfo (`domain.kpis.ShopCalendar`), one per day, so a 23- or
+computed in Python with zoneinfo (`domain.calendar.Period.boundaries`), one per day, so a 23- or
 25-hour day on a DST change and a skipped midnight are exact. The days go to the database
 as a small table (`WITH days AS (SELECT ... FROM (VALUES (0, :b0, :b1), ...))`, at most
 366 rows, see `_days_table`), and each event is joined to the day whose range holds its
@@ -33,7 +33,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     CTE,
@@ -50,7 +49,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from kassa.domain.kpis import DateSpan, ShopCalendar, average, basis_points, requested_span
+from kassa.domain.calendar import Period, requested_period, shop_zone
+from kassa.domain.kpis import average, basis_points
 from kassa.domain.money import normalize_currency
 from kassa.domain.payments import PaymentStatus
 from kassa.domain.refunds import RefundStatus
@@ -66,7 +66,7 @@ FINISHED = (PaymentStatus.SUCCEEDED.value, PaymentStatus.FAILED.value)
 class KpiQuery:
     """What a report covers: calendar days of the shop, and one currency or all."""
 
-    span: DateSpan
+    period: Period
     currency: str | None = None
 
 
@@ -80,6 +80,9 @@ class DailyRow:
     gross_sales: int
     refunds: int
     net_sales: int
+
+
+DailyCells = tuple[str, str, int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +153,12 @@ def _days_table(days: int) -> CTE:
     return kept(("kpis.days", days), build)
 
 
-def _days(calendar: ShopCalendar, span: DateSpan) -> _Days:
-    bounds = calendar.boundaries(span)
+def _days(period: Period) -> _Days:
+    bounds = period.boundaries()
     return _Days(
-        table=_days_table(span.days),
+        table=_days_table(period.days),
         bounds={f"b{i}": bound for i, bound in enumerate(bounds)},
-        dates=span.dates(),
+        dates=period.dates(),
         start=bounds[0],
         end=bounds[-1],
     )
@@ -181,7 +184,7 @@ class Kpis:
         self._db = db
         self._clock = clock
         self.timezone = timezone
-        self._calendar = ShopCalendar(ZoneInfo(timezone))
+        self.zone = shop_zone(timezone)
 
     def query(
         self,
@@ -192,14 +195,16 @@ class Kpis:
         currency: str | None = None,
     ) -> KpiQuery:
         """The query `window=` or `from=`/`to=` (YYYY-MM-DD, both included) and
-        `currency=` ask for, checked (a `DomainError` naming the field if not)."""
-        today = self._calendar.today(self._clock())
-        span = requested_span(window, first, last, today)
+        `currency=` ask for, checked (a `DomainError` naming the field if not: 422
+        `invalid_period` for the period, as the CSV exports answer)."""
+        period = requested_period(
+            window=window, from_=first, to=last, now=self._clock(), zone=self.zone
+        )
         code = normalize_currency(currency, ("query", "currency")) if currency else None
-        return KpiQuery(span, code)
+        return KpiQuery(period, code)
 
     def report(self, query: KpiQuery) -> KpiReport:
-        days = _days(self._calendar, query.span)
+        days = _days(query.period)
         with self._db.snapshot() as session:
             _without_jit(session)
             series = self._series(session, days, query.currency)
@@ -207,8 +212,8 @@ class Kpis:
             created, canceled, customers = self._counts(session, days, query.currency)
             payments = self._payments(session, days, query.currency)
         return KpiReport(
-            first=query.span.first,
-            last=query.span.last,
+            first=query.period.first,
+            last=query.period.last,
             timezone=self.timezone,
             currencies=_per_currency(series, liability, query.currency),
             orders_created=created,
@@ -218,17 +223,24 @@ class Kpis:
             series=series,
         )
 
-    def series_rows(self, query: KpiQuery) -> Iterator[DailyRow]:
-        """The daily series alone (what `kpis.csv` exports), in date then currency order.
-
-        The rows are read in one snapshot and only then handed out, so no transaction
-        stays open while a caller streams them; they are few (at most 366 days times the
-        currencies sold in), being sums, not the orders themselves."""
-        days = _days(self._calendar, query.span)
-        with self._db.snapshot() as session:
-            _without_jit(session)
-            rows = self._series(session, days, query.currency)
-        yield from rows
+    def daily_rows(self, session: Session, period: Period | None) -> Iterator[DailyCells]:
+        """The daily series of `period` (what `kpis.csv` exports), read with the caller's
+        `session` (the export's snapshot), each row's cells in the export contract's
+        order: date, currency, orders_paid, gross_sales, refunds, net_sales. Date then
+        currency order, as in the report's `series`; all currencies. They are few (at
+        most 366 days times the currencies sold in), being sums, not the orders."""
+        if period is None:
+            raise ValueError("the KPI series covers a period: the export is a timed one")
+        _without_jit(session)
+        for row in self._series(session, _days(period), None):
+            yield (
+                row.date.isoformat(),
+                row.currency,
+                row.orders_paid,
+                row.gross_sales,
+                row.refunds,
+                row.net_sales,
+            )
 
     # -- the statements ---------------------------------------------------------------------
 

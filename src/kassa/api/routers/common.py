@@ -12,6 +12,7 @@ from pydantic import BeforeValidator
 
 from kassa.api.problem_docs import raises
 from kassa.api.routing import KassaRoute
+from kassa.domain.calendar import WINDOWS
 from kassa.services.pagination import CreatedRange
 
 
@@ -64,3 +65,29 @@ async def created_range(
     ] = None,
 ) -> CreatedRange:
     return CreatedRange(gte=gte, lt=lt)
+
+
+@dataclass(frozen=True)
+class PeriodParams:
+    """A period as a query names it (`kassa.domain.calendar` checks it: 422
+    `invalid_period` naming the field); the KPIs and the CSV exports take the same."""
+
+    window: str | None
+    from_: str | None
+    to: str | None
+
+
+async def period_params(
+    window: Annotated[
+        str | None,
+        Query(max_length=12, description=f"one of {WINDOWS}, ending today; or from and to"),
+    ] = None,
+    from_: Annotated[
+        str | None,
+        Query(alias="from", max_length=10, description="first day, YYYY-MM-DD (with to)"),
+    ] = None,
+    to: Annotated[
+        str | None, Query(max_length=10, description="last day, YYYY-MM-DD, included")
+    ] = None,
+) -> PeriodParams:
+    return PeriodParams(window=window, from_=from_, to=to)

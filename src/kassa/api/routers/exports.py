@@ -13,16 +13,15 @@ import logging
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
-from kassa.api.routers.common import router
+from kassa.api.routers.common import PeriodParams, period_params, router
 from kassa.bootstrap import Kassa
-from kassa.domain.export_period import Window
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 from kassa.services.exports import CsvExport
@@ -33,7 +32,6 @@ exports = router("/v1/exports", "exports")
 Exporter = Annotated[RequestContext, Depends(require(Permission.EXPORT_DATA))]
 Core = Annotated[Kassa, Depends(kassa_dependency)]
 CSV = "text/csv; charset=utf-8"
-_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 class CsvDownload(StreamingResponse):
@@ -88,18 +86,7 @@ def export_csv(
     ctx: Exporter,
     kassa: Core,
     name: Annotated[str, Path(max_length=40, description="the export, e.g. `orders`")],
-    window: Annotated[
-        Window | None, Query(description="a period ending today in the shop's time zone")
-    ] = None,
-    from_: Annotated[
-        str | None,
-        Query(alias="from", pattern=_DAY, description="first day (YYYY-MM-DD), inclusive"),
-    ] = None,
-    to: Annotated[
-        str | None, Query(pattern=_DAY, description="last day (YYYY-MM-DD), inclusive")
-    ] = None,
+    period: Annotated[PeriodParams, Depends(period_params)],
 ) -> Response:
-    export = kassa.exports.open(
-        ctx, name, window=window.value if window else None, from_=from_, to=to
-    )
+    export = kassa.exports.open(ctx, name, window=period.window, from_=period.from_, to=period.to)
     return CsvDownload(export)

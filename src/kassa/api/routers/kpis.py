@@ -8,40 +8,29 @@ from fastapi import Depends, Query
 
 from kassa.api.auth import kassa_dependency, require
 from kassa.api.problem_docs import problems
-from kassa.api.routers.common import router
+from kassa.api.routers.common import PeriodParams, period_params, router
 from kassa.api.schemas import KpiReportOut
 from kassa.bootstrap import Kassa
-from kassa.domain.kpis import NamedWindow
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 
 kpis = router("/v1/kpis", "kpis")
 
-_WINDOWS = ", ".join(w.value for w in NamedWindow)
-
 
 @kpis.get(
     "",
     response_model=KpiReportOut,
-    responses=problems(422, "invalid_date_range", "unknown_currency"),
+    responses=problems(422, "invalid_period", "unknown_currency"),
 )
 def kpi_report(
     ctx: Annotated[RequestContext, Depends(require(Permission.READ_ANALYTICS))],
     kassa: Annotated[Kassa, Depends(kassa_dependency)],
-    window: Annotated[
-        str | None, Query(max_length=12, description=f"one of {_WINDOWS}; or from and to")
-    ] = None,
-    first: Annotated[
-        str | None,
-        Query(alias="from", max_length=10, description="first day, YYYY-MM-DD (with to)"),
-    ] = None,
-    last: Annotated[
-        str | None,
-        Query(alias="to", max_length=10, description="last day, YYYY-MM-DD, included"),
-    ] = None,
+    period: Annotated[PeriodParams, Depends(period_params)],
     currency: Annotated[
         str | None, Query(max_length=3, description="only this currency (ISO 4217)")
     ] = None,
 ) -> object:
-    query = kassa.kpis.query(window=window, first=first, last=last, currency=currency)
+    query = kassa.kpis.query(
+        window=period.window, first=period.from_, last=period.to, currency=currency
+    )
     return kassa.kpis.report(query)
