@@ -84,6 +84,7 @@ from kassa.storage.database import SQLITE_BUSY_TIMEOUT_MS
 ZONE = "Europe/Berlin"
 WINDOW = "30d"
 TARGET_MS = 1000.0  # issue 11: the KPI answer under 1 s on PostgreSQL at 1 M orders
+TARGET_ORDERS = 1_000_000
 WARMUP = 2
 KPIS = f"GET /v1/kpis?window={WINDOW}"
 EXPORT = f"GET /v1/exports/orders.csv?window={WINDOW}"
@@ -226,7 +227,7 @@ class Bare:
         if self._sqlite is not None:
             return self._sqlite.execute(self.sql(template), self._bounds).fetchall()
         assert self._pg is not None
-        return self._pg.execute(self.sql(template), self._bounds).fetchall()  # type: ignore[arg-type]
+        return self._pg.execute(self.sql(template), self._bounds).fetchall()
 
     def close(self) -> None:
         if self._sqlite is not None:
@@ -414,9 +415,11 @@ def render(params: Params, host: dict[str, Any], runs: list[DatabaseRun]) -> str
     if pg is not None:
         p95 = percentile(pg.kassa.latencies_ms, 95)
         verdict = "met" if p95 < TARGET_MS else "NOT met"
+        if params.orders < TARGET_ORDERS:
+            verdict += f" at this size (the target is at {TARGET_ORDERS:,})"
         lines.append(
-            f"target: {KPIS} under {TARGET_MS:.0f} ms on PostgreSQL at 1,000,000 orders:"
-            f" p95 {p95:.1f} ms at {params.orders:,} orders, {verdict}"
+            f"target: {KPIS} under {TARGET_MS:.0f} ms on PostgreSQL at {TARGET_ORDERS:,}"
+            f" orders: p95 {p95:.1f} ms at {params.orders:,} orders, {verdict}"
         )
     for run in runs:
         lines += [f"PROBLEM {run.database}: {p}" for p in run.problems]
@@ -431,6 +434,7 @@ def document(params: Params, host: dict[str, Any], runs: list[DatabaseRun]) -> d
         "zone": ZONE,
         "window": WINDOW,
         "target_ms": TARGET_MS,
+        # under the target's latency (at `params.orders`, which may be below its size)
         "target_met": None if pg is None else percentile(pg.kassa.latencies_ms, 95) < TARGET_MS,
         "results": [
             {
