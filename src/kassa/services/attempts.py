@@ -16,8 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kassa.services.orchestrator import Attempt
-from kassa.storage.database import Database, table_of, write_only_insert
-from kassa.storage.prebuilt import rows_insert
+from kassa.storage.database import Database, write_only_insert
 from kassa.storage.tables import PaymentAttempt, RefundAttempt
 
 _TRIES = 5
@@ -65,7 +64,7 @@ def record_attempts_in(
     ((column_name, owner_id),) = owner.items()
     last = session.scalar(_LAST_NUMBER[model, column_name], {"owner_id": owner_id}) or 0
     rows = [_row(owner, provider, last + i, a) for i, a in enumerate(attempts, start=1)]
-    session.execute(*rows_insert(table_of(model), rows))  # one statement for them all
+    session.execute(write_only_insert(model), rows)  # executemany: one pipeline
     return int(last)
 
 

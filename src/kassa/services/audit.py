@@ -12,11 +12,9 @@ from sqlalchemy.orm import Session
 from kassa.domain.ids import new_id
 from kassa.services.context import Clock, RequestContext
 from kassa.services.pagination import Page, paginate
-from kassa.storage.database import Database, table_of
+from kassa.storage.database import Database
 from kassa.storage.deferred import defer
 from kassa.storage.tables import AuditRecord
-
-_AUDIT_LOG = table_of(AuditRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +54,12 @@ def record(
 ) -> None:
     """Append one audit record inside the caller's transaction: `ctx` acted on `subject`
     (an id) at `at`; `before` and `after` summarise what changed."""
-    # Written at commit, with the transaction's other records in one statement
+    # Written at commit, with the transaction's other records in one round trip
     # (`storage.deferred`): an audit record is never read back in the transaction that
     # writes it, and a settled payment writes two.
     defer(
         session,
-        _AUDIT_LOG,
+        AuditRecord,
         {
             "id": new_id("aud"),
             "actor_key_id": ctx.actor_key_id,

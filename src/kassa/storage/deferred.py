@@ -2,9 +2,12 @@
 nothing reads back in the transaction that writes them.
 
 A state change often writes two or three such records (a settled payment: its own and its
-order's), each one statement and one execution at the server. Deferred, they go in at
-commit, one multi-row INSERT per table (`prebuilt.rows_insert`), still inside the
-transaction: they commit with its other writes or not at all. A rollback drops them.
+order's), each one execution and one round trip. Deferred, they go in at commit, one
+`executemany` of the table's inline insert (`write_only_insert`; psycopg sends the rows in
+one pipeline, one round trip), still inside the transaction: they commit with its other
+writes or not at all. A rollback drops them. (A multi-row `INSERT ... VALUES (...), (...)`
+was tried first: SQLAlchemy compiled it anew on every execution, which cost more CPU than
+the round trip it saved; measured with py-spy on the order create, issue 10.)
 
 How: `defer(session, table, row)` keeps the row in `session.info`; a `before_commit`
 listener on every Session writes what its transaction kept, and the end of the outermost
@@ -16,20 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from kassa.storage.prebuilt import rows_insert
+from kassa.storage.database import write_only_insert
 
 _KEY = "kassa.deferred_rows"
-_CHUNK = 50  # rows per statement: a kept statement per row count up to this
 
 
-def defer(session: Session, table: Table, row: dict[str, Any]) -> None:
-    """Write `row` into `table` when this session's transaction commits. Every row of a
-    table must have the same columns."""
-    kept: dict[Table, list[dict[str, Any]]] = session.info.setdefault(_KEY, {})
-    kept.setdefault(table, []).append(row)
+def defer(session: Session, model: type[Any], row: dict[str, Any]) -> None:
+    """Write `row` into `model`'s table when this session's transaction commits. Every row
+    of a table must have the same columns."""
+    kept: dict[type[Any], list[dict[str, Any]]] = session.info.setdefault(_KEY, {})
+    kept.setdefault(model, []).append(row)
 
 
 def pending(session: Session) -> int:
@@ -42,9 +44,8 @@ def _write_deferred(session: Session) -> None:
     kept = session.info.pop(_KEY, None)
     if not kept:
         return
-    for table, rows in kept.items():
-        for start in range(0, len(rows), _CHUNK):
-            session.execute(*rows_insert(table, rows[start : start + _CHUNK]))
+    for model, rows in kept.items():
+        session.execute(write_only_insert(model), rows if len(rows) > 1 else rows[0])
 
 
 @event.listens_for(Session, "after_transaction_end")
