@@ -9,8 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services.context import RequestContext
-from tests.conftest import free_port
 from tests.reliability.test_serve_workers import _api_processes
+from tests.serving import start_serve, stop_all
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTHZ = {"method": "GET", "route": "/healthz", "status": "200"}
@@ -49,36 +47,14 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     started: list[Served] = []
 
     def start(env_kassa: dict[str, str], *args: str) -> Served:
-        port = free_port()
-        log = tmp_path / f"serve-{port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KASSA_", "PROMETHEUS"))}
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kassa.cli", "serve", "--port", str(port), *args],
-                cwd=ROOT,
-                env={**env, **env_kassa},
-                stdout=subprocess.DEVNULL,
-                stderr=sink,
-                start_new_session=True,
-            )
+        proc, port, log = start_serve(tmp_path, {**env, **env_kassa}, *args)
         served = Served(f"http://127.0.0.1:{port}", proc, log)
         started.append(served)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"serve exited {proc.returncode}: {log.read_text()}"
-            try:
-                if httpx.get(served.url + "/healthz", timeout=2).status_code == 200:
-                    return served
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"serve did not answer in 60 s: {log.read_text()}")
+        return served
 
     yield start
-    for served in started:
-        if served.process.poll() is None:
-            os.killpg(served.process.pid, signal.SIGKILL)
-            served.process.wait()
+    stop_all([s.process for s in started])
 
 
 def _ops_key(database_url: str) -> str:

@@ -10,7 +10,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.migrate import upgrade
 from kassa.storage.tables import Job
 from tests.conftest import free_port
+from tests.serving import start_serve, stop_all
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_STARTED = re.compile(r"kassa\.worker: worker \S+ started")
@@ -148,37 +148,15 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     started: list[Served] = []
 
     def start(database_url: str, *args: str) -> Served:
-        port = free_port()
-        log = tmp_path / f"serve-{port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
         env["KASSA_DATABASE_URL"] = database_url
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kassa.cli", "serve", "--port", str(port), *args],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=sink,
-                start_new_session=True,
-            )
+        proc, port, log = start_serve(tmp_path, env, *args)
         served = Served(f"http://127.0.0.1:{port}", port, proc, log)
         started.append(served)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"serve exited {proc.returncode}: {served.stderr()}"
-            try:
-                if httpx.get(served.url + "/healthz", timeout=2).status_code == 200:
-                    return served
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"serve did not answer in 60 s: {served.stderr()}")
+        return served
 
     yield start
-    for served in started:
-        if served.process.poll() is None:
-            os.killpg(served.process.pid, signal.SIGKILL)
-            served.process.wait()
+    stop_all([s.process for s in started])
 
 
 def _healthz_median_ms(port: int, requests: int = 20) -> float:
