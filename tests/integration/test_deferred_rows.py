@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from kassa.bootstrap import Kassa
 from kassa.services import audit
 from kassa.services.context import RequestContext
 from kassa.storage.deferred import pending
 from kassa.storage.tables import AuditRecord
+from tests.support import statements_sent
 
 AT = datetime(2026, 12, 2, tzinfo=UTC)
 
 
-@contextmanager
-def inserts_into_audit_log(kassa: Kassa) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if "INSERT INTO audit_log" in statement:
-            seen.append(statement)
-
-    event.listen(kassa.db.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(kassa.db.engine, "before_cursor_execute", note)
+def audit_inserts(seen: list[str]) -> list[str]:
+    return [s for s in seen if "INSERT INTO audit_log" in s]
 
 
 def stored(kassa: Kassa) -> list[str]:
@@ -41,11 +29,11 @@ def stored(kassa: Kassa) -> list[str]:
 def test_a_transaction_s_records_go_in_at_commit_in_one_execution_in_order(
     kassa: Kassa, system: RequestContext
 ) -> None:
-    with inserts_into_audit_log(kassa) as seen, kassa.db.transaction() as session:
+    with statements_sent(kassa) as seen, kassa.db.transaction() as session:
         for n in range(3):
             audit.record(session, system, at=AT, action="probe", subject=f"s{n}", after={"n": n})
-        assert pending(session) == 3 and seen == []  # nothing written yet
-    assert len(seen) == 1
+        assert pending(session) == 3 and audit_inserts(seen) == []  # nothing written yet
+    assert len(audit_inserts(seen)) == 1
     assert stored(kassa) == ["s0", "s1", "s2"]
     with kassa.db.transaction(read_only=True) as s:
         assert s.scalar(select(AuditRecord.after).where(AuditRecord.subject_id == "s2")) == {"n": 2}
@@ -68,9 +56,9 @@ def test_a_rolled_back_transaction_writes_none_and_leaves_nothing_for_the_next(
 
 
 def test_many_rows_are_all_written_in_one_execution(kassa: Kassa, system: RequestContext) -> None:
-    with inserts_into_audit_log(kassa) as seen, kassa.db.transaction() as session:
+    with statements_sent(kassa) as seen, kassa.db.transaction() as session:
         for n in range(120):
             audit.record(session, system, at=AT, action="probe", subject=f"s{n}")
-    assert len(seen) == 1  # one executemany
+    assert len(audit_inserts(seen)) == 1  # one executemany
     with kassa.db.transaction(read_only=True) as s:
         assert s.scalar(select(func.count()).select_from(AuditRecord)) == 120

@@ -3,29 +3,13 @@ the idempotency key's claim (one statement on PostgreSQL) where the call gets th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from kassa.bootstrap import Kassa
 from kassa.providers.base import IntentRequest, ProviderError
 from kassa.providers.mock.tables import MockIdempotency, MockRequest
-
-
-@contextmanager
-def statements(kassa: Kassa) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(statement)
-
-    event.listen(kassa.db.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(kassa.db.engine, "before_cursor_execute", note)
+from tests.support import statements_sent
 
 
 def log_lines(kassa: Kassa) -> list[tuple[str, str, str | None, str | None]]:
@@ -43,7 +27,7 @@ def request(reference: str, method: str = "pm_card_visa") -> IntentRequest:
 
 
 def test_a_keyed_call_logs_its_line_with_the_key_s_claim(kassa: Kassa, is_postgres: bool) -> None:
-    with statements(kassa) as seen:
+    with statements_sent(kassa) as seen:
         intent = kassa.mock.create_intent(request("pay_log_1"), idempotency_key="k-create")
     logged = [s for s in seen if "mock_requests" in s]
     claims = [s for s in seen if "mock_idempotency" in s]
