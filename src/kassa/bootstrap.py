@@ -30,6 +30,7 @@ from kassa.services.catalogue import Catalogue
 from kassa.services.checks import Reconciliation
 from kassa.services.context import Clock, utc_now
 from kassa.services.customers import Customers
+from kassa.services.dispatch import Dispatcher
 from kassa.services.export_sources import RowsExport
 from kassa.services.exports import Exports
 from kassa.services.findings import CheckFindings
@@ -191,6 +192,9 @@ class Kassa:
             # each provider reads its own events; the sandbox's are Stripe-shaped
             {"stripe": stripe_events.decode, "mock": stripe_events.decode},
         )
+
+        # what follows from kassa's own events (issue 12): consumers register here
+        self.dispatcher = Dispatcher(self.db, clock)
 
         # GET /metrics: payments, provider events and jobs, counted in the database
         self.metrics = Metrics(self.db, clock)

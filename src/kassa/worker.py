@@ -118,6 +118,11 @@ class Worker:
         self._stop.set()
 
     def run_once(self) -> int:
+        """Hand new events on (`services/dispatch.py`), then claim and run one batch of
+        due jobs; returns how many events and jobs there were."""
+        return self.kassa.dispatcher.run_once() + self.run_jobs()
+
+    def run_jobs(self) -> int:
         """Claim and run one batch of due jobs; returns how many ran."""
         claimed = self.kassa.jobs.claim(self.name, self._batch, set(self.handlers))
         states = self.kassa.jobs.run_batch(claimed, self.name, self.handlers)  # each logs

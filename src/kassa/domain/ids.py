@@ -17,6 +17,7 @@ import time
 PREFIXES = frozenset(
     {"prod", "cus", "ord", "pay", "re", "inv", "cn", "evt", "we", "key", "aud", "req", "ol", "wle"}
     | {"chk"}  # v1.1: check findings
+    | {"whd", "eml"}  # v1.1: outgoing webhook deliveries, e-mails
 )
 
 

@@ -587,6 +587,40 @@ class CheckRunMark(Base):
     last_started_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
 
 
+# -- kassa's own events (issue 12): what it tells the shop's other systems ---------------
+
+UNDISPATCHED = "dispatched = false"
+
+
+class Event(Base):
+    """One state change kassa reports (`order.paid`, `refund.succeeded`, ...), written in
+    the transaction of the change (`services/events.py`), with the resource as the API
+    returned it then. `dispatched` turns true once the dispatcher has handed the event to
+    every consumer (outgoing webhook deliveries, e-mails) in one transaction with their
+    rows, so each consumer sees each event exactly once (`services/dispatch.py`).
+
+    Not the provider's events (`provider_events`): those come in, these go out."""
+
+    __tablename__ = "events"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    dispatched: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    __table_args__ = (
+        # what the dispatcher scans: the few events not yet handed on, oldest first
+        Index(
+            "ix_events_undispatched",
+            "pk",
+            postgresql_where=text(UNDISPATCHED),
+            sqlite_where=text(UNDISPATCHED),
+        ),
+        Index("ix_events_created_at", "created_at"),  # pruning, oldest first
+        *list_indexes("events", "type"),
+    )
+
+
 # -- revenue KPIs (migration 0011) -------------------------------------------------------
 # Each KPI reads the rows whose time of one event falls in a window of days
 # (services/kpis.py): these make that a range scan of the rows it counts. On PostgreSQL
