@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any, Final
 
 from pydantic import TypeAdapter
@@ -62,9 +61,14 @@ EVENT_TYPES: Final = (
 _TIME: TypeAdapter[datetime] = TypeAdapter(datetime)  # a time as the API writes it
 
 
-@cache
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}  # one per view class, built on first use
+
+
 def _adapter(view_type: type[Any]) -> TypeAdapter[Any]:
-    return TypeAdapter(view_type)
+    adapter = _ADAPTERS.get(view_type)
+    if adapter is None:
+        adapter = _ADAPTERS[view_type] = TypeAdapter(view_type)
+    return adapter
 
 
 def resource_json(object_name: str, view: Any) -> dict[str, Any]:
