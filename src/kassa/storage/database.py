@@ -18,9 +18,21 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, create_engine, event, insert, inspect, make_url, text
+from sqlalchemy import (
+    Engine,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    make_url,
+    select,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from kassa.config import normalize_database_url
 from kassa.storage.errors import DatabaseUrlInvalid, SchemaMissing, storage_error
@@ -112,23 +124,25 @@ def insert_new(session: Session, row: object) -> None:
     )
 
 
-_NEXTVAL = text("SELECT nextval(pg_get_serial_sequence(:table, 'pk'))")
+def next_pk(model: Any, dialect: str) -> ScalarSelect[Any]:
+    """The primary key the next row of `model`'s table will get, as a scalar subquery to
+    draw it inside a statement the caller runs anyway (an order's products read), so that
+    values derived from it (an order's number) go into the INSERT itself, with no UPDATE
+    after it and no round trip of its own before it.
 
-
-def next_pk(session: Session, model: Any) -> int:
-    """The primary key the next row of `model`'s table will get, drawn now so that values
-    derived from it (an order's number) go into the INSERT itself instead of a second
-    UPDATE. PostgreSQL: the column's sequence (concurrent transactions each draw their
-    own). SQLite: one past the largest, which is safe because a write transaction holds
-    the database's only write lock from its BEGIN IMMEDIATE."""
+    PostgreSQL: the column's sequence (concurrent transactions each draw their own). The
+    subquery is uncorrelated, so PostgreSQL runs it once per execution (an InitPlan),
+    however many rows the outer query returns; a statement that returns no row may leave
+    a gap in the sequence, which keys and order numbers allow. SQLite: one past the
+    largest, which is safe because a write transaction holds the database's only write
+    lock from its BEGIN IMMEDIATE."""
     table = table_of(model)
-    if session.get_bind().dialect.name == "postgresql":
-        drawn = session.execute(_NEXTVAL, {"table": table.name}).scalar_one()
+    drawn: ColumnElement[Any]
+    if dialect == "postgresql":
+        drawn = func.nextval(func.pg_get_serial_sequence(table.name, "pk"))
     else:
-        drawn = session.execute(
-            text(f"SELECT coalesce(max(pk), 0) + 1 FROM {table.name}")
-        ).scalar_one()
-    return int(drawn)
+        drawn = func.coalesce(func.max(table.c.pk), 0) + 1
+    return select(drawn).scalar_subquery()
 
 
 class SchemaStatus(enum.Enum):
