@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -146,6 +147,16 @@ def wallet_view(session: Session, customer_id: str, entries: int = RECENT_ENTRIE
     )
 
 
+def wallet_resource(view: WalletView) -> dict[str, Any]:
+    """The wallet as the API's JSON shows it: an object named by its customer, whose
+    entries are objects of their own (`wallet_entry`)."""
+    wallet = events.resource_json("wallet", view)
+    wallet["entries"] = [
+        {"id": entry.pop("id"), "object": "wallet_entry", **entry} for entry in wallet["entries"]
+    ]
+    return wallet
+
+
 class Wallets:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
@@ -208,7 +219,7 @@ class Wallets:
                     reason=reason,
                     actor=ctx.actor_key_id,
                 )
-                wallet = events.resource_json("wallet", wallet_view(session, customer_id))
+                wallet = wallet_resource(wallet_view(session, customer_id))
                 events.record(session, events.WALLET_ADJUSTED, wallet, now)
             audit.record(
                 session,
