@@ -31,6 +31,7 @@ from kassa.services.checks import Reconciliation
 from kassa.services.context import Clock, utc_now
 from kassa.services.customers import Customers
 from kassa.services.dispatch import Dispatcher
+from kassa.services.event_log import EventLog
 from kassa.services.export_sources import RowsExport
 from kassa.services.exports import Exports
 from kassa.services.findings import CheckFindings
@@ -177,6 +178,7 @@ class Kassa:
             job_retention_s=settings.job_retention_s,
             event_retention_s=settings.event_retention_s,
             batch=settings.prune_batch,
+            outgoing_event_retention_s=settings.outgoing_event_retention_s,
         )
         self.webhooks = Webhooks(
             self.db,
@@ -195,6 +197,7 @@ class Kassa:
 
         # what follows from kassa's own events (issue 12): consumers register here
         self.dispatcher = Dispatcher(self.db, clock)
+        self.event_log = EventLog(self.db)  # GET /v1/events
 
         # GET /metrics: payments, provider events and jobs, counted in the database
         self.metrics = Metrics(self.db, clock)

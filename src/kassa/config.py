@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     """`json`: every log line one JSON object (time, level, logger, message, request_id
     within a request, and the record's own fields); `text`: lines for people."""
 
+    # -- kassa's own events (issue 12)
+    outgoing_event_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
+    """How long one of kassa's own events (`GET /v1/events`) is kept once the dispatcher
+    has handed it on, before the worker prunes it. Events not yet handed on are kept."""
+
     # -- parsing: the environment gives strings; keywords give the field's own type
 
     @field_validator("database_url", mode="after")

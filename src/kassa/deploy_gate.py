@@ -11,7 +11,7 @@ Adding a rule: write the function below the others with `@rule("<id>")`, add a t
 tests/integration/test_deploy_gate.py that violates it alone, and a line to the table in
 docs/deploy.md. Rules waiting for settings that come in a later release (see there):
 `webhooks_private_targets` (KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS), `smtp_without_tls`
-(KASSA_SMTP_URL with `smtp://`), `metrics_public` (KASSA_METRICS_PUBLIC).
+(KASSA_SMTP_URL with `smtp://`).
 """
 
 from __future__ import annotations
@@ -233,5 +233,18 @@ def _idempotency_retention_too_short(settings: Settings) -> str | None:
         return (
             f"KASSA_IDEMPOTENCY_RETENTION_S is {settings.idempotency_retention_s}; set it to "
             "at least 86400 (the default keeps keys 48 hours)"
+        )
+    return None
+
+
+@rule("metrics_public")
+def _metrics_public(settings: Settings) -> str | None:
+    """With KASSA_METRICS_PUBLIC=1 anyone who reaches the API reads `/metrics`: payment
+    volumes by provider and outcome, job backlogs and every route's traffic, without a
+    key. Production gives Prometheus an ops key instead."""
+    if settings.metrics_public:
+        return (
+            "KASSA_METRICS_PUBLIC is set, so /metrics answers without a key; unset it and "
+            "give Prometheus an ops API key as its bearer token"
         )
     return None

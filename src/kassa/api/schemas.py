@@ -511,3 +511,18 @@ class CheckRunOut(Output):
 
 class FindingAcknowledge(Input):
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+
+
+# -- kassa's own events (issue 12) -------------------------------------------------------
+
+
+class EventOut(Output):
+    """A state change kassa reports: `data.object` is the resource as the API returned it
+    when the change was made (an order, a payment, a refund, a document, a wallet, a
+    check finding)."""
+
+    id: str
+    object: Literal["event"] = "event"
+    type: str
+    created_at: datetime
+    data: dict[str, Any]

@@ -49,6 +49,7 @@ class Permission(StrEnum):
     RUN_CHECKS = "run_checks"
     ACKNOWLEDGE_FINDINGS = "acknowledge_findings"
     READ_METRICS = "read_metrics"  # GET /metrics (public with KASSA_METRICS_PUBLIC=1)
+    READ_EVENTS = "read_events"  # v1.1: kassa's own events, GET /v1/events
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -81,6 +82,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.RUN_CHECKS: Role.OPS,
     Permission.ACKNOWLEDGE_FINDINGS: Role.OPS,
     Permission.READ_METRICS: Role.OPS,
+    Permission.READ_EVENTS: Role.ANALYST,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(

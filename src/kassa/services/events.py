@@ -75,9 +75,16 @@ def resource_json(object_name: str, view: Any) -> dict[str, Any]:
     """`view` (a service's frozen dataclass, as its API route returns it) as the API's JSON
     shows it: `id`, then `object`, then its fields, times in ISO 8601. The API's response
     models mirror the views field for field; a test holds every event's resource to the
-    API's answer for the same resource."""
+    API's answer for the same resource. A resource without an id of its own (a customer's
+    wallet, named by its `customer`) starts with `object`."""
     fields: dict[str, Any] = _adapter(type(view)).dump_python(view, mode="json")
-    return {"id": fields.pop("id"), "object": object_name, **fields}
+    identity = {"id": fields.pop("id")} if "id" in fields else {}
+    return {**identity, "object": object_name, **fields}
+
+
+def json_time(at: datetime) -> str:
+    """A time as the API's JSON writes it (for a resource whose JSON a service builds)."""
+    return str(_TIME.dump_python(at, mode="json"))
 
 
 def record(session: Session, event_type: str, resource: dict[str, Any], at: datetime) -> str:

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from kassa.domain.errors import not_found
 from kassa.domain.ids import new_id
-from kassa.services import audit
+from kassa.services import audit, events
 from kassa.services.checks import Finding, Reconciliation, Sweep
 from kassa.services.context import Clock, RequestContext
 from kassa.services.pagination import Page, paginate
@@ -268,14 +268,27 @@ class CheckFindings:
         if gone_since is not None:
             return 0  # a later run found it gone: this sighting is older news
         insert = dialect_insert(session, CheckFinding)
+        new = FindingView(
+            id=new_id("chk"),
+            check=finding.check,
+            subject=finding.subject,
+            status=OPEN,
+            detail=_detail(finding.detail),
+            first_seen_at=observed,
+            last_seen_at=observed,
+            resolved_at=None,
+            acknowledged_at=None,
+            acknowledged_by=None,
+            note=None,
+        )
         opened = session.execute(
             insert.values(
-                id=new_id("chk"),
-                check_name=finding.check,
-                subject=finding.subject,
+                id=new.id,
+                check_name=new.check,
+                subject=new.subject,
                 scope=finding.scope,
-                status=OPEN,
-                detail=_detail(finding.detail),
+                status=new.status,
+                detail=new.detail,
                 first_seen_at=observed,
                 last_seen_at=observed,
             )
@@ -285,7 +298,11 @@ class CheckFindings:
             )
             .returning(CheckFinding.pk)
         ).first()
-        return 0 if opened is None else 1
+        if opened is None:
+            return 0
+        opening = events.resource_json("check_finding", new)
+        events.record(session, events.CHECK_FINDING_OPENED, opening, self._clock())
+        return 1
 
     @staticmethod
     def _vouched_gone(row: CheckFinding, sweep: Sweep) -> bool:

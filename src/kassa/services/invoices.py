@@ -38,7 +38,7 @@ from kassa.domain.documents import Series, format_number, included_tax
 from kassa.domain.errors import not_found
 from kassa.domain.ids import new_id
 from kassa.domain.refunds import RefundStatus
-from kassa.services import audit
+from kassa.services import audit, events
 from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
@@ -54,6 +54,20 @@ from kassa.storage.tables import (
 from kassa.storage.upsert import increment
 
 ISSUE_INVOICE = "documents.issue_invoice"
+# Where the API serves each kind (the resource's `pdf_url` and `html_url` point there).
+DOCUMENT_PATHS: dict[str, str] = {"invoice": "/v1/invoices", "credit_note": "/v1/credit-notes"}
+# What the API shows of the frozen document itself, beside the row's own columns.
+_SHOWN_CONTENT = (
+    "number",
+    "currency",
+    "seller",
+    "buyer",
+    "lines",
+    "taxes",
+    "reference",
+    "notes",
+    "locale",
+)
 ISSUE_CREDIT_NOTE = "documents.issue_credit_note"
 INVOICE: DocumentKind = "invoice"
 CREDIT_NOTE: DocumentKind = "credit_note"
@@ -126,6 +140,23 @@ class DocumentView:
     @property
     def document(self) -> Document:
         return document_from_json(self.content)
+
+    def resource(self) -> dict[str, Any]:
+        """The document as the API's JSON shows it (`GET /v1/invoices/{id}`): what
+        `invoice.issued` and `credit_note.issued` carry, and what the API answers."""
+        base = f"{DOCUMENT_PATHS[self.kind]}/{self.id}"
+        return {
+            "id": self.id,
+            "object": self.kind,
+            **{name: self.content.get(name) for name in _SHOWN_CONTENT},
+            "order": self.order_id,
+            "refund": self.refund_id,
+            "total": self.total,
+            "tax": self.tax,
+            "issued_at": events.json_time(self.issued_at),
+            "pdf_url": base + ".pdf",
+            "html_url": base + ".html",
+        }
 
 
 # The order with its lines and whether it has its invoice already, in one statement (a
@@ -303,6 +334,18 @@ class Invoices:
             locale=self._seller.locale,
         )
         document_id = new_id("inv" if kind == INVOICE else "cn")
+        issued = DocumentView(
+            id=document_id,
+            kind=kind,
+            number=number,
+            order_id=order.id,
+            refund_id=refund_id,
+            currency=order.currency,
+            total=total,
+            tax=sum(tax.amount for tax in taxes),
+            issued_at=now,
+            content=document_to_json(document),
+        )
         # a Core insert: the document is not read back in the job's transaction
         session.execute(
             write_only_insert(IssuedDocument),
@@ -316,13 +359,15 @@ class Invoices:
                 "order_id": order.id,
                 "invoiced_order_id": order.id if kind == INVOICE else None,
                 "refund_id": refund_id,
-                "currency": order.currency,
+                "currency": issued.currency,
                 "total": total,
-                "tax": sum(tax.amount for tax in taxes),
-                "content": document_to_json(document),
+                "tax": issued.tax,
+                "content": issued.content,
                 "issued_at": now,
             },
         )
+        issued_event = events.INVOICE_ISSUED if kind == INVOICE else events.CREDIT_NOTE_ISSUED
+        events.record(session, issued_event, issued.resource(), now)
         audit.record(
             session,
             RequestContext.system("worker"),

@@ -9,7 +9,7 @@ payment settle on exactly one outcome.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -36,7 +36,7 @@ from kassa.domain.orders import (
 )
 from kassa.domain.payments import IN_FLIGHT_STATUSES
 from kassa.domain.roles import sees_only_own_orders
-from kassa.services import audit
+from kassa.services import audit, events
 from kassa.services.catalogue import catalogue_entry
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
@@ -129,13 +129,19 @@ class OrderView:
     def created(cls, row: dict[str, Any], lines: Sequence[dict[str, Any]]) -> OrderView:
         """The view of an order just inserted from `row` and `lines` (no read back): the
         same mapping as `of`, over the values as they were inserted."""
-        inserted = SimpleNamespace(
-            **{name: value for name, value in row.items() if name != "metadata"},
-            metadata_=row["metadata"],
+        return cls.of_columns({**row, **dict.fromkeys(_SET_LATER)}, lines)
+
+    @classmethod
+    def of_columns(cls, order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> OrderView:
+        """The view of an order from its columns by name (`metadata` as the column is
+        named) and its lines' in position order, without an ORM load: for the writers that
+        change an order with Core statements (creation, settlement) and report it."""
+        columns = SimpleNamespace(
+            **{name: value for name, value in order.items() if name != "metadata"},
+            metadata_=order["metadata"],
             lines=[SimpleNamespace(**line) for line in lines],
-            **dict.fromkeys(_SET_LATER),
         )
-        return cls.of(cast(Order, inserted))
+        return cls.of(cast(Order, columns))
 
 
 # What an order's insert leaves unset: its later life (payment, refunds, fulfilment).
@@ -356,7 +362,9 @@ class Orders:
                 after={"status": row["status"], "total": row["total"], "currency": currency},
             )
             attach_resource(session, "order", order_id)
-            return OrderView.created(row, lines)
+            view = OrderView.created(row, lines)
+            events.record(session, events.ORDER_CREATED, events.resource_json("order", view), now)
+            return view
 
     def _reserve(
         self, session: Session, ctx: RequestContext, product: Product, order_id: str, now: datetime
@@ -445,13 +453,16 @@ class Orders:
         now = self._clock()
         with self._db.transaction() as session:
             self._visible(ctx, lock_order(session, order_id), order_id)
-            row = self._cancel_locked(session, ctx, order_id, now, CANCELED_ON_REQUEST)
+            view = self._cancel_locked(session, ctx, order_id, now, CANCELED_ON_REQUEST)
             attach_resource(session, "order", order_id)
-            return OrderView.of(row)
+            return view
 
     def _cancel_locked(
         self, session: Session, ctx: RequestContext, order_id: str, now: datetime, reason: str
-    ) -> Order:
+    ) -> OrderView:
+        """Cancel a pending order (every cancel ends here: a request, an expired hold taken
+        over, the reservation sweep) and report it: `order.canceled`, with the order as
+        it is now."""
         row = lock_order(session, order_id)
         if row is None:
             raise not_found("order_not_found", f"no order {order_id!r}")
@@ -474,7 +485,9 @@ class Orders:
             before=before,
             after={**_summary(row), "reason": reason},
         )
-        return row
+        view = OrderView.of(row)
+        events.record(session, events.ORDER_CANCELED, events.resource_json("order", view), now)
+        return view
 
     def fulfill(self, ctx: RequestContext, order_id: str) -> OrderView:
         now = self._clock()
@@ -493,7 +506,9 @@ class Orders:
                 after=_summary(row),
             )
             attach_resource(session, "order", order_id)
-            return OrderView.of(row)
+            view = OrderView.of(row)
+            events.record(session, events.ORDER_FULFILLED, events.resource_json("order", view), now)
+            return view
 
     def release_expired_reservations(self, ctx: RequestContext, batch: int = 100) -> int:
         """Cancel pending orders whose reservations ran out, freeing their items.

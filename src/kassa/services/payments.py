@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Select, bindparam, select
@@ -50,6 +50,14 @@ from kassa.services.idempotency import attach_resource, declare_resource
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
+from kassa.services.payment_views import (
+    PaymentView as PaymentView,  # re-exported: the API names it from here
+)
+from kassa.services.payment_views import (
+    attempt_view,
+    known_attempts,
+    payment_view,
+)
 from kassa.services.settlement import (
     RESUME_PAYMENT,
     apply_intent,
@@ -106,80 +114,6 @@ def _never_confirmed(intent: ProviderIntent) -> bool:
 # Backs off from ~2 s to an hour between tries: more than a day of asking in all.
 RESUME_MAX_ATTEMPTS = 30
 WALLET = "wallet"
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptView:
-    number: int
-    operation: str
-    started_at: datetime
-    duration_ms: int
-    outcome: str
-    error_type: str | None
-    code: str | None
-    decline_code: str | None
-    retry_delay_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentView:
-    id: str
-    order: str | None
-    top_up_customer: str | None
-    provider: str
-    provider_payment_id: str | None
-    status: str
-    amount: int
-    currency: str
-    client_secret: str | None
-    next_action: dict[str, Any] | None
-    failure: dict[str, Any] | None
-    attempts: tuple[AttemptView, ...]
-    retry_count: int
-    recovered_by_retry: bool
-    no_retry_reason: str | None
-    orchestration_ms: int | None
-    created_at: datetime
-    succeeded_at: datetime | None
-
-
-def _attempt_view(number: int, attempt: Attempt | PaymentAttempt) -> AttemptView:
-    """One attempt as answered: read back from its row, or the one just written from it."""
-    outcome = attempt.outcome
-    return AttemptView(
-        number=number,
-        operation=attempt.operation,
-        started_at=attempt.started_at.astimezone(UTC),
-        duration_ms=attempt.duration_ms,
-        outcome=outcome if isinstance(outcome, str) else outcome.value,
-        error_type=attempt.error_type,
-        code=attempt.code,
-        decline_code=attempt.decline_code,
-        retry_delay_ms=attempt.retry_delay_ms,
-    )
-
-
-def _view(row: Payment, attempts: Sequence[AttemptView]) -> PaymentView:
-    return PaymentView(
-        id=row.id,
-        order=row.order_id,
-        top_up_customer=row.top_up_customer_id,
-        provider=row.provider,
-        provider_payment_id=row.provider_payment_id,
-        status=row.status,
-        amount=row.amount,
-        currency=row.currency,
-        client_secret=row.client_secret,
-        next_action=row.next_action,
-        failure=row.failure,
-        attempts=tuple(attempts),
-        retry_count=row.retry_count,
-        recovered_by_retry=row.recovered_by_retry,
-        no_retry_reason=row.no_retry_reason,
-        orchestration_ms=row.orchestration_ms,
-        created_at=row.created_at,
-        succeeded_at=row.succeeded_at,
-    )
 
 
 def provider_idempotency_base(payment_id: str, actor_key_id: str, request_key: str | None) -> str:
@@ -395,6 +329,7 @@ class Payments:
                 subject=payment_id,
                 after={"order": order.id, "amount": amount, "provider": WALLET},
             )
+            known_attempts(session, payment_id, ())  # no provider: no attempts to read
             payment_succeeded(session, ctx, payment, now)
             attach_resource(session, "payment", payment_id)
             return self._load(session, payment_id)
@@ -582,6 +517,9 @@ class Payments:
                 outcome.no_retry_reason.value if outcome.no_retry_reason else None
             )
             payment.updated_at = now
+            made_now = [attempt_view(n, a) for n, a in enumerate(made, 1)]
+            if before == 0:  # the request's attempts are all the payment has
+                known_attempts(session, payment_id, made_now)
             # settlement decides what may change: a success or failure reported meanwhile
             # (its webhook, the resume job) is never overwritten by a stale answer
             if outcome.intent is not None:
@@ -589,8 +527,8 @@ class Payments:
             elif outcome.failure is not None:
                 payment_failed(session, ctx, payment, outcome.failure, now)
             session.flush()
-            if before == 0:  # the request's attempts are all the payment has: no reading back
-                return _view(payment, [_attempt_view(n, a) for n, a in enumerate(made, 1)])
+            if before == 0:  # no reading back: the event's view had them too (known_attempts)
+                return payment_view(payment, made_now)
             return self._load(session, payment.id)
 
     def for_intent(self, ctx: RequestContext, provider: str, intent_id: str) -> str:
@@ -734,7 +672,7 @@ class Payments:
                 .order_by(PaymentAttempt.number)
             )
         )
-        return _view(row, [_attempt_view(a.number, a) for a in attempts])
+        return payment_view(row, [attempt_view(a.number, a) for a in attempts])
 
     # -- lists ------------------------------------------------------------------------
 
@@ -798,5 +736,5 @@ class Payments:
             ):
                 attempts[attempt.payment_id].append(attempt)
         return page.map(
-            lambda row: _view(row, [_attempt_view(a.number, a) for a in attempts[row.id]])
+            lambda row: payment_view(row, [attempt_view(a.number, a) for a in attempts[row.id]])
         )

@@ -1,6 +1,6 @@
 """Pruning: the tables that only grow, cut back to their retention in short batches.
 
-Three kinds of rows outlive their use, and only these are ever deleted:
+Four kinds of rows outlive their use, and only these are ever deleted:
 
 - **done jobs** finished more than `job_retention_s` ago. A done job's effects committed
   with it; the row is history for `kassa jobs list`. Dead jobs stay (an operator has to
@@ -12,6 +12,14 @@ Three kinds of rows outlive their use, and only these are ever deleted:
   applied stays whatever its age: its effect is still owed.
 - **Idempotency-Keys** past `idempotency_retention_s`, through
   `IdempotencyStore.purge_expired` (the one place that knows what "expired" means).
+- **kassa's own events** (`events`, issue 12) written more than
+  `outgoing_event_retention_s` ago *and* dispatched: the dispatcher has handed them to
+  every consumer (webhook deliveries, e-mails) in the transaction that marked them, so
+  nothing is owed from them any more; one not yet dispatched stays whatever its age.
+  What the consumers keep about an event (a delivery log row) must not hold the event
+  back: a table that references `events.pk` must not block this delete (no foreign key,
+  or one that cascades or sets null), or a consumer's history would keep every event
+  forever; pruning that history is the consumer's own business.
 
 Nothing money or the audit trail depends on is touched: orders, their lines, payments,
 refunds, provider attempts, the audit log, wallets and their ledger, documents.
@@ -20,7 +28,7 @@ Why batches: one `DELETE` of a year of jobs would run for minutes in one transac
 holding its row locks, bloating the table it cannot vacuum meanwhile, and on SQLite
 keeping every writer out. Each batch here is its own transaction of at most `batch` rows,
 picked oldest first through an index with `FOR UPDATE SKIP LOCKED` (PostgreSQL), so two
-workers pruning at once never wait on each other. A pass takes turns between the three
+workers pruning at once never wait on each other. A pass takes turns between the four
 tables and stops after `max_pass_s` (the worker runs it between jobs, so a large backlog
 after an upgrade is worked off over several passes instead of stalling the queue).
 """
@@ -39,7 +47,7 @@ from kassa.services.context import Clock
 from kassa.services.idempotency import IdempotencyStore
 from kassa.services.jobs import DONE
 from kassa.storage.database import Database
-from kassa.storage.tables import Job, ProviderEvent
+from kassa.storage.tables import Event, Job, ProviderEvent
 
 log = logging.getLogger("kassa.pruning")
 
@@ -57,6 +65,7 @@ class PruneReport:
     batches: int
     seconds: float
     complete: bool
+    outgoing_events: int = 0  # kassa's own events (`events` above: the providers')
 
 
 @dataclass
@@ -80,6 +89,7 @@ class Pruning:
         event_retention_s: int,
         batch: int,
         max_pass_s: float | None = DEFAULT_MAX_PASS_S,
+        outgoing_event_retention_s: int = 30 * 24 * 3600,
     ) -> None:
         if batch < 1:
             raise ValueError("the pruning batch must hold at least one row")
@@ -90,6 +100,7 @@ class Pruning:
         self._event_retention = timedelta(seconds=event_retention_s)
         self._batch = batch
         self._max_pass_s = max_pass_s
+        self._outgoing_event_retention = timedelta(seconds=outgoing_event_retention_s)
 
     def run(self) -> PruneReport:
         """One pass: batches from each table in turn until none has anything left to
@@ -100,6 +111,10 @@ class Pruning:
             _Table("jobs", lambda: self._done_jobs(now - self._job_retention)),
             _Table("events", lambda: self._applied_events(now - self._event_retention)),
             _Table("idempotency_keys", lambda: self._idempotency.purge_expired(self._batch)),
+            _Table(
+                "outgoing_events",
+                lambda: self._dispatched_events(now - self._outgoing_event_retention),
+            ),
         ]
         batches = 0
         while not all(t.done for t in tables) and not self._out_of_time(began):
@@ -117,13 +132,16 @@ class Pruning:
             batches=batches,
             seconds=time.monotonic() - began,
             complete=all(t.done for t in tables),
+            outgoing_events=tables[3].deleted,
         )
-        if report.jobs or report.events or report.idempotency_keys or not report.complete:
+        if any(t.deleted for t in tables) or not report.complete:
             log.info(
-                "pruned jobs=%s events=%s idempotency_keys=%s batches=%s ms=%s %s",
+                "pruned jobs=%s events=%s idempotency_keys=%s outgoing_events=%s"
+                " batches=%s ms=%s %s",
                 report.jobs,
                 report.events,
                 report.idempotency_keys,
+                report.outgoing_events,
                 report.batches,
                 round(report.seconds * 1000),
                 "complete" if report.complete else "behind: the next pass carries on",
@@ -168,4 +186,20 @@ class Pruning:
             result = session.execute(
                 delete(ProviderEvent).where(ProviderEvent.pk.in_(oldest.scalar_subquery()))
             )
+            return int(getattr(result, "rowcount", 0))
+
+    def _dispatched_events(self, cutoff: datetime) -> int:
+        """One batch of kassa's own events written before `cutoff` and dispatched, oldest
+        first through `ix_events_created_at`. An undispatched one is never taken: its
+        consumers have not had it yet (see the module's docstring, and the note there on
+        what may reference an event)."""
+        oldest = (
+            select(Event.pk)
+            .where(Event.dispatched.is_(True), Event.created_at < cutoff)
+            .order_by(Event.created_at)
+            .limit(self._batch)
+            .with_for_update(skip_locked=True)
+        )
+        with self._db.transaction() as session:
+            result = session.execute(delete(Event).where(Event.pk.in_(oldest.scalar_subquery())))
             return int(getattr(result, "rowcount", 0))

@@ -47,7 +47,7 @@ from kassa.domain.refunds import RefundDestination, RefundStatus, allocate_refun
 from kassa.domain.wallet import EntryKind
 from kassa.providers.base import PaymentProvider
 from kassa.providers.registry import ProviderRegistry
-from kassa.services import audit
+from kassa.services import audit, events
 from kassa.services.attempts import record_attempt
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
@@ -128,6 +128,21 @@ def mark_refund_succeeded(
         after={"status": SUCCEEDED, "amount": refund.amount, "provider": refund.provider},
     )
     request_credit_note(session, refund.id, now)
+    report_if_settled(session, refund, now)
+
+
+def report_if_settled(session: Session, part: Refund, now: datetime) -> None:
+    """`part` has just left `pending`: if that settled its refund as the API shows it (a
+    refund is one request's parts, succeeded once all succeeded and failed once all
+    failed), report the refund, read as `GET /v1/refunds/{id}` answers it. Each part
+    leaves `pending` once (its writers check under its lock), so each refund is reported
+    once; a refund whose parts end mixed stays `pending` and is not reported."""
+    session.flush()
+    (view,) = _group_views(session, [part.group_id or part.id])
+    if view.status == SUCCEEDED:
+        events.record(session, events.REFUND_SUCCEEDED, events.resource_json("refund", view), now)
+    elif view.status == FAILED:
+        events.record(session, events.REFUND_FAILED, events.resource_json("refund", view), now)
 
 
 def recompute_order_refunds(session: Session, order: Order, now: datetime) -> None:
@@ -347,6 +362,7 @@ class Refunds:
                     subject=part_id,
                     after={"failure": part.failure},
                 )
+                report_if_settled(session, part, now)
             else:
                 assert failure is not None
                 part.failure = failure_json(failure)  # the last error, for staff
@@ -369,6 +385,7 @@ class Refunds:
                         subject=part_id,
                         after={"failure": part.failure},
                     )
+                    report_if_settled(session, part, now)
             if not outcome.outcome_unknown:
                 _retire_resume_job(session, part_id)
             recompute_order_refunds(session, order, now)

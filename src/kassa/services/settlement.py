@@ -26,9 +26,11 @@ from kassa.domain.orders import OrderStatus, ProductStatus
 from kassa.domain.payments import PaymentStatus, ProviderFailure, failure_json, payment_may_become
 from kassa.domain.wallet import EntryKind
 from kassa.providers.base import IntentStatus, ProviderIntent
-from kassa.services import audit
+from kassa.services import audit, events
 from kassa.services.context import RequestContext
 from kassa.services.invoices import request_invoice
+from kassa.services.orders import OrderView
+from kassa.services.payment_views import current_view
 from kassa.services.wallets import post_entry
 from kassa.storage.database import table_of
 from kassa.storage.outbox import retire
@@ -64,15 +66,18 @@ _LOCK_PAYMENT_OF_INTENT = (
     .execution_options(populate_existing=True)
 )
 # The paid order, locked, with its lines in SKU order (like every other multi-product
-# lock in kassa): one statement for what decides and what is taken. Lines never change
-# once written, so reading them beside the lock is as good as after it.
+# lock in kassa): one statement for what decides and what is taken, and for the order as
+# `order.paid` reports it (every column its view shows: no read back after the UPDATE).
+# Lines never change once written, so reading them beside the lock is as good as after it.
+_ORDER_VIEW_COLUMNS = tuple(c for c in _ORDERS.c if c.key not in ("pk", "created_by_key"))
+_LINE_VIEW_COLUMNS = ("position", "sku", "title", "unit_amount", "amount", "product_status")
 _LOCK_ORDER_WITH_LINES = (
     select(
-        _ORDERS.c.status,
-        _ORDERS.c.amount_paid,
+        *_ORDER_VIEW_COLUMNS,
         _LINES.c.product_id,
         _LINES.c.quantity,
         _LINES.c.unique,
+        *(_LINES.c[name].label(f"line_{name}") for name in _LINE_VIEW_COLUMNS),
     )
     .select_from(_ORDERS.outerjoin(_LINES, _LINES.c.order_id == _ORDERS.c.id))
     .where(_ORDERS.c.id == bindparam("order_id"))
@@ -164,6 +169,7 @@ def payment_failed(
         return False
     payment.failure = record
     payment.next_action = None
+    _report(session, events.PAYMENT_FAILED, payment, now)
     return True
 
 
@@ -181,7 +187,15 @@ def payment_requires_action(
     if not _transition(session, ctx, payment, PaymentStatus.REQUIRES_ACTION, now):
         return False
     payment.next_action = next_action or payment.next_action
+    _report(session, events.PAYMENT_REQUIRES_ACTION, payment, now)
     return True
+
+
+def _report(session: Session, event_type: str, payment: Payment, now: datetime) -> None:
+    """Record the event of a payment's change, with the payment as the API shows it now
+    (the caller has made every change of the transition)."""
+    view = current_view(session, payment)
+    events.record(session, event_type, events.resource_json("payment", view), now)
 
 
 def apply_intent(
@@ -226,6 +240,7 @@ def payment_succeeded(
     payment.succeeded_at = now
     payment.next_action = None
     payment.failure = None
+    _report(session, events.PAYMENT_SUCCEEDED, payment, now)
     if payment.order_id is None:  # a wallet top-up: the money becomes credit
         assert payment.top_up_customer_id is not None
         post_entry(
@@ -265,6 +280,8 @@ def payment_succeeded(
                 "stock_shortage": shortage,
             },
         )
+        paid = _paid_order_view(rows, amount_paid, shortage, now)
+        events.record(session, events.ORDER_PAID, events.resource_json("order", paid), now)
     else:
         # Money arrived for an order that is no longer pending (e.g. cancelled while the
         # shopper was paying). It is recorded, never dropped; staff refund it.
@@ -281,6 +298,32 @@ def payment_succeeded(
         )
     _forget_loaded_order(session, order_id)
     return True
+
+
+def _paid_order_view(
+    rows: Sequence[Any], amount_paid: int, shortage: bool, now: datetime
+) -> OrderView:
+    """The order as `_PAY_ORDER` leaves it, from its locked read (`rows`, one per line)."""
+    order = {c.key: rows[0]._mapping[c] for c in _ORDER_VIEW_COLUMNS}
+    order.update(
+        status=OrderStatus.PAID.value,
+        amount_paid=amount_paid,
+        paid_at=now,
+        reservation_expires_at=None,
+        stock_shortage=shortage,
+    )
+    lines = sorted(
+        (
+            {
+                "quantity": row.quantity,
+                **{name: row._mapping[f"line_{name}"] for name in _LINE_VIEW_COLUMNS},
+            }
+            for row in rows
+            if row.product_id is not None  # the outer join's row of an order without lines
+        ),
+        key=lambda line: int(line["position"]),
+    )
+    return OrderView.of_columns(order, lines)
 
 
 def _forget_loaded_order(session: Session, order_id: str) -> None:

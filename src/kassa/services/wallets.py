@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from kassa.domain.errors import invalid, not_found
 from kassa.domain.ids import new_id
 from kassa.domain.money import normalize_currency
 from kassa.domain.wallet import EntryKind, adjustment_delta, counts_as_paid
-from kassa.services import audit
+from kassa.services import audit, events
 from kassa.services.context import Clock, RequestContext
 from kassa.storage.database import Database
 from kassa.storage.tables import Customer, WalletBalance, WalletEntry
@@ -109,6 +110,53 @@ def post_entry(
     return entry
 
 
+RECENT_ENTRIES = 50  # the entries a wallet's view shows, newest first
+
+
+def wallet_view(session: Session, customer_id: str, entries: int = RECENT_ENTRIES) -> WalletView:
+    """The customer's wallet as the API shows it (`GET /v1/customers/{id}/wallet`), as this
+    transaction sees it (flushed)."""
+    rows = session.scalars(  # fresh: a Core UPDATE may have moved a balance loaded before
+        select(WalletBalance)
+        .where(WalletBalance.customer_id == customer_id)
+        .execution_options(populate_existing=True)
+    ).all()
+    recent = session.scalars(
+        select(WalletEntry)
+        .where(WalletEntry.customer_id == customer_id)
+        .order_by(WalletEntry.pk.desc())
+        .limit(entries)
+    ).all()
+    return WalletView(
+        customer=customer_id,
+        balances={r.currency: r.balance for r in rows},
+        lifetime_paid={r.currency: r.lifetime_paid for r in rows},
+        entries=tuple(
+            EntryView(
+                id=e.id,
+                currency=e.currency,
+                amount=e.amount,
+                balance_after=e.balance_after,
+                kind=e.kind,
+                reference=e.reference,
+                reason=e.reason,
+                created_at=e.created_at,
+            )
+            for e in recent
+        ),
+    )
+
+
+def wallet_resource(view: WalletView) -> dict[str, Any]:
+    """The wallet as the API's JSON shows it: an object named by its customer, whose
+    entries are objects of their own (`wallet_entry`)."""
+    wallet = events.resource_json("wallet", view)
+    wallet["entries"] = [
+        {"id": entry.pop("id"), "object": "wallet_entry", **entry} for entry in wallet["entries"]
+    ]
+    return wallet
+
+
 class Wallets:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
@@ -121,41 +169,20 @@ class Wallets:
             raise not_found("customer_not_found", f"no customer {customer_id!r}")
         return customer
 
-    def view(self, customer_id: str, entries: int = 50) -> WalletView:
+    def view(self, customer_id: str, entries: int = RECENT_ENTRIES) -> WalletView:
         with self._db.transaction(read_only=True) as session:
             self._customer(session, customer_id)
-            rows = session.scalars(
-                select(WalletBalance).where(WalletBalance.customer_id == customer_id)
-            ).all()
-            recent = session.scalars(
-                select(WalletEntry)
-                .where(WalletEntry.customer_id == customer_id)
-                .order_by(WalletEntry.pk.desc())
-                .limit(entries)
-            ).all()
-            return WalletView(
-                customer=customer_id,
-                balances={r.currency: r.balance for r in rows},
-                lifetime_paid={r.currency: r.lifetime_paid for r in rows},
-                entries=tuple(
-                    EntryView(
-                        id=e.id,
-                        currency=e.currency,
-                        amount=e.amount,
-                        balance_after=e.balance_after,
-                        kind=e.kind,
-                        reference=e.reference,
-                        reason=e.reason,
-                        created_at=e.created_at,
-                    )
-                    for e in recent
-                ),
-            )
+            return wallet_view(session, customer_id, entries)
 
     def adjust(
         self, ctx: RequestContext, customer_id: str, currency: str, balance: int, reason: str
     ) -> Adjustment:
-        """An operator sets a balance (negative allowed); lifetime_paid is untouched."""
+        """An operator sets a balance (negative allowed); lifetime_paid is untouched.
+
+        A balance that changes is reported (`wallet.adjusted`, with the wallet as the API
+        shows it then); setting the balance it already has changes nothing and reports
+        nothing. Top-ups, wallet payments and wallet refunds are reported by their own
+        events (`payment.succeeded`, `refund.succeeded`)."""
         code = normalize_currency(currency)
         now = self._clock()
         with self._db.transaction() as session:
@@ -192,6 +219,8 @@ class Wallets:
                     reason=reason,
                     actor=ctx.actor_key_id,
                 )
+                wallet = wallet_resource(wallet_view(session, customer_id))
+                events.record(session, events.WALLET_ADJUSTED, wallet, now)
             audit.record(
                 session,
                 ctx,

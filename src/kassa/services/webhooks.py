@@ -55,10 +55,10 @@ from kassa.providers.events import (
     SignatureError,
     WebhookScheme,
 )
-from kassa.services import audit
+from kassa.services import audit, events
 from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater
-from kassa.services.orders import lock_order
+from kassa.services.orders import OrderView, lock_order
 from kassa.services.refunds import mark_refund_succeeded, recompute_order_refunds
 from kassa.services.settlement import (
     lock_payment,
@@ -352,6 +352,9 @@ class Webhooks:
             subject=order.id,
             after={"dispute": event.dispute_id, "amount": event.amount, "reason": event.reason},
         )
+        # kassa keeps no dispute of its own: the event carries the order it flags
+        disputed = events.resource_json("order", OrderView.of(order))
+        events.record(d.session, events.DISPUTE_CREATED, disputed, d.now)
         return "order flagged disputed"
 
     # -- what the handlers share --------------------------------------------------------

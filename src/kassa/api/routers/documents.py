@@ -14,7 +14,7 @@ from kassa.api.schemas import DocumentOut, ListOf
 from kassa.bootstrap import Kassa
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
-from kassa.services.invoices import CREDIT_NOTE, INVOICE, DocumentView
+from kassa.services.invoices import DOCUMENT_PATHS, DocumentView
 from kassa.services.pagination import CreatedRange
 
 documents = router("", "invoices and credit notes")
@@ -23,26 +23,11 @@ Core = Annotated[Kassa, Depends(kassa_dependency)]
 Reader = Annotated[RequestContext, Depends(require(Permission.READ_DOCUMENTS))]
 # ... but only staff list them.
 Lister = Annotated[RequestContext, Depends(require(Permission.LIST_DOCUMENTS))]
-_PATHS: dict[str, str] = {INVOICE: "/v1/invoices", CREDIT_NOTE: "/v1/credit-notes"}
 
 
 def document_out(view: DocumentView) -> DocumentOut:
-    content = view.content
-    base = f"{_PATHS[view.kind]}/{view.id}"
-    return DocumentOut.model_validate(
-        {
-            **content,
-            "id": view.id,
-            "object": view.kind,
-            "order": view.order_id,
-            "refund": view.refund_id,
-            "total": view.total,
-            "tax": view.tax,
-            "issued_at": view.issued_at,
-            "pdf_url": base + ".pdf",
-            "html_url": base + ".html",
-        }
-    )
+    """The service's JSON of the document (the same that its `*.issued` event carries)."""
+    return DocumentOut.model_validate(view.resource())
 
 
 def _pdf(body: bytes, number: str) -> Response:
@@ -121,5 +106,5 @@ def _document_routes(kind: str, path: str, label: str) -> None:
     )(one)
 
 
-for _kind, _path in _PATHS.items():
+for _kind, _path in DOCUMENT_PATHS.items():
     _document_routes(_kind, _path, _kind.replace("_", " "))
