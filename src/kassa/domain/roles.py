@@ -49,6 +49,7 @@ class Permission(StrEnum):
     RUN_CHECKS = "run_checks"
     ACKNOWLEDGE_FINDINGS = "acknowledge_findings"
     READ_METRICS = "read_metrics"  # GET /metrics (public with KASSA_METRICS_PUBLIC=1)
+    MANAGE_WEBHOOKS = "manage_webhooks"  # v1.1: outgoing webhook endpoints and deliveries
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -81,6 +82,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.RUN_CHECKS: Role.OPS,
     Permission.ACKNOWLEDGE_FINDINGS: Role.OPS,
     Permission.READ_METRICS: Role.OPS,
+    Permission.MANAGE_WEBHOOKS: Role.ADMIN,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(
