@@ -49,6 +49,7 @@ BREAKS: dict[str, dict[str, str | None]] = {
     "sandbox_secret_default": {"KASSA_MOCK_WEBHOOK_SECRET": None},
     "seller_details_missing": {"KASSA_SELLER_NAME": None, "KASSA_SELLER_ADDRESS": None},
     "idempotency_retention_too_short": {"KASSA_IDEMPOTENCY_RETENTION_S": "3600"},
+    "webhooks_private_targets": {"KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "1"},
 }
 
 
