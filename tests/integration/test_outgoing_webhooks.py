@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from kassa.api.app import create_app
 from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services import events
@@ -22,7 +24,7 @@ from kassa.services.events import EventView
 from kassa.services.webhook_delivery import RETRY_AFTER_S
 from kassa.storage.tables import AuditRecord, Event, WebhookDelivery
 from kassa.worker import WebhookSenders
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, make_keys
 from tests.webhook_receiver import Receiver, serve_receiver
 
 ADMIN = RequestContext.system("test")
@@ -320,3 +322,20 @@ def test_a_delivery_recheck_refuses_an_address_that_is_no_longer_allowed(
     ]
     assert row.status == "failed" and "not sent" in (row.error or "")
     assert "127.0.0.1" in (row.error or "")
+
+
+def test_metrics_count_deliveries_by_outcome(
+    kassa: Kassa, receiver: Receiver, clock: FakeClock
+) -> None:
+    receiver.answer("/bad", 500)
+    kassa.webhook_endpoints.create(ADMIN, receiver.url + "/good", ["*"])
+    kassa.webhook_endpoints.create(ADMIN, receiver.url + "/bad", [events.ORDER_PAID])
+    assert kassa.metrics.read().deliveries == {"pending": 0, "succeeded": 0, "failed": 0}
+    emit(kassa, n=2)
+    emit(kassa, events.ORDER_CREATED)
+    deliver(kassa)
+    assert kassa.metrics.read().deliveries == {"pending": 2, "succeeded": 3, "failed": 0}
+    with TestClient(create_app(kassa)) as client:
+        text = client.get("/metrics", headers=make_keys(kassa).headers("ops")).text
+    assert 'kassa_webhook_deliveries{state="succeeded"} 3.0' in text
+    assert 'kassa_webhook_deliveries{state="pending"} 2.0' in text
