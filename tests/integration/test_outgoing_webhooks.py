@@ -21,7 +21,7 @@ from kassa.config import Settings
 from kassa.services import events
 from kassa.services.context import RequestContext
 from kassa.services.events import EventView
-from kassa.services.webhook_delivery import RETRY_AFTER_S
+from kassa.services.webhook_delivery import RETRY_AFTER_S, WebhookSender
 from kassa.storage.tables import AuditRecord, Event, WebhookDelivery
 from kassa.worker import WebhookSenders
 from tests.conftest import FakeClock, make_keys
@@ -339,3 +339,23 @@ def test_metrics_count_deliveries_by_outcome(
         text = client.get("/metrics", headers=make_keys(kassa).headers("ops")).text
     assert 'kassa_webhook_deliveries{state="succeeded"} 3.0' in text
     assert 'kassa_webhook_deliveries{state="pending"} 2.0' in text
+
+
+def test_an_endpoint_that_does_not_answer_in_time_is_a_failed_attempt(
+    kassa: Kassa, receiver: Receiver, clock: FakeClock
+) -> None:
+    receiver.hold("/slow")
+    endpoint = kassa.webhook_endpoints.create(ADMIN, receiver.url + "/slow", ["*"])
+    emit(kassa)
+    kassa.dispatcher.drain()
+    sender = WebhookSender(kassa.db, kassa.clock, kassa.webhook_targets, timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        assert sender.drain() == 1
+        assert time.monotonic() - started < 5
+    finally:
+        sender.close()
+    rows = kassa.webhook_endpoints.deliveries(endpoint.id, limit=5).data
+    assert [(r.attempt, r.status) for r in rows] == [(2, "pending"), (1, "failed")]
+    assert rows[1].error == "timed out" and rows[1].response_status is None
+    assert rows[1].next_attempt_at == clock() + timedelta(seconds=5)

@@ -121,6 +121,7 @@ class WebhookSender:
         self._targets = targets
         self._lease = timedelta(seconds=lease_s)
         self._wall = wall
+        self._timeout_ms = round(timeout_s * 1000)
         self._lock_rows = not db.is_sqlite
         # one client for every thread (httpx's is thread-safe): pooled connections; no
         # proxies from the environment, no redirects (a redirect is not re-vetted)
@@ -264,9 +265,12 @@ class WebhookSender:
             return Outcome(False, None, took(), "timed out")
         except httpx.HTTPError as exc:
             return Outcome(False, None, took(), f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
+        elapsed = took()
+        if elapsed > self._timeout_ms:  # httpx's timeout is per read: a slow drip passes it
+            return Outcome(False, response.status_code, elapsed, "answered after the timeout")
         ok = 200 <= response.status_code < 300
         error = None if ok else f"answered {response.status_code}"
-        return Outcome(ok, response.status_code, took(), error)
+        return Outcome(ok, response.status_code, elapsed, error)
 
     # -- recording ------------------------------------------------------------------------
 

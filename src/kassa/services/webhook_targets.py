@@ -105,7 +105,7 @@ def vetted_addresses(parts: SplitResult, resolver: Resolver) -> list[IpAddress]:
             addresses = [
                 ipaddress.ip_address(a.split("%")[0]) for a in resolver(host, _port(parts))
             ]
-        except (OSError, UnicodeError) as exc:
+        except (OSError, UnicodeError, ValueError) as exc:
             raise TargetRefused(f"the host {host!r} does not resolve ({exc})") from None
         if not addresses:
             raise TargetRefused(f"the host {host!r} does not resolve")
