@@ -43,9 +43,16 @@ class Receiver:
     held: set[str] = field(default_factory=set)
     arrived: threading.Condition = field(default_factory=threading.Condition)
     gate: threading.Event = field(default_factory=threading.Event)
+    delays: dict[str, float] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    most_in_flight: dict[str, int] = field(default_factory=dict)
 
     def answer(self, path: str, *statuses: int) -> None:
         self.scripts[path] = list(statuses)
+
+    def slow(self, path: str, seconds: float) -> None:
+        """Answer requests to `path` after `seconds` (to make them overlap)."""
+        self.delays[path] = seconds
 
     def hold(self, path: str) -> None:
         self.held.add(path)
@@ -84,9 +91,15 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             with receiver.arrived:
                 receiver.received.append(record)
                 status = receiver._status(self.path)
+                now = receiver.in_flight[self.path] = receiver.in_flight.get(self.path, 0) + 1
+                most = receiver.most_in_flight.get(self.path, 0)
+                receiver.most_in_flight[self.path] = max(most, now)
                 receiver.arrived.notify_all()
             if self.path in receiver.held:
                 receiver.gate.wait(60)
+            time.sleep(receiver.delays.get(self.path, 0))
+            with receiver.arrived:
+                receiver.in_flight[self.path] -= 1
             try:
                 self.send_response(status)
                 self.send_header("content-length", "0")

@@ -359,3 +359,31 @@ def test_an_endpoint_that_does_not_answer_in_time_is_a_failed_attempt(
     assert [(r.attempt, r.status) for r in rows] == [(2, "pending"), (1, "failed")]
     assert rows[1].error == "timed out" and rows[1].response_status is None
     assert rows[1].next_attempt_at == clock() + timedelta(seconds=5)
+
+
+def test_concurrent_senders_send_each_delivery_once_and_two_per_endpoint_at_most(
+    kassa: Kassa, receiver: Receiver
+) -> None:
+    paths = ["/one", "/two", "/three"]
+    for path in paths:
+        receiver.slow(path, 0.05)
+        kassa.webhook_endpoints.create(ADMIN, receiver.url + path, ["*"])
+    ids = emit(kassa, n=12)
+    kassa.dispatcher.drain()
+    senders = WebhookSenders(kassa, 8, poll_s=0.02)
+    senders.start()
+    try:
+        for path in paths:
+            assert len(receiver.wait(path, 12, timeout=30)) == 12
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and kassa.metrics.read().deliveries["succeeded"] < 36:
+            time.sleep(0.05)
+    finally:
+        senders.stop()
+        assert senders.join(timeout=15)
+    time.sleep(0.2)  # nothing more arrives
+    for path in paths:
+        assert sorted(r.id for r in receiver.at(path)) == sorted(ids), path
+        assert receiver.most_in_flight[path] <= 2, receiver.most_in_flight
+    assert max(receiver.most_in_flight.values()) == 2  # they did overlap
+    assert kassa.metrics.read().deliveries == {"pending": 0, "succeeded": 36, "failed": 0}
