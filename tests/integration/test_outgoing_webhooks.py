@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from kassa.api.app import create_app
@@ -387,3 +387,20 @@ def test_concurrent_senders_send_each_delivery_once_and_two_per_endpoint_at_most
         assert receiver.most_in_flight[path] <= 2, receiver.most_in_flight
     assert max(receiver.most_in_flight.values()) == 2  # they did overlap
     assert kassa.metrics.read().deliveries == {"pending": 0, "succeeded": 36, "failed": 0}
+
+
+def test_a_delivery_whose_event_was_pruned_fails_at_once(kassa: Kassa, receiver: Receiver) -> None:
+    """Deliveries keep no foreign key to events, so pruning events stays possible; a
+    delivery whose event is gone fails, saying so, and does not count against the
+    endpoint."""
+    endpoint = kassa.webhook_endpoints.create(ADMIN, receiver.url + "/p", ["*"])
+    (event_id,) = emit(kassa)
+    kassa.dispatcher.drain()
+    with kassa.db.transaction() as s:
+        s.execute(delete(Event).where(Event.id == event_id))
+    assert kassa.webhook_sender.drain() == 1
+    assert receiver.at("/p") == []
+    (row,) = kassa.webhook_endpoints.deliveries(endpoint.id, limit=5).data
+    assert (row.status, row.event, row.next_attempt_at) == ("failed", event_id, None)
+    assert "pruned" in (row.error or "")
+    assert kassa.webhook_endpoints.get(endpoint.id).failing_since is None

@@ -89,6 +89,7 @@ class Outcome:
     response_status: int | None
     duration_ms: int
     error: str | None
+    final: bool = False  # no point in another attempt (the event is gone)
 
 
 def signature(secrets: tuple[str, ...], msg_id: str, sent_at: datetime, body: str) -> str:
@@ -236,7 +237,7 @@ class WebhookSender:
             return round((time.monotonic() - started) * 1000)
 
         if claimed.body is None:
-            return Outcome(False, None, 0, "the event is no longer kept (pruned)")
+            return Outcome(False, None, 0, "the event is no longer kept (pruned)", final=True)
         try:
             target = self._targets.pin(claimed.url)
         except TargetRefused as exc:
@@ -291,7 +292,7 @@ class WebhookSender:
             if delivery is None:
                 log.warning("webhook delivery %s lost its lease; another sender has it", claimed.id)
                 return "lost"
-            delay = None if outcome.ok else retry_delay_s(claimed.attempt)
+            delay = None if outcome.ok or outcome.final else retry_delay_s(claimed.attempt)
             next_at = now + timedelta(seconds=delay) if delay is not None else None
             delivery.attempts = claimed.attempt
             delivery.state = SUCCEEDED if outcome.ok else (PENDING if next_at else FAILED)
@@ -311,7 +312,8 @@ class WebhookSender:
                     created_at=now,
                 )
             )
-            self._endpoint_health(session, claimed.endpoint_pk, outcome.ok, now)
+            if not outcome.final:  # not the endpoint's doing
+                self._endpoint_health(session, claimed.endpoint_pk, outcome.ok, now)
             state = delivery.state
         log.info(
             "webhook delivery %s event=%s attempt=%s outcome=%s status=%s ms=%s",
