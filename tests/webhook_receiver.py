@@ -9,6 +9,7 @@ with its headers, body and arrival time, and `verify` checks its signature with 
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -113,12 +114,16 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve_receiver() -> Iterator[Receiver]:
-    """A running receiver (for a fixture); stopped, and held requests released, after."""
+def serve_receiver(tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A running receiver (for a fixture); stopped, and held requests released, after.
+    With `tls` (a server context holding its certificate) it speaks HTTPS."""
     receiver = Receiver()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
     server.daemon_threads = True
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
+    receiver.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

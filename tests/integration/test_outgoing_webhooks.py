@@ -6,10 +6,14 @@ that does not hold up another."""
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
@@ -22,6 +26,7 @@ from kassa.services import events
 from kassa.services.context import RequestContext
 from kassa.services.events import EventView
 from kassa.services.webhook_delivery import RETRY_AFTER_S, WebhookSender
+from kassa.services.webhook_targets import PinnedTarget, TargetPolicy
 from kassa.storage.tables import AuditRecord, Event, WebhookDelivery
 from kassa.worker import WebhookSenders
 from tests.conftest import FakeClock, make_keys
@@ -404,3 +409,75 @@ def test_a_delivery_whose_event_was_pruned_fails_at_once(kassa: Kassa, receiver:
     assert (row.status, row.event, row.next_attempt_at) == ("failed", event_id, None)
     assert "pruned" in (row.error or "")
     assert kassa.webhook_endpoints.get(endpoint.id).failing_since is None
+
+
+# -- HTTPS to a pinned address ----------------------------------------------------------
+
+
+class PinTo(TargetPolicy):
+    """The policy's answer for one public name, as if it had resolved and been vetted: the
+    address to connect to is given (this machine's loopback, where the test's receiver is;
+    the real policy refuses loopback, which `test_contract_webhook_endpoints` shows)."""
+
+    def __init__(self, target: PinnedTarget) -> None:
+        super().__init__(allow_private=False)
+        self.target = target
+
+    def pin(self, url: str) -> PinnedTarget:
+        return self.target
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for the name `hooks.test` only (no IP address in it)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.test"),
+            *("-addext", "subjectAltName=DNS:hooks.test"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_receiver(tls_files: tuple[Path, Path]) -> Iterator[Receiver]:
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*tls_files)
+    yield from serve_receiver(server)
+
+
+@pytest.mark.parametrize("with_sni", [True, False])
+def test_https_to_the_vetted_address_verifies_the_certificate_for_the_urls_name(
+    kassa: Kassa, tls_receiver: Receiver, tls_files: tuple[Path, Path], with_sni: bool
+) -> None:
+    """The request goes to the vetted IP address, yet TLS checks the certificate against
+    the URL's host name (sent as SNI) and the Host header names it: without the name, the
+    certificate (which names no address) is refused."""
+    port = tls_receiver.url.rsplit(":", 1)[1]
+    endpoint = kassa.webhook_endpoints.create(ADMIN, f"https://hooks.test:{port}/tls", ["*"])
+    emit(kassa)
+    kassa.dispatcher.drain()
+    pinned = PinnedTarget(
+        f"https://127.0.0.1:{port}/tls", f"hooks.test:{port}", "hooks.test" if with_sni else None
+    )
+    trust = ssl.create_default_context(cafile=str(tls_files[0]))
+    sender = WebhookSender(
+        kassa.db, kassa.clock, PinTo(pinned), transport=httpx.HTTPTransport(verify=trust)
+    )
+    try:
+        assert sender.drain() == 1
+    finally:
+        sender.close()
+    row = kassa.webhook_endpoints.deliveries(endpoint.id, limit=1).data[-1]
+    if with_sni:
+        (got,) = tls_receiver.at("/tls")
+        assert got.headers["host"] == f"hooks.test:{port}"
+        assert got.verify(endpoint.secret or "")["object"] == "event"
+        assert (row.status, row.response_status) == ("succeeded", 204)
+    else:
+        assert tls_receiver.at("/tls") == []
+        assert row.status == "failed" and "CERTIFICATE_VERIFY_FAILED" in (row.error or "")

@@ -294,7 +294,8 @@ class WebhookEndpoints:
         with self._db.transaction(read_only=True) as session:
             endpoint = self._row(session, endpoint_id)
             stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_pk == endpoint.pk)
-            page = paginate(session, WebhookDelivery, stmt, limit, starting_after)
+            mine = WebhookDelivery.endpoint_pk == endpoint.pk  # another's id is no cursor
+            page = paginate(session, WebhookDelivery, stmt, limit, starting_after, mine)
             pks = [d.pk for d in page.data]
             attempts: dict[int, list[WebhookDeliveryAttempt]] = {pk: [] for pk in pks}
             if pks:
