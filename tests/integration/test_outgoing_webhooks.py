@@ -28,7 +28,7 @@ from kassa.services.events import EventView
 from kassa.services.webhook_delivery import RETRY_AFTER_S, WebhookSender
 from kassa.services.webhook_targets import PinnedTarget, TargetPolicy
 from kassa.storage.tables import AuditRecord, Event, WebhookDelivery
-from kassa.worker import WebhookSenders
+from kassa.worker import WebhookSenders, WorkerPool
 from tests.conftest import FakeClock, make_keys
 from tests.webhook_receiver import Receiver, serve_receiver
 
@@ -481,3 +481,21 @@ def test_https_to_the_vetted_address_verifies_the_certificate_for_the_urls_name(
     else:
         assert tls_receiver.at("/tls") == []
         assert row.status == "failed" and "CERTIFICATE_VERIFY_FAILED" in (row.error or "")
+
+
+def test_the_worker_pool_dispatches_and_sends_and_stops_cleanly(
+    kassa: Kassa, receiver: Receiver
+) -> None:
+    """What `kassa worker` and `kassa serve`'s embedded worker run: the job loop hands the
+    event on, the pool's senders deliver it; stop() ends both."""
+    endpoint = kassa.webhook_endpoints.create(ADMIN, receiver.url + "/pool", ["*"])
+    pool = WorkerPool(kassa, 1, poll_s=0.02)
+    assert pool.webhooks is not None
+    pool.start()
+    try:
+        (event_id,) = emit(kassa)
+        (got,) = receiver.wait("/pool", 1, timeout=10)
+        assert got.verify(endpoint.secret or "")["id"] == event_id
+    finally:
+        pool.stop()
+        assert pool.join(timeout=15)
