@@ -53,6 +53,10 @@ from kassa.services.pruning import Pruning
 from kassa.services.refunds import RESUME_REFUND, Refunds
 from kassa.services.settlement import RESUME_PAYMENT
 from kassa.services.wallets import Wallets
+from kassa.services.webhook_delivery import WebhookSender
+from kassa.services.webhook_endpoints import WebhookEndpoints
+from kassa.services.webhook_fanout import WebhookFanOut
+from kassa.services.webhook_targets import TargetPolicy
 from kassa.services.webhooks import APPLY_EVENT, Webhooks
 from kassa.storage.database import Database
 from kassa.storage.migrate import revisions
@@ -198,6 +202,14 @@ class Kassa:
         # what follows from kassa's own events (issue 12): consumers register here
         self.dispatcher = Dispatcher(self.db, clock)
         self.event_log = EventLog(self.db)  # GET /v1/events
+        # outgoing webhooks: endpoints (admin), the fan-out of each event to the endpoints
+        # subscribed to it, and the sender the worker runs on threads of its own
+        self.webhook_targets = TargetPolicy(allow_private=settings.webhooks_allow_private_targets)
+        self.webhook_endpoints = WebhookEndpoints(self.db, clock, self.webhook_targets)
+        self.dispatcher.add(WebhookFanOut())
+        self.webhook_sender = WebhookSender(
+            self.db, clock, self.webhook_targets, lease_s=settings.webhook_lease_s
+        )
 
         # GET /metrics: payments, provider events and jobs, counted in the database
         self.metrics = Metrics(self.db, clock)
@@ -220,4 +232,5 @@ class Kassa:
 
     def close(self) -> None:
         self.api_keys.close()
+        self.webhook_sender.close()
         self.db.dispose()

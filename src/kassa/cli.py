@@ -491,6 +491,8 @@ def demo(
     """Create a SQLite demo database with a catalogue, print an admin key, and serve."""
     url = os.environ.get("KASSA_DATABASE_URL") or f"sqlite:///{database.resolve()}"
     os.environ["KASSA_DATABASE_URL"] = url
+    # the demo's webhook receivers run on this machine (the contract: the demo sets it)
+    os.environ.setdefault("KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "1")
     migrations.upgrade(url)
     kassa = Kassa(Settings.from_env())
     created = load_demo_catalogue(kassa.catalogue, CLI)
@@ -502,6 +504,87 @@ def demo(
     typer.echo(f"admin key: {secret}")
     typer.echo(f"url: {base}")
     _serve(kassa, host, port, worker=True)
+
+
+webhooks_app = typer.Typer(
+    help="Outgoing webhooks: the endpoints, and what was sent to one.",
+    invoke_without_command=True,
+)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.callback()
+def webhooks_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many, newest first.")] = 50,
+) -> None:
+    """List the webhook endpoints (newest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    kassa = _kassa()
+    try:
+        table = Table(_whole("endpoint"), _whole("url"), "events", "state", "created")
+        for endpoint in kassa.webhook_endpoints.list(limit=limit).data:
+            state = (
+                f"disabled ({endpoint.disabled_reason})"
+                if endpoint.disabled
+                else "failing since " + endpoint.failing_since.isoformat(timespec="seconds")
+                if endpoint.failing_since
+                else "enabled"
+            )
+            table.add_row(
+                endpoint.id,
+                endpoint.url,
+                ", ".join(endpoint.events),
+                state,
+                endpoint.created_at.isoformat(timespec="seconds"),
+            )
+        _stdout().print(table)
+    finally:
+        kassa.close()
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    endpoint: Annotated[str, typer.Argument(help="The endpoint's id (we_…).")],
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many deliveries.")] = 20,
+) -> None:
+    """The recent deliveries to one endpoint: one row per attempt, and the next one due."""
+    kassa = _kassa()
+    try:
+        try:
+            page = kassa.webhook_endpoints.deliveries(endpoint, limit=limit)
+        except DomainError as exc:
+            err.print(f"error: {exc.detail}", markup=False)
+            raise typer.Exit(1) from None
+        table = Table(
+            _whole("delivery"),
+            _whole("event"),
+            "type",
+            "attempt",
+            "status",
+            "answer",
+            "ms",
+            "at",
+            "next attempt",
+            "error",
+        )
+        for row in page.data:
+            table.add_row(
+                row.id,
+                row.event,
+                row.type,
+                str(row.attempt),
+                row.status,
+                str(row.response_status or ""),
+                "" if row.duration_ms is None else str(row.duration_ms),
+                row.created_at.isoformat(timespec="seconds"),
+                row.next_attempt_at.isoformat(timespec="seconds") if row.next_attempt_at else "",
+                (row.error or "")[:60],
+            )
+        _stdout().print(table)
+    finally:
+        kassa.close()
 
 
 def main() -> None:

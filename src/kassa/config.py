@@ -230,6 +230,20 @@ class Settings(BaseSettings):
     outgoing_event_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
     """How long one of kassa's own events (`GET /v1/events`) is kept once the dispatcher
     has handed it on, before the worker prunes it. Events not yet handed on are kept."""
+    # -- outgoing webhooks (issue 12)
+    webhooks_allow_private_targets: bool = False
+    """Let webhook endpoints point at private, loopback and link-local addresses (the demo
+    and tests, whose receivers run on this machine). Off in production: an endpoint URL is
+    an admin's way to make the worker send requests, and inside the network it could reach
+    what the internet cannot (a cloud's metadata service, an internal admin API)."""
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    """Threads of a worker process that send webhook deliveries, apart from its job loops;
+    at most 2 deliveries per endpoint are in flight, so one endpoint that hangs holds at
+    most 2 of them."""
+    webhook_lease_s: int = Field(default=60, gt=0)
+    """How long a sender owns a delivery it is sending; a worker killed mid-delivery leaves
+    it to be sent again once this has passed. Keep it above the 10 s timeout, or a slow
+    delivery may be sent twice (receivers dedupe on webhook-id anyway)."""
 
     # -- parsing: the environment gives strings; keywords give the field's own type
 

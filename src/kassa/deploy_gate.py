@@ -10,8 +10,7 @@ printing a tax id), so scripts may rely on it.
 Adding a rule: write the function below the others with `@rule("<id>")`, add a test in
 tests/integration/test_deploy_gate.py that violates it alone, and a line to the table in
 docs/deploy.md. Rules waiting for settings that come in a later release (see there):
-`webhooks_private_targets` (KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS), `smtp_without_tls`
-(KASSA_SMTP_URL with `smtp://`).
+`smtp_without_tls` (KASSA_SMTP_URL with `smtp://`).
 """
 
 from __future__ import annotations
@@ -246,5 +245,18 @@ def _metrics_public(settings: Settings) -> str | None:
         return (
             "KASSA_METRICS_PUBLIC is set, so /metrics answers without a key; unset it and "
             "give Prometheus an ops API key as its bearer token"
+        )
+    return None
+
+
+@rule("webhooks_private_targets")
+def _webhooks_private_targets(settings: Settings) -> str | None:
+    """An outgoing webhook endpoint's URL makes the worker send requests wherever it
+    points; allowed to reach private, loopback and link-local addresses, an admin key (or
+    whoever holds one) can reach a cloud's metadata service or internal services (SSRF)."""
+    if settings.webhooks_allow_private_targets:
+        return (
+            "KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS=1 lets webhook endpoints reach private, "
+            "loopback and link-local addresses; unset it (only the demo and tests need it)"
         )
     return None

@@ -64,6 +64,63 @@ class InBackground:
             log.exception("%s failed; the next period tries again", self._name)
 
 
+class WebhookSenders:
+    """`concurrency` threads sending webhook deliveries (`services/webhook_delivery.py`),
+    apart from the job loops: a delivery waits on someone else's server for up to 10 s,
+    and jobs must not wait behind it. Each thread claims one delivery at a time under a
+    lease; at most 2 per endpoint are in flight, so an endpoint that hangs holds at most
+    2 threads. `stop()` only sets a flag (safe from a signal handler): a thread finishes
+    the delivery it is sending, recording its attempt, before it ends."""
+
+    def __init__(self, kassa: Kassa, concurrency: int, *, poll_s: float = 0.5) -> None:
+        self._sender = kassa.webhook_sender
+        self._poll = poll_s
+        self._stop = threading.Event()
+        self.name = worker_name()
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(f"{self.name}:wh{index}",), name=f"kassa-webhooks-{index}"
+            )
+            for index in range(1, concurrency + 1)
+        ]
+        for thread in self._threads:
+            thread.daemon = True
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def join(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+                thread.join(0.2)
+        return not self.alive()
+
+    def _run(self, name: str) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                sent = self._sender.run_once(name)
+            except StorageError as exc:
+                backoff = min(30.0, max(self._poll, backoff * 2))
+                log.warning("webhook sender: database error: %s; retrying in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                continue
+            except Exception:
+                log.exception("webhook sender error; backing off")
+                sent = False
+            backoff = 0.0
+            if not sent:
+                self._stop.wait(self._poll)
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -197,9 +254,16 @@ class WorkerPool:
         *,
         poll_s: float = 0.5,
         handlers: dict[str, JobHandler] | None = None,
+        webhooks: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        # webhook deliveries go out on threads of their own (KASSA_WEBHOOK_CONCURRENCY)
+        self.webhooks = (
+            WebhookSenders(kassa, kassa.settings.webhook_concurrency, poll_s=poll_s)
+            if webhooks
+            else None
+        )
         self.workers = [
             Worker(kassa, poll_s=poll_s, handlers=handlers, upkeep=index == 0)
             for index in range(concurrency)
@@ -212,13 +276,18 @@ class WorkerPool:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+        if self.webhooks:
+            self.webhooks.start()
 
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
+        if self.webhooks:
+            self.webhooks.stop()
 
     def alive(self) -> bool:
-        return any(thread.is_alive() for thread in self._threads)
+        senders = self.webhooks is not None and self.webhooks.alive()
+        return senders or any(thread.is_alive() for thread in self._threads)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait (at most `timeout` seconds in all) for every loop to end; True if they did."""
@@ -227,4 +296,7 @@ class WorkerPool:
             # short waits, so that the main thread runs a signal handler promptly
             while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
                 thread.join(0.2)
+        if self.webhooks:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.webhooks.join(left)
         return not self.alive()

@@ -50,6 +50,7 @@ BREAKS: dict[str, dict[str, str | None]] = {
     "seller_details_missing": {"KASSA_SELLER_NAME": None, "KASSA_SELLER_ADDRESS": None},
     "idempotency_retention_too_short": {"KASSA_IDEMPOTENCY_RETENTION_S": "3600"},
     "metrics_public": {"KASSA_METRICS_PUBLIC": "1"},
+    "webhooks_private_targets": {"KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "1"},
 }
 
 

@@ -25,6 +25,7 @@ from kassa.api.routers.payments import payments
 from kassa.api.routers.products import products
 from kassa.api.routers.refunds import refunds
 from kassa.api.routers.wallets import wallets
+from kassa.api.routers.webhook_endpoints import webhook_deliveries, webhook_endpoints
 from kassa.api.routers.webhooks import webhooks
 from kassa.api.text import RejectUnstorableText
 from kassa.bootstrap import Kassa
@@ -68,6 +69,8 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         checks,
         kpis,
         events,
+        webhook_endpoints,
+        webhook_deliveries,
     ):
         app.include_router(router)
     return app

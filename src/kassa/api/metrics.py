@@ -191,6 +191,18 @@ def _gauge(
     return family
 
 
+def _deliveries(figures: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "kassa_webhook_deliveries",
+        "Outgoing webhook deliveries (one per event and endpoint) by outcome: pending "
+        "(not yet delivered; being retried), succeeded, failed (every attempt failed)",
+        labels=("state",),
+    )
+    for state, value in sorted(figures.items()):
+        family.add_metric((state,), value)
+    return family
+
+
 def database_families(snapshot: MetricsSnapshot, read_s: float) -> list[Metric]:
     """The database's figures (`kassa.services.metrics`) as Prometheus gauges."""
     return [
@@ -220,6 +232,7 @@ def database_families(snapshot: MetricsSnapshot, read_s: float) -> list[Metric]:
             "How long the longest-waiting queued job has been due (0 when none is due)",
             value=snapshot.oldest_due_job_s,
         ),
+        _deliveries(snapshot.deliveries),
         GaugeMetricFamily(
             "kassa_metrics_database_read_seconds",
             "How long this scrape's database queries took",

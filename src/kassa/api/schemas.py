@@ -526,3 +526,63 @@ class EventOut(Output):
     type: str
     created_at: datetime
     data: dict[str, Any]
+
+
+# -- outgoing webhooks (issue 12) -------------------------------------------------------
+
+WebhookUrl = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+EventTypeName = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+WebhookDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
+class WebhookEndpointCreate(Input):
+    url: WebhookUrl
+    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=50)]
+    description: WebhookDescription | None = None
+
+
+class WebhookEndpointUpdate(Input):
+    url: WebhookUrl | None = None
+    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=50)] | None = None
+    disabled: StrictBool | None = None
+    description: WebhookDescription | None = None
+
+
+class WebhookEndpointOut(Output):
+    """Where kassa sends its events. `disabled_reason` says who disabled it (an admin, or
+    kassa after 5 days of failed deliveries); `previous_secret_expires_at` is when the
+    secret a rotation replaced stops signing."""
+
+    id: str
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    description: str | None
+    events: list[str]
+    disabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointWithSecretOut(WebhookEndpointOut):
+    """An endpoint with its signing secret: only when it is created and rotated."""
+
+    secret: str
+
+
+class WebhookDeliveryOut(Output):
+    """One attempt at delivering an event to an endpoint, or (`pending`) the next one."""
+
+    id: str
+    object: Literal["webhook_delivery_attempt"] = "webhook_delivery_attempt"
+    event: str
+    type: str
+    attempt: int
+    status: Literal["succeeded", "failed", "pending"]
+    response_status: int | None
+    duration_ms: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime

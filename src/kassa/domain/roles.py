@@ -50,6 +50,7 @@ class Permission(StrEnum):
     ACKNOWLEDGE_FINDINGS = "acknowledge_findings"
     READ_METRICS = "read_metrics"  # GET /metrics (public with KASSA_METRICS_PUBLIC=1)
     READ_EVENTS = "read_events"  # v1.1: kassa's own events, GET /v1/events
+    MANAGE_WEBHOOKS = "manage_webhooks"  # v1.1: outgoing webhook endpoints and deliveries
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -83,6 +84,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.ACKNOWLEDGE_FINDINGS: Role.OPS,
     Permission.READ_METRICS: Role.OPS,
     Permission.READ_EVENTS: Role.ANALYST,
+    Permission.MANAGE_WEBHOOKS: Role.ADMIN,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(

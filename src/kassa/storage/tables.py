@@ -649,3 +649,87 @@ KPI_INDEXES = (
         postgresql_include=["currency", "amount"],
     ),
 )
+
+
+# -- outgoing webhooks (issue 12, migration 0014) ----------------------------------------
+
+PENDING_DELIVERY = "state = 'pending'"
+
+
+class WebhookEndpoint(Base):
+    """A receiver of kassa's events (`services/webhook_endpoints.py`). While a secret is
+    rotated, `previous_secret` still signs until `previous_secret_until`."""
+
+    __tablename__ = "webhook_endpoints"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(500))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    failing_since: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    updated_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint, exactly one row per pair (the unique constraint).
+
+    `event_pk` has no foreign key on purpose: events may be pruned; the delivery keeps the
+    event's id and type, and a delivery whose event is gone fails saying so. Pending rows
+    are due at `next_attempt_at`; a sender owns one until `lease_until`."""
+
+    __tablename__ = "webhook_deliveries"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    endpoint_pk: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("webhook_endpoints.pk", ondelete="CASCADE")
+    )
+    event_pk: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    lease_until: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    locked_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    finished_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'succeeded', 'failed')", name="state"),
+        UniqueConstraint("event_pk", "endpoint_pk"),
+        # what the senders scan: the pending deliveries, soonest due first
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            "pk",
+            postgresql_where=text(PENDING_DELIVERY),
+            sqlite_where=text(PENDING_DELIVERY),
+        ),
+        Index("ix_webhook_deliveries_endpoint_pk", "endpoint_pk", "pk"),  # an endpoint's log
+    )
+
+
+class WebhookDeliveryAttempt(Base):
+    """One attempt at a delivery: what the endpoint answered, or why it did not."""
+
+    __tablename__ = "webhook_delivery_attempts"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    delivery_pk: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("webhook_deliveries.pk", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("status IN ('succeeded', 'failed')", name="status"),
+        UniqueConstraint("delivery_pk", "attempt"),
+    )

@@ -1,0 +1,364 @@
+"""Sending webhook deliveries: claim one, POST it signed, record the attempt.
+
+The worker runs this on a pool of threads of its own (`worker.WebhookSenders`), apart from
+its job loop, so a slow endpoint never delays jobs. Each thread repeats:
+
+1. **Claim** one due delivery under a lease (`lease_s`), in one short transaction. At most
+   `PER_ENDPOINT` (2) deliveries of an endpoint are leased at once, so an endpoint that
+   hangs holds at most two threads and the others keep serving the other endpoints. The
+   claimer locks the endpoint's row (`FOR UPDATE SKIP LOCKED` on PostgreSQL: a busy one
+   is skipped, not waited for), counts its leased deliveries and leases the oldest due
+   one; on SQLite the write transaction is exclusive anyway.
+2. **Send**, outside any transaction: the event's JSON (`EventView.body()`), signed per
+   Standard Webhooks with the `standardwebhooks` library (`webhook-id` = the event id,
+   `webhook-timestamp`, `webhook-signature`: one `v1,…` per secret that signs now,
+   space-separated during a rotation), to the address the URL's host resolves to,
+   vetted again now (DNS rebinding; `webhook_targets`). No redirect is followed (it
+   could point anywhere). Any 2xx within `timeout_s` (10 s) is a success.
+3. **Record** the attempt, if the lease is still ours: succeeded; or failed and due again
+   after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (`RETRY_AFTER_S`), then failed for good.
+   An endpoint with no success for 5 days of failures is disabled, audited as
+   `webhook_endpoint.disabled`.
+
+At least once: a worker killed mid-delivery never records it; the lease runs out and the
+delivery is sent again, with the same `webhook-id`, on which receivers dedupe.
+
+Times: due times and leases follow kassa's clock; `webhook-timestamp` is the wall clock
+when the request is sent (receivers compare it with theirs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+from standardwebhooks import Webhook
+
+from kassa.services import audit
+from kassa.services.context import Clock, RequestContext
+from kassa.services.events import EventView
+from kassa.services.webhook_endpoints import FAILED, PENDING, SUCCEEDED
+from kassa.services.webhook_targets import TargetPolicy, TargetRefused
+from kassa.storage.database import Database
+from kassa.storage.tables import (
+    Event,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+)
+
+log = logging.getLogger("kassa.webhooks")
+
+# seconds after attempt n (1-based) failed before attempt n + 1; after the last, failed
+RETRY_AFTER_S = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
+PER_ENDPOINT = 2
+DISABLE_AFTER = timedelta(days=5)
+TIMEOUT_S = 10.0
+MAX_ERROR = 500
+SYSTEM = RequestContext.system()
+
+
+def retry_delay_s(attempt: int) -> int | None:
+    """Seconds until the next attempt after attempt `attempt` failed; None: no more."""
+    return RETRY_AFTER_S[attempt - 1] if 1 <= attempt <= len(RETRY_AFTER_S) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    pk: int
+    id: str
+    endpoint_pk: int
+    url: str
+    secrets: tuple[str, ...]
+    event_id: str
+    body: str | None  # None: the event was pruned
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    response_status: int | None
+    duration_ms: int
+    error: str | None
+    final: bool = False  # no point in another attempt (the event is gone)
+
+
+def signature(secrets: tuple[str, ...], msg_id: str, sent_at: datetime, body: str) -> str:
+    """The `webhook-signature` header: one `v1,<base64>` per secret, space-separated."""
+    return " ".join(Webhook(secret).sign(msg_id, sent_at, body) for secret in secrets)
+
+
+def _due(now: datetime) -> Any:
+    return (WebhookDelivery.state == PENDING) & (WebhookDelivery.next_attempt_at <= now)
+
+
+def _free(now: datetime) -> Any:
+    return or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now)
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        targets: TargetPolicy,
+        *,
+        lease_s: int = 60,
+        timeout_s: float = TIMEOUT_S,
+        wall: Callable[[], float] = time.time,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._targets = targets
+        self._lease = timedelta(seconds=lease_s)
+        self._wall = wall
+        self._timeout_ms = round(timeout_s * 1000)
+        self._lock_rows = not db.is_sqlite
+        # one client for every thread (httpx's is thread-safe): pooled connections; no
+        # proxies from the environment, no redirects (a redirect is not re-vetted)
+        self._http = httpx.Client(
+            timeout=timeout_s, follow_redirects=False, trust_env=False, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def run_once(self, worker: str) -> bool:
+        """Claim, send and record one delivery; False when none was due."""
+        claimed = self.claim(worker)
+        if claimed is None:
+            return False
+        self.record(claimed, self.send(claimed), worker)
+        return True
+
+    def drain(self, worker: str = "drain", max_rounds: int = 10_000) -> int:
+        """Send every due delivery, one after another (tests and the CLI)."""
+        sent = 0
+        while sent < max_rounds and self.run_once(worker):
+            sent += 1
+        return sent
+
+    # -- claiming -------------------------------------------------------------------------
+
+    def claim(self, worker: str) -> ClaimedDelivery | None:
+        now = self._clock()
+        with self._db.transaction() as session:
+            for endpoint_pk in self._candidates(session, now):
+                claimed = self._claim_of(session, endpoint_pk, worker, now)
+                if claimed is not None:
+                    return claimed
+        return None
+
+    @staticmethod
+    def _candidates(session: Session, now: datetime) -> list[int]:
+        """Enabled endpoints with a due delivery and fewer than PER_ENDPOINT leased, the
+        one whose delivery has waited longest first."""
+        leased = func.count().filter(WebhookDelivery.lease_until >= now)
+        waiting = func.min(WebhookDelivery.next_attempt_at).filter(_free(now))
+        rows = session.execute(
+            select(WebhookDelivery.endpoint_pk, leased, waiting)
+            .join(WebhookEndpoint, WebhookEndpoint.pk == WebhookDelivery.endpoint_pk)
+            .where(_due(now), WebhookEndpoint.disabled.is_(False))
+            .group_by(WebhookDelivery.endpoint_pk)
+        ).all()
+        ready = [(since, pk) for pk, n, since in rows if since is not None and n < PER_ENDPOINT]
+        return [pk for _, pk in sorted(ready)]
+
+    def _claim_of(
+        self, session: Session, endpoint_pk: int, worker: str, now: datetime
+    ) -> ClaimedDelivery | None:
+        lock = select(WebhookEndpoint).where(
+            WebhookEndpoint.pk == endpoint_pk, WebhookEndpoint.disabled.is_(False)
+        )
+        endpoint = session.scalar(
+            lock.with_for_update(skip_locked=True) if self._lock_rows else lock
+        )
+        if endpoint is None:  # another claimer holds it, or it was disabled or deleted
+            return None
+        leased = session.scalar(
+            select(func.count()).where(
+                WebhookDelivery.endpoint_pk == endpoint_pk,
+                _due(now),
+                WebhookDelivery.lease_until >= now,
+            )
+        )
+        if (leased or 0) >= PER_ENDPOINT:
+            return None
+        pick = (
+            select(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_pk == endpoint_pk, _due(now), _free(now))
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.pk)
+            .limit(1)
+        )
+        delivery = session.scalar(
+            pick.with_for_update(skip_locked=True) if self._lock_rows else pick
+        )
+        if delivery is None:
+            return None
+        delivery.lease_until, delivery.locked_by = now + self._lease, worker
+        event = session.scalar(select(Event).where(Event.pk == delivery.event_pk))
+        secrets = [endpoint.secret]
+        until = endpoint.previous_secret_until
+        if endpoint.previous_secret and until is not None and until > now:
+            secrets.append(endpoint.previous_secret)
+        body = (
+            json.dumps(EventView.of(event).body(), separators=(",", ":"), ensure_ascii=False)
+            if event is not None
+            else None
+        )
+        return ClaimedDelivery(
+            pk=delivery.pk,
+            id=delivery.id,
+            endpoint_pk=endpoint_pk,
+            url=endpoint.url,
+            secrets=tuple(secrets),
+            event_id=delivery.event_id,
+            body=body,
+            attempt=delivery.attempts + 1,
+        )
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, claimed: ClaimedDelivery) -> Outcome:
+        """POST the event to the endpoint; never raises."""
+        started = time.monotonic()
+
+        def took() -> int:
+            return round((time.monotonic() - started) * 1000)
+
+        if claimed.body is None:
+            return Outcome(False, None, 0, "the event is no longer kept (pruned)", final=True)
+        try:
+            target = self._targets.pin(claimed.url)
+        except TargetRefused as exc:
+            return Outcome(False, None, took(), f"not sent: {exc}"[:MAX_ERROR])
+        sent_at = datetime.fromtimestamp(int(self._wall()), UTC)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "kassa-webhooks/1",
+            "webhook-id": claimed.event_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signature(
+                claimed.secrets, claimed.event_id, sent_at, claimed.body
+            ),
+        }
+        if target.host_header:
+            headers["host"] = target.host_header
+        extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
+        try:
+            response = self._http.post(
+                target.url,
+                content=claimed.body.encode(),
+                headers=headers,
+                extensions=extensions,
+            )
+        except httpx.TimeoutException:
+            return Outcome(False, None, took(), "timed out")
+        except httpx.HTTPError as exc:
+            return Outcome(False, None, took(), f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
+        elapsed = took()
+        if elapsed > self._timeout_ms:  # httpx's timeout is per read: a slow drip passes it
+            return Outcome(False, response.status_code, elapsed, "answered after the timeout")
+        ok = 200 <= response.status_code < 300
+        error = None if ok else f"answered {response.status_code}"
+        return Outcome(ok, response.status_code, elapsed, error)
+
+    # -- recording ------------------------------------------------------------------------
+
+    def record(self, claimed: ClaimedDelivery, outcome: Outcome, worker: str) -> str:
+        """Store the attempt if the lease is still ours; returns the delivery's new state,
+        or "lost" (its lease ran out and another sender took it over)."""
+        now = self._clock()
+        with self._db.transaction() as session:
+            delivery = session.scalar(
+                select(WebhookDelivery)
+                .where(
+                    WebhookDelivery.pk == claimed.pk,
+                    WebhookDelivery.locked_by == worker,
+                    WebhookDelivery.state == PENDING,
+                )
+                .with_for_update()
+            )
+            if delivery is None:
+                log.warning("webhook delivery %s lost its lease; another sender has it", claimed.id)
+                return "lost"
+            delay = None if outcome.ok or outcome.final else retry_delay_s(claimed.attempt)
+            next_at = now + timedelta(seconds=delay) if delay is not None else None
+            delivery.attempts = claimed.attempt
+            delivery.state = SUCCEEDED if outcome.ok else (PENDING if next_at else FAILED)
+            delivery.next_attempt_at = next_at
+            delivery.lease_until = delivery.locked_by = None
+            if delivery.state != PENDING:
+                delivery.finished_at = now
+            session.add(
+                WebhookDeliveryAttempt(
+                    delivery_pk=delivery.pk,
+                    attempt=claimed.attempt,
+                    status=SUCCEEDED if outcome.ok else FAILED,
+                    response_status=outcome.response_status,
+                    duration_ms=outcome.duration_ms,
+                    error=outcome.error,
+                    next_attempt_at=next_at,
+                    created_at=now,
+                )
+            )
+            if not outcome.final:  # not the endpoint's doing
+                self._endpoint_health(session, claimed.endpoint_pk, outcome.ok, now)
+            state = delivery.state
+        log.info(
+            "webhook delivery %s event=%s attempt=%s outcome=%s status=%s ms=%s",
+            claimed.id,
+            claimed.event_id,
+            claimed.attempt,
+            state,
+            outcome.response_status,
+            outcome.duration_ms,
+        )
+        return state
+
+    @staticmethod
+    def _endpoint_health(session: Session, endpoint_pk: int, ok: bool, now: datetime) -> None:
+        """A success ends the endpoint's failing streak; a failure starts one, and one that
+        has lasted DISABLE_AFTER disables the endpoint."""
+        if ok:
+            session.execute(
+                update(WebhookEndpoint)
+                .where(
+                    WebhookEndpoint.pk == endpoint_pk, WebhookEndpoint.failing_since.is_not(None)
+                )
+                .values(failing_since=None)
+            )
+            return
+        endpoint = session.scalar(
+            select(WebhookEndpoint).where(WebhookEndpoint.pk == endpoint_pk).with_for_update()
+        )
+        if endpoint is None:
+            return
+        if endpoint.failing_since is None:
+            endpoint.failing_since = now
+        elif not endpoint.disabled and now - endpoint.failing_since >= DISABLE_AFTER:
+            endpoint.disabled = True
+            endpoint.disabled_reason = (
+                f"every delivery failed since {endpoint.failing_since.isoformat()} (5 days)"
+            )
+            endpoint.updated_at = now
+            audit.record(
+                session,
+                SYSTEM,
+                at=now,
+                action="webhook_endpoint.disabled",
+                subject=endpoint.id,
+                before={"disabled": False},
+                after={"disabled": True, "disabled_reason": endpoint.disabled_reason},
+            )
+            log.warning("webhook endpoint %s disabled: %s", endpoint.id, endpoint.disabled_reason)
