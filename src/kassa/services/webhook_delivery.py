@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,14 +125,32 @@ class WebhookSender:
         self._wall = wall
         self._timeout_ms = round(timeout_s * 1000)
         self._lock_rows = not db.is_sqlite
-        # one client for every thread (httpx's is thread-safe): pooled connections; no
-        # proxies from the environment, no redirects (a redirect is not re-vetted)
-        self._http = httpx.Client(
-            timeout=timeout_s, follow_redirects=False, trust_env=False, transport=transport
-        )
+        self._timeout_s = timeout_s
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def _http(self) -> httpx.Client:
+        """One client for every sending thread (httpx's is thread-safe): pooled
+        connections; no proxies from the environment, no redirects (a redirect is not
+        re-vetted). Made on first use: only the worker sends, and every API process builds
+        a `Kassa` too."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=self._timeout_s,
+                    follow_redirects=False,
+                    trust_env=False,
+                    transport=self._transport,
+                )
+            return self._client
 
     def close(self) -> None:
-        self._http.close()
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def run_once(self, worker: str) -> bool:
         """Claim, send and record one delivery; False when none was due."""
