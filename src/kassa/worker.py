@@ -180,6 +180,74 @@ class Worker:
         return total
 
 
+class MailSender:
+    """The buyer's e-mails (`services/emails.py`), sent on `threads` daemon threads of their
+    own: an SMTP server that answers slowly (up to KASSA_SMTP_TIMEOUT_S a reply) must not
+    hold up the job loops, nor they it. Each loop claims one due message at a time under a
+    lease, so any number of loops, in any number of processes, never take the same one.
+
+    `stop()` only sets a flag (safe from a signal handler): a loop finishes the message it
+    is sending, recording its outcome, before it ends."""
+
+    def __init__(
+        self,
+        kassa: Kassa,
+        threads: int = 1,
+        *,
+        poll_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        self.kassa = kassa
+        self.name = name or worker_name()
+        self._poll = poll_s
+        self._max_backoff = max_backoff_s
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(
+                target=self.run_forever,
+                args=(f"{self.name}:mail{index}",),
+                daemon=True,
+                name=f"kassa-mail-{index}",
+            )
+            for index in range(1, threads + 1)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def join(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+                thread.join(0.2)
+        return not self.alive()
+
+    def run_forever(self, owner: str) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                sent = self.kassa.emails.send_one(owner)
+            except StorageError as exc:
+                backoff = min(self._max_backoff, max(self._poll, backoff * 2))
+                log.warning("mail sender: database error: %s; retrying in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                continue
+            except Exception:
+                log.exception("mail sender error; backing off")
+                sent = False
+            backoff = 0.0
+            if not sent:
+                self._stop.wait(self._poll)
+
+
 class WorkerPool:
     """`concurrency` worker loops on daemon threads of this process, sharing one core (and
     its connection pool). Each is a `Worker` with its own name, so the queue leases each job
@@ -208,17 +276,24 @@ class WorkerPool:
             threading.Thread(target=w.run_forever, name=f"kassa-worker-{index}", daemon=True)
             for index, w in enumerate(self.workers, start=1)
         ]
+        # the buyer's e-mails, beside the job loops, when SMTP is configured
+        self.mail = MailSender(kassa) if kassa.emails.enabled else None
 
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+        if self.mail is not None:
+            self.mail.start()
 
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
+        if self.mail is not None:
+            self.mail.stop()
 
     def alive(self) -> bool:
-        return any(thread.is_alive() for thread in self._threads)
+        mail = self.mail is not None and self.mail.alive()
+        return mail or any(thread.is_alive() for thread in self._threads)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait (at most `timeout` seconds in all) for every loop to end; True if they did."""
@@ -227,4 +302,6 @@ class WorkerPool:
             # short waits, so that the main thread runs a signal handler promptly
             while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
                 thread.join(0.2)
+        if self.mail is not None:
+            self.mail.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not self.alive()

@@ -14,6 +14,7 @@ from kassa.api.routers.audit import audit
 from kassa.api.routers.checks import checks
 from kassa.api.routers.customers import customers
 from kassa.api.routers.documents import documents
+from kassa.api.routers.emails import emails
 from kassa.api.routers.exports import exports
 from kassa.api.routers.health import health
 from kassa.api.routers.kpis import kpis
@@ -66,6 +67,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         exports,
         checks,
         kpis,
+        emails,
     ):
         app.include_router(router)
     return app

@@ -49,6 +49,7 @@ class Permission(StrEnum):
     RUN_CHECKS = "run_checks"
     ACKNOWLEDGE_FINDINGS = "acknowledge_findings"
     READ_METRICS = "read_metrics"  # GET /metrics (public with KASSA_METRICS_PUBLIC=1)
+    READ_EMAILS = "read_emails"  # v1.1: the buyer's e-mails, GET /v1/emails
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -81,6 +82,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.RUN_CHECKS: Role.OPS,
     Permission.ACKNOWLEDGE_FINDINGS: Role.OPS,
     Permission.READ_METRICS: Role.OPS,
+    Permission.READ_EMAILS: Role.OPS,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(
