@@ -235,3 +235,17 @@ def _idempotency_retention_too_short(settings: Settings) -> str | None:
             "at least 86400 (the default keeps keys 48 hours)"
         )
     return None
+
+
+@rule("smtp_without_tls")
+def _smtp_without_tls(settings: Settings) -> str | None:
+    """Plain SMTP to another host carries the SMTP password, the buyers' addresses, their
+    orders and their invoices in clear across the network. A relay on this very host
+    (localhost, 127.0.0.1, ::1) never leaves the machine."""
+    smtp = settings.smtp
+    if smtp is None or smtp.security != "plain" or smtp.loopback:
+        return None
+    return (
+        f"KASSA_SMTP_URL is plain smtp:// to {smtp.host}; use smtps://{smtp.host}:465 or "
+        f"smtp+starttls://{smtp.host}:587"
+    )

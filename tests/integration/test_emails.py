@@ -463,3 +463,18 @@ def test_list_emails_filters_by_order_and_is_for_ops_and_admin(
     assert [e["order"] for e in rest["data"]] == [first["id"]] and rest["has_more"] is False
     nothing = client.get("/v1/emails?order=ord_none", headers=keys.headers("admin")).json()
     assert nothing["data"] == []
+
+
+def test_metrics_count_the_emails_by_kind_and_status(
+    shop: Kassa, client: TestClient, keys: Keys, server: Recorder
+) -> None:
+    server.replies = ["250 OK", "550 5.1.1 no such mailbox"]
+    for email in (BUYER, "nobody@example.com"):
+        order_paid(shop, paid_order(client, keys, email=email)["id"])
+    send_all(shop)
+    scrape = client.get("/metrics", headers=keys.headers("ops"))
+    assert scrape.status_code == 200
+    lines = scrape.text.splitlines()
+    assert 'kassa_emails{kind="order_confirmation",status="sent"} 1.0' in lines
+    assert 'kassa_emails{kind="order_confirmation",status="failed"} 1.0' in lines
+    assert 'kassa_emails{kind="invoice",status="queued"} 0.0' in lines

@@ -475,15 +475,16 @@ class Emails:
             row = session.scalar(select(Email).where(Email.id == email_id))
             return None if row is None else EmailView.of(row)
 
-    def counts(self, session: Session) -> dict[tuple[str, str], int]:
-        """(kind, status) -> e-mails, every pair present (0 if none): for `/metrics`."""
-        counts = {(kind, status): 0 for kind in EMAIL_KINDS for status in STATUSES}
-        rows = session.execute(
-            select(Email.kind, Email.status, func.count()).group_by(Email.kind, Email.status)
-        )
-        for kind, status, n in rows:
-            counts[(kind, status)] = int(n)
-        return counts
+
+def email_counts(session: Session) -> dict[tuple[str, str], int]:
+    """(kind, status) -> e-mails, every pair present (0 if none): for `/metrics`."""
+    counts = {(kind, status): 0 for kind in EMAIL_KINDS for status in STATUSES}
+    rows = session.execute(
+        select(Email.kind, Email.status, func.count()).group_by(Email.kind, Email.status)
+    )
+    for kind, status, n in rows:
+        counts[(str(kind), str(status))] = int(n)
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ job) are reported as 0, so a series does not vanish when a queue drains.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import case, func, or_, select
@@ -44,6 +44,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kassa.domain.payments import PaymentStatus
 from kassa.services.context import Clock
+from kassa.services.emails import email_counts
 from kassa.services.jobs import DEAD, RUNNING
 from kassa.services.webhooks import APPLIED, OUTCOME_PREFIXES, PENDING
 from kassa.storage.database import Database
@@ -63,6 +64,9 @@ class MetricsSnapshot:
     events: dict[tuple[str, str], int]  # (provider, state) -> provider events kept
     jobs: dict[tuple[str, str], int]  # (kind, state) -> jobs
     oldest_due_job_s: float  # how long the longest-waiting due job has waited; 0 if none
+    # (kind, status) -> the buyer's e-mails (issue 12): a GROUP BY over `emails`, which is
+    # never pruned (a scan that grows with the shop, like payments)
+    emails: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _event_state() -> ColumnElement[str]:
@@ -100,8 +104,9 @@ class Metrics:
             events.update(self._events(session))
             jobs = _zeros(job_kinds, JOB_STATES)
             oldest_due = self._jobs(session, now, jobs)
+            emails = email_counts(session)
         waited = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
-        return MetricsSnapshot(payments, events, jobs, max(0.0, waited))
+        return MetricsSnapshot(payments, events, jobs, max(0.0, waited), emails)
 
     @staticmethod
     def _payments(session: Session) -> dict[tuple[str, str], int]:
