@@ -1,11 +1,14 @@
 """A real SMTP server for tests: aiosmtpd on a free loopback port, in its own thread.
 
 `replies` scripts what it answers to DATA, one reply per message in order ("451 ...",
-"550 ..."), then "250 OK" for the rest; `received` keeps every message it accepted,
-parsed, with its envelope."""
+"550 ..."), then "250 OK" for the rest (`rcpt_replies` likewise to RCPT TO);
+`data_delay_s` makes it answer a message it took only that much later, as a server
+whose reply is lost; `received` keeps every message it accepted, parsed, with its
+envelope."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -28,9 +31,19 @@ class Received:
 
 @dataclass
 class Recorder:
-    replies: list[str] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)  # to DATA, in turn; then 250
+    rcpt_replies: list[str] = field(default_factory=list)  # to RCPT TO, in turn; then 250
+    data_delay_s: float = 0.0  # how long it waits before it takes a message (and replies)
     received: list[Received] = field(default_factory=list)
     data_commands: int = 0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        reply = self.rcpt_replies.pop(0) if self.rcpt_replies else "250 OK"
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.data_commands += 1
@@ -40,6 +53,8 @@ class Recorder:
             parsed = email.message_from_bytes(raw, policy=email.policy.default)
             assert isinstance(parsed, EmailMessage)
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), parsed, raw))
+        if self.data_delay_s:  # it has the message; its reply comes late, or never
+            await asyncio.sleep(self.data_delay_s)
         return reply
 
 
