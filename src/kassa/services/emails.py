@@ -254,9 +254,11 @@ class Emails:
         """Claim the next due message and try to send it; False if none was due."""
         if self.transport is None or not self.sender:
             return False
-        self.give_up_interrupted()
         claimed = self.claim(owner)
         if claimed is None:
+            # idle: settle the messages of senders that died mid-send (never claimed, so
+            # they hold up nothing meanwhile); one statement, not one per message sent
+            self.give_up_interrupted()
             return False
         self._attempt(claimed, owner, self.transport, self.sender)
         return True
