@@ -217,6 +217,7 @@ class Kassa:
             transport=SmtpTransport(smtp, settings.smtp_timeout_s) if smtp else None,
             sender=settings.mail_from,
             lease_s=12 * settings.smtp_timeout_s + 60,
+            sleep=sleep,
         )
         if self.emails.enabled:
             self.dispatcher.add(self.emails)

@@ -10,8 +10,8 @@ printing a tax id), so scripts may rely on it.
 Adding a rule: write the function below the others with `@rule("<id>")`, add a test in
 tests/integration/test_deploy_gate.py that violates it alone, and a line to the table in
 docs/deploy.md. Rules waiting for settings that come in a later release (see there):
-`webhooks_private_targets` (KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS), `smtp_without_tls`
-(KASSA_SMTP_URL with `smtp://`), `metrics_public` (KASSA_METRICS_PUBLIC).
+`webhooks_private_targets` (KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS), `metrics_public`
+(KASSA_METRICS_PUBLIC).
 """
 
 from __future__ import annotations

@@ -27,10 +27,11 @@ from kassa.services.context import RequestContext
 from kassa.services.dispatch import DispatchedEvent
 from kassa.services.emails import MAX_ATTEMPTS, UNKNOWN_OUTCOME
 from kassa.services.events import EventView
+from kassa.storage.errors import StorageError
 from kassa.storage.tables import Email
 from kassa.worker import Worker, WorkerPool
 from tests import builders
-from tests.conftest import FakeClock, Keys
+from tests.conftest import FakeClock, Keys, Sleeps
 from tests.smtp_server import Recorder, free_port, smtp_server
 
 BUYER = "ada@example.com"
@@ -478,3 +479,28 @@ def test_metrics_count_the_emails_by_kind_and_status(
     assert 'kassa_emails{kind="order_confirmation",status="sent"} 1.0' in lines
     assert 'kassa_emails{kind="order_confirmation",status="failed"} 1.0' in lines
     assert 'kassa_emails{kind="invoice",status="queued"} 0.0' in lines
+
+
+def test_a_database_hiccup_after_the_server_took_it_is_waited_out(
+    shop: Kassa,
+    client: TestClient,
+    keys: Keys,
+    server: Recorder,
+    sleeps: Sleeps,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order = paid_order(client, keys)
+    order_paid(shop, order["id"])
+    real = shop.emails._mark_sent_once
+    failures = [StorageError("the database is restarting")] * 2
+
+    def flaky(email: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real(email)
+
+    monkeypatch.setattr(shop.emails, "_mark_sent_once", flaky)
+    assert send_all(shop) == 1
+    [row] = rows(shop)
+    assert row.status == "sent" and sleeps.seconds == [0.5, 1.0]
+    assert len(server.received) == 1

@@ -38,6 +38,7 @@ permanent one (5xx) marks the row `failed` at once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,6 +67,7 @@ from kassa.services.context import Clock
 from kassa.services.dispatch import DispatchedEvent
 from kassa.services.pagination import Page, paginate
 from kassa.storage.database import Database, table_of
+from kassa.storage.errors import StorageError
 from kassa.storage.tables import Email, IssuedDocument, Order, OrderLine
 from kassa.storage.upsert import unless_exists
 
@@ -78,6 +80,7 @@ STATUSES: Final = (QUEUED, SENT, FAILED)
 MAX_ATTEMPTS: Final = 8  # 1+2+4+8+16+32+60 minutes: about two hours of retries
 BACKOFF_BASE_S: Final = 60
 BACKOFF_MAX_S: Final = 3600
+MARK_SENT_RETRY_S: Final = (0.5, 1.0, 2.0, 4.0)
 UNKNOWN_OUTCOME: Final = (
     "outcome unknown: the sender stopped while handing the message to the SMTP server;"
     " not sent again, so the buyer never gets it twice"
@@ -161,6 +164,7 @@ class Emails:
         sender: str | None = None,
         lease_s: float = 600.0,
         render: Callable[[Any], bytes] = render_pdf,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -169,6 +173,7 @@ class Emails:
         self.sender = sender
         self._lease = timedelta(seconds=lease_s)
         self._render_pdf = render
+        self._sleep = sleep
         self._sqlite = db.is_sqlite
 
     @property
@@ -371,7 +376,22 @@ class Emails:
             return bool(getattr(result, "rowcount", 0))
 
     def mark_sent(self, email: Claimed) -> None:
-        """The server took it (250 to DATA): sent, whoever holds the row now."""
+        """The server took it (250 to DATA): sent, whoever holds the row now. A database
+        that fails just then is asked again for a few seconds (`MARK_SENT_RETRY_S`): a
+        message left unmarked would end `failed` ("outcome unknown") though it went out."""
+        for delay in (*MARK_SENT_RETRY_S, None):
+            try:
+                self._mark_sent_once(email)
+                return
+            except StorageError as exc:
+                if delay is None:
+                    raise
+                log.warning(
+                    "e-mail %s sent, not yet marked: %s; again in %s s", email.id, exc, delay
+                )
+                self._sleep(delay)
+
+    def _mark_sent_once(self, email: Claimed) -> None:
         now = self._clock()
         with self._db.autocommit() as session:
             session.execute(
