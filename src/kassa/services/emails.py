@@ -183,6 +183,8 @@ class Emails:
     # -- queueing (the dispatcher's transaction) ---------------------------------------
 
     def consume(self, session: Session, events: Sequence[DispatchedEvent], now: datetime) -> None:
+        """Queue the message each event calls for, once per (kind, subject), in the
+        dispatcher's transaction (module docs). An order without an e-mail gets none."""
         wanted: dict[tuple[str, str], None] = {}
         for event in events:
             kind = KIND_OF_EVENT.get(event.view.type)
@@ -228,10 +230,9 @@ class Emails:
                     _ORDERS.c.id.label("order_id"),
                     _ORDERS.c.number.label("order_number"),
                     _ORDERS.c.email,
-                    _ORDERS.c.id.label("subject"),
                 ).where(_ORDERS.c.id.in_(orders), _ORDERS.c.email.is_not(None))
             ):
-                found[(ORDER_CONFIRMATION, row.subject)] = _Found(
+                found[(ORDER_CONFIRMATION, row.order_id)] = _Found(
                     row.order_id, row.order_number or row.order_id, row.email, None
                 )
         if documents:
