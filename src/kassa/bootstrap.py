@@ -18,6 +18,7 @@ from kassa.config import Settings
 from kassa.documents import Party
 from kassa.domain.calendar import shop_zone
 from kassa.domain.payments import HealthThresholds, RetryPolicy
+from kassa.mail.smtp import SmtpTransport
 from kassa.providers.base import PaymentProvider
 from kassa.providers.mock.events import DELIVER_EVENT, EventDelivery
 from kassa.providers.mock.provider import MockProvider
@@ -31,6 +32,7 @@ from kassa.services.checks import Reconciliation
 from kassa.services.context import Clock, utc_now
 from kassa.services.customers import Customers
 from kassa.services.dispatch import Dispatcher
+from kassa.services.emails import Emails, Seller
 from kassa.services.event_log import EventLog
 from kassa.services.export_sources import RowsExport
 from kassa.services.exports import Exports
@@ -218,6 +220,22 @@ class Kassa:
         self.mock_events = EventDelivery(
             settings.mock_webhook_secrets[0], clock, url=lambda: self.mock_webhook_url
         )
+
+        # e-mail to the buyer (issue 12): queued from events when SMTP is configured, sent
+        # by the worker's mail sender; a lease outlasts the slowest send (every SMTP reply
+        # within KASSA_SMTP_TIMEOUT_S, about a dozen of them)
+        smtp = settings.smtp
+        self.emails = Emails(
+            self.db,
+            clock,
+            seller=Seller(settings.seller_name, settings.seller_email, settings.document_locale),
+            transport=SmtpTransport(smtp, settings.smtp_timeout_s) if smtp else None,
+            sender=settings.mail_from,
+            lease_s=12 * settings.smtp_timeout_s + 60,
+            sleep=sleep,
+        )
+        if self.emails.enabled:
+            self.dispatcher.add(self.emails)
 
     def job_handlers(self) -> dict[str, JobHandler]:
         """Every kind of background job kassa knows how to run."""

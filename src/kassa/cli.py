@@ -15,7 +15,7 @@ from kassa.bootstrap import Kassa
 from kassa.config import ConfigError, Settings
 from kassa.domain.errors import DomainError
 from kassa.services.context import CLI_ACTOR, RequestContext
-from kassa.services.demo import load_demo_catalogue
+from kassa.services.demo import load_demo_catalogue, mail_line
 from kassa.services.findings import FindingView, RunReport
 from kassa.storage import migrate as migrations
 from kassa.storage.errors import storage_error
@@ -501,6 +501,7 @@ def demo(
     err.print(f"demo catalogue ready ({created} new products) in {url}", markup=False)
     err.print(f"API:  {base}/v1/products   docs: {base}/docs")
     err.print(f'try:  curl -H "Authorization: Bearer {secret}" {base}/v1/products', markup=False)
+    err.print(f"mail: {mail_line(kassa.settings)}", markup=False)
     typer.echo(f"admin key: {secret}")
     typer.echo(f"url: {base}")
     _serve(kassa, host, port, worker=True)

@@ -12,10 +12,14 @@ variable is `KASSA_` + the field's name in capitals unless the field names anoth
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -92,6 +96,59 @@ def _check_providers(names: tuple[str, ...], stripe_configured: bool) -> None:
 
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+SMTP_SECURITY = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "tls"}
+_SMTP_DEFAULT_PORT = {"plain": 25, "starttls": 587, "tls": 465}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    """KASSA_SMTP_URL, taken apart: where the worker sends e-mail, and how."""
+
+    host: str
+    port: int
+    security: Literal["plain", "starttls", "tls"]
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def loopback(self) -> bool:
+        """A server on this very host (a local relay): plain SMTP never leaves the machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_smtp_url(url: str) -> SmtpServer:
+    """`smtp[+starttls]://[user:password@]host[:port]` or `smtps://…`; a ValueError (one line,
+    naming KASSA_SMTP_URL, never the password) if kassa cannot use it."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SMTP_SECURITY:
+        raise ValueError(
+            f"KASSA_SMTP_URL must start with smtp://, smtp+starttls:// or smtps://,"
+            f" got {scheme + '://' if scheme else 'no scheme'}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("KASSA_SMTP_URL has a port that is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("KASSA_SMTP_URL names no host (smtp://host:port)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("KASSA_SMTP_URL takes no path or query: smtp://user:password@host:port")
+    security = SMTP_SECURITY[scheme]
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or _SMTP_DEFAULT_PORT[security],
+        security=security,  # type: ignore[arg-type]
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
 
 
 class Settings(BaseSettings):
@@ -244,6 +301,17 @@ class Settings(BaseSettings):
     """How long a sender owns a delivery it is sending; a worker killed mid-delivery leaves
     it to be sent again once this has passed. Keep it above the 10 s timeout, or a slow
     delivery may be sent twice (receivers dedupe on webhook-id anyway)."""
+    # -- e-mail to the buyer (issue 12)
+    smtp_url: str | None = Field(default=None, repr=False)
+    """The SMTP server the worker sends the buyer's e-mails through: `smtp://host:port`
+    (plain), `smtp+starttls://host:port` (STARTTLS, default port 587) or
+    `smtps://host:port` (TLS from the start, default 465); `user:password@` before the
+    host to log in (percent-encoded). Unset: no e-mail is queued or sent."""
+    mail_from: str | None = None
+    """The sender of the buyer's e-mails (`shop@example.com` or `Shop <shop@example.com>`);
+    required with KASSA_SMTP_URL."""
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    """Seconds before an SMTP connection or reply counts as timed out."""
 
     # -- parsing: the environment gives strings; keywords give the field's own type
 
@@ -278,6 +346,29 @@ class Settings(BaseSettings):
     def _split_lines(cls, raw: object) -> object:
         return _lines(raw)
 
+    @field_validator("smtp_url", mode="after")
+    @classmethod
+    def _valid_smtp_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parse_smtp_url(url)  # a ValueError, one line, names KASSA_SMTP_URL
+        return url
+
+    @field_validator("mail_from", mode="after")
+    @classmethod
+    def _valid_mail_from(cls, sender: str | None) -> str | None:
+        if sender is not None and "@" not in parseaddr(sender)[1]:
+            raise ValueError(
+                f"KASSA_MAIL_FROM is {sender!r}, which is not an e-mail address"
+                " (e.g. shop@example.com or 'Shop <shop@example.com>')"
+            )
+        return sender
+
+    @model_validator(mode="after")
+    def _mail_from_with_smtp(self) -> Self:
+        if self.smtp_url and not self.mail_from:
+            raise ValueError("KASSA_SMTP_URL is set but KASSA_MAIL_FROM is not: whom from?")
+        return self
+
     @model_validator(mode="after")
     def _check_deployment(self, info: ValidationInfo) -> Self:
         """From the environment, KASSA_PROVIDERS must name known providers, and Stripe only
@@ -302,6 +393,11 @@ class Settings(BaseSettings):
         if self.providers is not None:
             return self.providers
         return _providers(None, bool(self.stripe_secret_key))
+
+    @property
+    def smtp(self) -> SmtpServer | None:
+        """The SMTP server of KASSA_SMTP_URL, or None: e-mail is off."""
+        return parse_smtp_url(self.smtp_url) if self.smtp_url else None
 
     @property
     def default_provider(self) -> str:

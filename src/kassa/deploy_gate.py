@@ -9,8 +9,7 @@ printing a tax id), so scripts may rely on it.
 
 Adding a rule: write the function below the others with `@rule("<id>")`, add a test in
 tests/integration/test_deploy_gate.py that violates it alone, and a line to the table in
-docs/deploy.md. Rules waiting for settings that come in a later release (see there):
-`smtp_without_tls` (KASSA_SMTP_URL with `smtp://`).
+docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -260,3 +259,17 @@ def _webhooks_private_targets(settings: Settings) -> str | None:
             "loopback and link-local addresses; unset it (only the demo and tests need it)"
         )
     return None
+
+
+@rule("smtp_without_tls")
+def _smtp_without_tls(settings: Settings) -> str | None:
+    """Plain SMTP to another host carries the SMTP password, the buyers' addresses, their
+    orders and their invoices in clear across the network. A relay on this very host
+    (localhost, 127.0.0.1, ::1) never leaves the machine."""
+    smtp = settings.smtp
+    if smtp is None or smtp.security != "plain" or smtp.loopback:
+        return None
+    return (
+        f"KASSA_SMTP_URL is plain smtp:// to {smtp.host}; use smtps://{smtp.host}:465 or "
+        f"smtp+starttls://{smtp.host}:587"
+    )

@@ -64,63 +64,6 @@ class InBackground:
             log.exception("%s failed; the next period tries again", self._name)
 
 
-class WebhookSenders:
-    """`concurrency` threads sending webhook deliveries (`services/webhook_delivery.py`),
-    apart from the job loops: a delivery waits on someone else's server for up to 10 s,
-    and jobs must not wait behind it. Each thread claims one delivery at a time under a
-    lease; at most 2 per endpoint are in flight, so an endpoint that hangs holds at most
-    2 threads. `stop()` only sets a flag (safe from a signal handler): a thread finishes
-    the delivery it is sending, recording its attempt, before it ends."""
-
-    def __init__(self, kassa: Kassa, concurrency: int, *, poll_s: float = 0.5) -> None:
-        self._sender = kassa.webhook_sender
-        self._poll = poll_s
-        self._stop = threading.Event()
-        self.name = worker_name()
-        self._threads = [
-            threading.Thread(
-                target=self._run, args=(f"{self.name}:wh{index}",), name=f"kassa-webhooks-{index}"
-            )
-            for index in range(1, concurrency + 1)
-        ]
-        for thread in self._threads:
-            thread.daemon = True
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def alive(self) -> bool:
-        return any(thread.is_alive() for thread in self._threads)
-
-    def join(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
-            while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
-                thread.join(0.2)
-        return not self.alive()
-
-    def _run(self, name: str) -> None:
-        backoff = 0.0
-        while not self._stop.is_set():
-            try:
-                sent = self._sender.run_once(name)
-            except StorageError as exc:
-                backoff = min(30.0, max(self._poll, backoff * 2))
-                log.warning("webhook sender: database error: %s; retrying in %.1f s", exc, backoff)
-                self._stop.wait(backoff)
-                continue
-            except Exception:
-                log.exception("webhook sender error; backing off")
-                sent = False
-            backoff = 0.0
-            if not sent:
-                self._stop.wait(self._poll)
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -237,6 +180,98 @@ class Worker:
         return total
 
 
+class SenderThreads:
+    """Threads that send what the worker owes someone outside (webhook deliveries, the
+    buyer's e-mails), apart from the job loops: a send waits on someone else's server (up
+    to 10 s for a webhook, KASSA_SMTP_TIMEOUT_S a reply for SMTP), and jobs must not wait
+    behind it, nor it behind them. Each thread calls `send_one(owner)`, which claims one
+    due item under a lease, sends it and records the outcome, and says whether there was
+    one; so any number of threads, in any number of processes, never take the same item.
+
+    `stop()` only sets a flag (safe from a signal handler): a thread finishes the item it
+    is sending, recording its outcome, before it ends. A database outage is one line a
+    cycle, waiting longer each time, as in the job loop."""
+
+    def __init__(
+        self,
+        send_one: Callable[[str], bool],
+        threads: int,
+        *,
+        label: str,
+        poll_s: float,
+        max_backoff_s: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        self._send_one = send_one
+        self._label = label
+        self._poll = poll_s
+        self._max_backoff = max_backoff_s
+        self._stop = threading.Event()
+        self.name = name or worker_name()
+        self._threads = [
+            threading.Thread(
+                target=self.run_forever,
+                args=(f"{self.name}:{label}{index}",),
+                name=f"kassa-{label}-{index}",
+                daemon=True,
+            )
+            for index in range(1, threads + 1)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def join(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+                thread.join(0.2)
+        return not self.alive()
+
+    def run_forever(self, owner: str) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                sent = self._send_one(owner)
+            except StorageError as exc:
+                backoff = min(self._max_backoff, max(self._poll, backoff * 2))
+                log.warning(
+                    "%s sender: database error: %s; retrying in %.1f s", self._label, exc, backoff
+                )
+                self._stop.wait(backoff)
+                continue
+            except Exception:
+                log.exception("%s sender error; backing off", self._label)
+                sent = False
+            backoff = 0.0
+            if not sent:
+                self._stop.wait(self._poll)
+
+
+class WebhookSenders(SenderThreads):
+    """`concurrency` threads sending webhook deliveries (`services/webhook_delivery.py`).
+    At most 2 deliveries per endpoint are in flight, so an endpoint that hangs holds at
+    most 2 threads."""
+
+    def __init__(self, kassa: Kassa, concurrency: int, *, poll_s: float = 0.5) -> None:
+        super().__init__(kassa.webhook_sender.run_once, concurrency, label="webhook", poll_s=poll_s)
+
+
+class MailSender(SenderThreads):
+    """The buyer's e-mails (`services/emails.py`), on `threads` threads (one by default:
+    a shop's mail is a few messages a minute)."""
+
+    def __init__(self, kassa: Kassa, threads: int = 1, *, poll_s: float = 1.0) -> None:
+        super().__init__(kassa.emails.send_one, threads, label="mail", poll_s=poll_s)
+
+
 class WorkerPool:
     """`concurrency` worker loops on daemon threads of this process, sharing one core (and
     its connection pool). Each is a `Worker` with its own name, so the queue leases each job
@@ -272,21 +307,26 @@ class WorkerPool:
             threading.Thread(target=w.run_forever, name=f"kassa-worker-{index}", daemon=True)
             for index, w in enumerate(self.workers, start=1)
         ]
+        # the buyer's e-mails, beside the job loops, when SMTP is configured
+        self.mail = MailSender(kassa) if kassa.emails.enabled else None
 
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
-        if self.webhooks:
-            self.webhooks.start()
+        for senders in self._senders():
+            senders.start()
 
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
-        if self.webhooks:
-            self.webhooks.stop()
+        for senders in self._senders():
+            senders.stop()
+
+    def _senders(self) -> list[SenderThreads]:
+        return [senders for senders in (self.webhooks, self.mail) if senders is not None]
 
     def alive(self) -> bool:
-        senders = self.webhooks is not None and self.webhooks.alive()
+        senders = any(senders.alive() for senders in self._senders())
         return senders or any(thread.is_alive() for thread in self._threads)
 
     def join(self, timeout: float | None = None) -> bool:
@@ -296,7 +336,6 @@ class WorkerPool:
             # short waits, so that the main thread runs a signal handler promptly
             while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
                 thread.join(0.2)
-        if self.webhooks:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self.webhooks.join(left)
+        for senders in self._senders():
+            senders.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not self.alive()

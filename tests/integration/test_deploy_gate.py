@@ -51,6 +51,10 @@ BREAKS: dict[str, dict[str, str | None]] = {
     "idempotency_retention_too_short": {"KASSA_IDEMPOTENCY_RETENTION_S": "3600"},
     "metrics_public": {"KASSA_METRICS_PUBLIC": "1"},
     "webhooks_private_targets": {"KASSA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "1"},
+    "smtp_without_tls": {
+        "KASSA_SMTP_URL": "smtp://kassa:s3cret@mail.example.com:25",
+        "KASSA_MAIL_FROM": "shop@example.com",
+    },
 }
 
 
@@ -175,3 +179,23 @@ def test_an_unusable_setting_is_one_line_not_a_traceback(monkeypatch: pytest.Mon
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "passes"),
+    [
+        ("smtps://kassa:s3cret@mail.example.com", True),
+        ("smtp+starttls://kassa:s3cret@mail.example.com:587", True),
+        ("smtp://localhost:25", True),
+        ("smtp://127.0.0.1:2525", True),
+        ("smtp://[::1]:25", True),
+        ("smtp://10.0.0.5:25", False),
+        ("smtp://mail.example.com", False),
+    ],
+)
+def test_smtp_without_tls_spares_a_relay_on_this_host(
+    monkeypatch: pytest.MonkeyPatch, url: str, passes: bool
+) -> None:
+    env = {**PRODUCTION, "KASSA_SMTP_URL": url, "KASSA_MAIL_FROM": "shop@example.com"}
+    code, lines, _ = gate(monkeypatch, env)
+    assert (code == 0) is passes, lines

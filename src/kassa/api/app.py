@@ -14,6 +14,7 @@ from kassa.api.routers.audit import audit
 from kassa.api.routers.checks import checks
 from kassa.api.routers.customers import customers
 from kassa.api.routers.documents import documents
+from kassa.api.routers.emails import emails
 from kassa.api.routers.events import events
 from kassa.api.routers.exports import exports
 from kassa.api.routers.health import health
@@ -71,6 +72,7 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         events,
         webhook_endpoints,
         webhook_deliveries,
+        emails,
     ):
         app.include_router(router)
     return app

@@ -238,6 +238,13 @@ def database_families(snapshot: MetricsSnapshot, read_s: float) -> list[Metric]:
             "How long this scrape's database queries took",
             value=read_s,
         ),
+        _gauge(
+            "kassa_emails",
+            "E-mails to buyers by kind (order_confirmation, invoice, refund_notice) and "
+            "status: queued, sent, failed",
+            ("kind", "status"),
+            snapshot.emails,
+        ),
     ]
 
 

@@ -586,3 +586,22 @@ class WebhookDeliveryOut(Output):
     error: str | None
     next_attempt_at: datetime | None
     created_at: datetime
+
+
+# -- e-mail to the buyer ------------------------------------------------------------------
+
+
+class EmailOut(Output):
+    """A message to the buyer: an order confirmation, an invoice or a refund notice, sent
+    once (`queued` until it is, `failed` if the server refused it or its outcome is
+    unknown)."""
+
+    id: str
+    object: Literal["email"] = "email"
+    kind: Literal["order_confirmation", "invoice", "refund_notice"]
+    to: str
+    subject: str
+    status: Literal["queued", "sent", "failed"]
+    attempts: int
+    sent_at: datetime | None
+    order: str

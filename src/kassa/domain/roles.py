@@ -51,6 +51,7 @@ class Permission(StrEnum):
     READ_METRICS = "read_metrics"  # GET /metrics (public with KASSA_METRICS_PUBLIC=1)
     READ_EVENTS = "read_events"  # v1.1: kassa's own events, GET /v1/events
     MANAGE_WEBHOOKS = "manage_webhooks"  # v1.1: outgoing webhook endpoints and deliveries
+    READ_EMAILS = "read_emails"  # v1.1: the buyer's e-mails, GET /v1/emails
 
 
 # The least staff role that holds each permission; storefront's own list is separate.
@@ -85,6 +86,7 @@ _MIN_STAFF_ROLE: dict[Permission, Role] = {
     Permission.READ_METRICS: Role.OPS,
     Permission.READ_EVENTS: Role.ANALYST,
     Permission.MANAGE_WEBHOOKS: Role.ADMIN,
+    Permission.READ_EMAILS: Role.OPS,
 }
 
 _STOREFRONT: frozenset[Permission] = frozenset(

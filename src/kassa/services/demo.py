@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kassa.config import Settings
 from kassa.domain.errors import DomainError
 from kassa.services.catalogue import Catalogue, NewProduct
 from kassa.services.context import RequestContext
@@ -35,3 +36,17 @@ def load_demo_catalogue(catalogue: Catalogue, ctx: RequestContext) -> int:
         else:
             created += 1
     return created
+
+
+def mail_line(settings: Settings) -> str:
+    """Where the buyers' e-mails of the demo go, without the SMTP password, or that they
+    are off (`kassa demo` prints it)."""
+    smtp = settings.smtp
+    if smtp is None:
+        return "e-mail to buyers is off (set KASSA_SMTP_URL and KASSA_MAIL_FROM to send it)"
+    scheme = {"plain": "smtp", "starttls": "smtp+starttls", "tls": "smtps"}[smtp.security]
+    login = f" as {smtp.username}" if smtp.username else ""
+    return (
+        f"e-mail to buyers goes to {scheme}://{smtp.host}:{smtp.port}{login}"
+        f" from {settings.mail_from}"
+    )

@@ -47,6 +47,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kassa.domain.payments import PaymentStatus
 from kassa.services.context import Clock
+from kassa.services.emails import email_counts
 from kassa.services.jobs import DEAD, RUNNING
 from kassa.services.webhook_endpoints import FAILED, SUCCEEDED
 from kassa.services.webhook_endpoints import PENDING as PENDING_DELIVERY
@@ -71,6 +72,9 @@ class MetricsSnapshot:
     oldest_due_job_s: float  # how long the longest-waiting due job has waited; 0 if none
     # outgoing webhook deliveries by state: pending, succeeded, failed (issue 12)
     deliveries: dict[str, int] = field(default_factory=dict)
+    # (kind, status) -> the buyer's e-mails (issue 12): a GROUP BY over `emails`, which is
+    # never pruned (a scan that grows with the shop, like payments)
+    emails: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _event_state() -> ColumnElement[str]:
@@ -110,8 +114,11 @@ class Metrics:
             oldest_due = self._jobs(session, now, jobs)
             deliveries = dict.fromkeys(DELIVERY_STATES, 0)
             deliveries.update(self._deliveries(session))
+            emails = email_counts(session)
         waited = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
-        return MetricsSnapshot(payments, events, jobs, max(0.0, waited), deliveries)
+        return MetricsSnapshot(
+            payments, events, jobs, max(0.0, waited), deliveries=deliveries, emails=emails
+        )
 
     @staticmethod
     def _payments(session: Session) -> dict[tuple[str, str], int]:

@@ -733,3 +733,54 @@ class WebhookDeliveryAttempt(Base):
         CheckConstraint("status IN ('succeeded', 'failed')", name="status"),
         UniqueConstraint("delivery_pk", "attempt"),
     )
+
+
+# -- e-mail to the buyer (migration 0015) ------------------------------------------------
+
+EMAIL_DUE = "status = 'queued'"
+
+
+class Email(Base):
+    """One message to a buyer (`services/emails.py`): an order confirmation, an invoice or
+    a refund notice, queued when its event is dispatched and sent by the worker's mail
+    sender. (kind, subject_id) is unique: a message exists once however many times its
+    event arrives. `message_id` is derived from `id`, the same on every attempt.
+
+    The lease (`lease_owner`, `lease_until`) is a sender's hold on a row while it tries;
+    `handed_over_at` is set (and committed) just before the message is handed to the SMTP
+    server and cleared with the outcome: a row whose lease ran out with it set belonged to
+    a sender that died while the server may have accepted the message, so it is never
+    sent again (`services/emails.py`)."""
+
+    __tablename__ = "emails"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    subject_id: Mapped[str] = mapped_column(String(40))
+    order_id: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(320))  # `to` is a reserved word in SQL
+    subject: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    sent_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'sent', 'failed')", name="status"),
+        CheckConstraint("kind IN ('order_confirmation', 'invoice', 'refund_notice')", name="kind"),
+        UniqueConstraint("kind", "subject_id", name="uq_emails_kind_subject"),
+        # what the sender's claim scans: the queued rows only, soonest due first
+        Index(
+            "ix_emails_due",
+            "next_attempt_at",
+            "pk",
+            postgresql_where=text(EMAIL_DUE),
+            sqlite_where=text(EMAIL_DUE),
+        ),
+        *list_indexes("emails", "order_id"),
+    )
