@@ -20,9 +20,9 @@ from kassa.api.app import create_app
 from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.mail.smtp import SmtpTransport
-from tests.conftest import FakeClock, make_keys
+from tests.conftest import FakeClock, free_port, make_keys
 from tests.integration.test_emails import order_paid, paid_order, rows, send_all, stock
-from tests.smtp_server import Recorder, free_port
+from tests.smtp_server import Recorder
 
 # smtps: aiosmtpd cannot see that the connection is TLS from the start, and warns
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

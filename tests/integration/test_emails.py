@@ -32,8 +32,8 @@ from kassa.storage.errors import StorageError
 from kassa.storage.tables import Email
 from kassa.worker import Worker, WorkerPool
 from tests import builders
-from tests.conftest import FakeClock, Keys, Sleeps
-from tests.smtp_server import Recorder, free_port, smtp_server
+from tests.conftest import FakeClock, Keys, Sleeps, free_port
+from tests.smtp_server import Recorder, smtp_server
 
 BUYER = "ada@example.com"
 SYSTEM = RequestContext.system("test")
