@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -188,7 +189,15 @@ class SenderThreads:
     due item under a lease, sends it and records the outcome, and says whether there was
     one; so any number of threads, in any number of processes, never take the same item.
 
-    `stop()` only sets a flag (safe from a signal handler): a thread finishes the item it
+    Idle, the pool asks about once per `poll_s` in all, not once per thread: an idle
+    thread waits `poll_s` times the pool's size, spread at random over half to one and a
+    half of that so that the threads' turns interleave, and a thread that finds something
+    wakes them all (there may be more: each then claims until none is left). Threads
+    stuck in a send (an endpoint that hangs) take their turns out for as long, and the
+    others keep theirs, so a new item waits a little longer, never for them. Eight idle webhook threads asking every `poll_s` on their own would send 16
+    claims a second to the database, from every worker process, around the clock.
+
+    `stop()` only sets flags (safe from a signal handler): a thread finishes the item it
     is sending, recording its outcome, before it ends. A database outage is one line a
     cycle, waiting longer each time, as in the job loop."""
 
@@ -207,6 +216,8 @@ class SenderThreads:
         self._poll = poll_s
         self._max_backoff = max_backoff_s
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set: there may be more to send (or: stop)
+        self._turns = random.Random()  # when each idle thread asks again (not a secret)
         self.name = name or worker_name()
         self._threads = [
             threading.Thread(
@@ -224,6 +235,7 @@ class SenderThreads:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
@@ -234,6 +246,12 @@ class SenderThreads:
             while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
                 thread.join(0.2)
         return not self.alive()
+
+    def _idle(self) -> None:
+        """Wait for this thread's next turn to ask, or until another finds something."""
+        self._wake.clear()
+        spread = self._turns.uniform(0.5, 1.5)
+        self._wake.wait(self._poll * len(self._threads) * spread)
 
     def run_forever(self, owner: str) -> None:
         backoff = 0.0
@@ -251,8 +269,10 @@ class SenderThreads:
                 log.exception("%s sender error; backing off", self._label)
                 sent = False
             backoff = 0.0
-            if not sent:
-                self._stop.wait(self._poll)
+            if sent:
+                self._wake.set()
+            elif not self._stop.is_set():
+                self._idle()
 
 
 class WebhookSenders(SenderThreads):
