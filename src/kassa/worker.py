@@ -194,8 +194,9 @@ class SenderThreads:
     half of that so that the threads' turns interleave, and a thread that finds something
     wakes them all (there may be more: each then claims until none is left). Threads
     stuck in a send (an endpoint that hangs) take their turns out for as long, and the
-    others keep theirs, so a new item waits a little longer, never for them. Eight idle webhook threads asking every `poll_s` on their own would send 16
-    claims a second to the database, from every worker process, around the clock.
+    others keep theirs, so a new item waits a little longer, never for them. Eight idle
+    webhook threads asking every `poll_s` on their own would send 16 claims a second to
+    the database, from every worker process, around the clock.
 
     `stop()` only sets flags (safe from a signal handler): a thread finishes the item it
     is sending, recording its outcome, before it ends. A database outage is one line a
