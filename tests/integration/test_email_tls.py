@@ -98,7 +98,7 @@ def tls_server(
 
 def shop_for(database_url: str, url: str, cert: Path, clock: FakeClock) -> Kassa:
     settings = Settings(
-        database_url=database_url, smtp_url=url, mail_from="shop@kassa.test", smtp_timeout_s=5
+        database_url=database_url, smtp_url=url, mail_from="shop@kassa.test", smtp_timeout_s=30
     )
     kassa = stock(Kassa(settings, clock=clock))
     transport = kassa.emails.transport
@@ -148,7 +148,7 @@ def test_an_untrusted_certificate_is_refused_not_ignored(
 ) -> None:
     server, url, _ = tls_server
     settings = Settings(
-        database_url=database_url, smtp_url=url, mail_from="shop@kassa.test", smtp_timeout_s=5
+        database_url=database_url, smtp_url=url, mail_from="shop@kassa.test", smtp_timeout_s=30
     )
     kassa = stock(Kassa(settings, clock=clock))  # the system's CAs only
     try:

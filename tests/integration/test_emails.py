@@ -51,7 +51,7 @@ def settings(database_url: str, smtp: tuple[Recorder, int]) -> Settings:
         database_url=database_url,
         smtp_url=f"smtp://127.0.0.1:{smtp[1]}",
         mail_from="Kassa Test GmbH <shop@kassa.test>",
-        smtp_timeout_s=5,
+        smtp_timeout_s=30,  # the default: a loaded machine may take seconds to answer
         seller_name="Kassa Test GmbH",
         seller_email="shop@kassa.test",
         tax_rate_bp=1900,
@@ -251,7 +251,7 @@ def test_smtp_down_is_retried_later_and_gives_up_after_max_attempts(
         database_url=database_url,
         smtp_url=f"smtp://127.0.0.1:{port}",
         mail_from="shop@kassa.test",
-        smtp_timeout_s=5,
+        smtp_timeout_s=30,  # the default: a loaded machine may take seconds to answer
     )
     kassa = Kassa(settings, clock=clock)
     try:
