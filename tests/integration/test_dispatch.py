@@ -14,11 +14,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kassa.bootstrap import Kassa
+from kassa.config import Settings
 from kassa.services import events
+from kassa.services.context import RequestContext
 from kassa.services.dispatch import DispatchedEvent, Dispatcher
-from kassa.storage.tables import Event
+from kassa.storage.tables import Event, WebhookDelivery
+from tests.support import statements_sent
 
 AT = datetime(2026, 12, 2, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, webhooks_allow_private_targets=True)
 
 
 @dataclass
@@ -27,6 +35,9 @@ class Seen:
     ids: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     fail: bool = False
+
+    def idle_when(self) -> None:
+        return None  # wants every event
 
     def consume(self, session: Session, batch: Sequence[DispatchedEvent], now: datetime) -> None:
         if self.fail:
@@ -102,3 +113,27 @@ def test_dispatchers_racing_on_postgres_hand_each_event_on_once(
     for t in threads:
         t.join(60)
     assert Counter(seen.ids) == Counter(ids) and undispatched(kassa) == 0
+
+
+def test_with_no_endpoint_enabled_a_batch_is_marked_in_one_statement(kassa: Kassa) -> None:
+    """kassa's own consumers: no endpoint and no SMTP, so nothing wants the events; the
+    dispatcher marks them with one statement instead of the full way's four or five."""
+    write(kassa, 3)
+    with statements_sent(kassa) as sent:
+        assert kassa.dispatcher.run_once() == 3
+    assert undispatched(kassa) == 0
+    work = [s for s in sent if s.split()[0] not in ("BEGIN", "COMMIT")]
+    assert len(work) == 1 and work[0].startswith("UPDATE events"), sent
+
+
+def test_an_enabled_endpoint_takes_the_events_the_full_way(kassa: Kassa) -> None:
+    endpoint = kassa.webhook_endpoints.create(
+        RequestContext.system("test"), "http://127.0.0.1:9/kassa", ["*"]
+    )
+    ids = write(kassa, 2)
+    assert kassa.dispatcher.drain() == 2 and undispatched(kassa) == 0
+    with kassa.db.transaction(read_only=True) as session:
+        delivered = session.scalars(
+            select(WebhookDelivery.event_id).where(WebhookDelivery.endpoint_pk.is_not(None))
+        ).all()
+    assert sorted(delivered) == sorted(ids), endpoint.id

@@ -182,6 +182,11 @@ class Emails:
 
     # -- queueing (the dispatcher's transaction) ---------------------------------------
 
+    def idle_when(self) -> None:
+        """Every paid order, invoice and credit note may mean an e-mail: never idle (this
+        consumer is registered only when SMTP is configured)."""
+        return None
+
     def consume(self, session: Session, events: Sequence[DispatchedEvent], now: datetime) -> None:
         """Queue the message each event calls for, once per (kind, subject), in the
         dispatcher's transaction (module docs). An order without an e-mail gets none."""

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from kassa.domain.ids import new_id
 from kassa.services.dispatch import DispatchedEvent
@@ -32,6 +33,10 @@ _ENABLED = select(_ENDPOINTS.c.pk, _ENDPOINTS.c.events).where(_ENDPOINTS.c.disab
 
 class WebhookFanOut:
     name = "webhooks"
+
+    def idle_when(self) -> ColumnElement[bool]:
+        """No endpoint is enabled: no event is for anyone."""
+        return ~exists().where(_ENDPOINTS.c.disabled.is_(False))
 
     def consume(self, session: Session, events: Sequence[DispatchedEvent], now: datetime) -> None:
         endpoints = session.execute(_ENABLED).all()
