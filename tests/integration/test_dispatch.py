@@ -123,7 +123,18 @@ def test_with_no_endpoint_enabled_a_batch_is_marked_in_one_statement(kassa: Kass
         assert kassa.dispatcher.run_once() == 3
     assert undispatched(kassa) == 0
     work = [s for s in sent if s.split()[0] not in ("BEGIN", "COMMIT")]
-    assert len(work) == 1 and work[0].startswith("UPDATE events"), sent
+    assert [s.split()[0] for s in work] == ["SELECT", "UPDATE"], sent  # the poll, the mark
+    assert "UPDATE events" in work[1]
+
+
+def test_an_idle_poll_is_one_read(kassa: Kassa, is_postgres: bool) -> None:
+    with statements_sent(kassa) as sent:
+        assert kassa.dispatcher.run_once() == 0
+        assert kassa.webhook_sender.claim("w") is None
+    reads = [s for s in sent if s.split()[0] == "SELECT"]
+    assert len(reads) == 2 and all("FOR UPDATE" not in s for s in reads), sent
+    # PostgreSQL: autocommit, no BEGIN or COMMIT; SQLite: a deferred read (no write lock)
+    assert sent == reads if is_postgres else "BEGIN IMMEDIATE" not in sent
 
 
 def test_an_enabled_endpoint_takes_the_events_the_full_way(kassa: Kassa) -> None:

@@ -89,6 +89,9 @@ _MARK = (
 )
 
 
+_ANY_UNDISPATCHED = select(_EVENTS.c.pk).where(_EVENTS.c.dispatched.is_(False)).limit(1)
+
+
 def _mark_unwanted(idle: ColumnElement[bool]) -> Any:
     """Mark the oldest batch of undispatched events dispatched, if `idle` holds (no
     consumer wants any event): one statement."""
@@ -137,7 +140,10 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """Hand the oldest undispatched events (one batch) to every consumer; returns how
-        many were handed on."""
+        many were handed on. Idle (nothing to hand on), one statement: the poll."""
+        with self._db.poll() as session:
+            if session.execute(_ANY_UNDISPATCHED).first() is None:
+                return 0
         marker = self._marker()
         if marker is not None:
             with self._db.autocommit() as session:

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
@@ -50,6 +50,7 @@ from kassa.services.webhook_endpoints import FAILED, PENDING, SUCCEEDED
 from kassa.services.webhook_targets import TargetPolicy, TargetRefused
 from kassa.storage.database import Database
 from kassa.storage.tables import (
+    UTC_TIME,
     Event,
     WebhookDelivery,
     WebhookDeliveryAttempt,
@@ -96,6 +97,16 @@ class Outcome:
 def signature(secrets: tuple[str, ...], msg_id: str, sent_at: datetime, body: str) -> str:
     """The `webhook-signature` header: one `v1,<base64>` per secret, space-separated."""
     return " ".join(Webhook(secret).sign(msg_id, sent_at, body) for secret in secrets)
+
+
+_ANY_DUE = (
+    select(WebhookDelivery.pk)
+    .where(
+        WebhookDelivery.state == PENDING,
+        WebhookDelivery.next_attempt_at <= bindparam("now", type_=UTC_TIME),
+    )
+    .limit(1)
+)
 
 
 def _due(now: datetime) -> Any:
@@ -171,6 +182,9 @@ class WebhookSender:
 
     def claim(self, worker: str) -> ClaimedDelivery | None:
         now = self._clock()
+        with self._db.poll() as session:  # idle senders ask often: one statement
+            if session.execute(_ANY_DUE, {"now": now}).first() is None:
+                return None
         with self._db.transaction() as session:
             for endpoint_pk in self._candidates(session, now):
                 claimed = self._claim_of(session, endpoint_pk, worker, now)

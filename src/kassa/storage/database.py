@@ -295,6 +295,19 @@ class Database:
             yield session
 
     @contextmanager
+    def poll(self) -> Iterator[Session]:
+        """A session for one read that needs no transaction around it: a poll asking
+        whether there is work (the dispatcher's, the senders'), which an idle worker sends
+        every fraction of a second. On PostgreSQL it runs in autocommit (one round trip,
+        not three); on SQLite in a read transaction (a deferred BEGIN takes no lock)."""
+        if self.is_sqlite or _SCOPE.get() is not None:
+            with self.transaction(read_only=True) as session:
+                yield session
+            return
+        with storage_errors(), self._autocommit() as session, session.begin():
+            yield session
+
+    @contextmanager
     def scoped(self, scope: RequestScope) -> Iterator[RequestScope]:
         """Run the block (and the threads it starts with a copy of its context: FastAPI's
         thread pool) inside `scope`; a transaction still held at the end is rolled back
