@@ -63,6 +63,15 @@ T = TypeVar("T")  # what a benchmark's run found
 # --------------------------------------------------------------------------- command line
 
 
+def positive_ints(raw: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers ("1,10,100"); () if it is not one."""
+    try:
+        values = tuple(int(v) for v in raw.split(",") if v.strip())
+    except ValueError:
+        return ()
+    return values if values and all(v > 0 for v in values) else ()
+
+
 class BenchParser(argparse.ArgumentParser):
     """A benchmark's command line. `--quick` picks smaller defaults for the options added
     with `add_sized`; `parse` fills them in and turns `--databases` into a tuple."""

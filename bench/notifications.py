@@ -85,6 +85,7 @@ from harness import (
     http_client,
     kassa_commands,
     percentile,
+    positive_ints,
     ratio,
     recorded_params,
     run_benchmark,
@@ -140,14 +141,6 @@ class Params:
     label: str | None
 
 
-def _counts(raw: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in raw.split(",") if v.strip())
-    except ValueError:
-        return ()
-    return values if values and all(v > 0 for v in values) else ()
-
-
 def parse_args(argv: list[str] | None = None) -> Params:
     parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8, help="client threads (default 8)")
@@ -175,7 +168,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     parser.add_argument("--label", default=None, help="a note kept in the results file")
     parser.add_postgres_url()
     args = parser.parse(argv)
-    endpoints = _counts(args.endpoints)
+    endpoints = positive_ints(args.endpoints)
     if not endpoints:
         parser.error(f"--endpoints takes positive integers; got {args.endpoints!r}")
     if args.clients < 1 or args.orders < 1 or args.deliveries < 1:

@@ -81,6 +81,7 @@ from harness import (
     kassa_server,
     log_tail,
     measure_baseline,
+    positive_ints,
     ratio,
     recorded_params,
     run_benchmark,
@@ -135,14 +136,6 @@ class Params:
     postgres_url: str
 
 
-def _positive_ints(raw: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in raw.split(",") if v.strip())
-    except ValueError:
-        return ()
-    return values if values and all(v > 0 for v in values) else ()
-
-
 def parse_args(argv: list[str] | None = None) -> Params:
     parser = BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
@@ -163,7 +156,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     )
     parser.add_postgres_url()
     args = parser.parse(argv)
-    worker_procs = _positive_ints(args.workers_procs)
+    worker_procs = positive_ints(args.workers_procs)
     if not worker_procs:
         parser.error(f"--workers-procs takes positive integers; got {args.workers_procs!r}")
     if args.clients < 1 or args.events < 1 or args.workers < 1 or args.time_limit <= 0:
