@@ -711,6 +711,15 @@ class WebhookDelivery(Base):
             sqlite_where=text(PENDING_DELIVERY),
         ),
         Index("ix_webhook_deliveries_endpoint_pk", "endpoint_pk", "pk"),  # an endpoint's log
+        # each endpoint's next due delivery, a seek per endpoint whatever the backlog
+        Index(
+            "ix_webhook_deliveries_endpoint_due",
+            "endpoint_pk",
+            "next_attempt_at",
+            "pk",
+            postgresql_where=text(PENDING_DELIVERY),
+            sqlite_where=text(PENDING_DELIVERY),
+        ),
     )
 
 

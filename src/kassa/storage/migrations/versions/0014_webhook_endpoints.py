@@ -93,6 +93,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_endpoint_pk", "webhook_deliveries", ["endpoint_pk", "pk"]
     )
+    op.create_index(
+        "ix_webhook_deliveries_endpoint_due",
+        "webhook_deliveries",
+        ["endpoint_pk", "next_attempt_at", "pk"],
+        postgresql_where=sa.text(_PENDING),
+        sqlite_where=sa.text(_PENDING),
+    )
     op.create_table(
         "webhook_delivery_attempts",
         sa.Column("pk", _PK, nullable=False),
