@@ -499,3 +499,38 @@ def test_the_worker_pool_dispatches_and_sends_and_stops_cleanly(
     finally:
         pool.stop()
         assert pool.join(timeout=15)
+
+
+def test_the_lease_itself_refuses_a_third_delivery_of_a_full_endpoint(
+    kassa: Kassa, receiver: Receiver
+) -> None:
+    """The endpoint's lease count, read with its lock, can be stale on PostgreSQL: in READ
+    COMMITTED a statement's snapshot is taken before the row lock is won, so a claimer that
+    locks the endpoint just after another committed its lease counts one lease too few (CI
+    saw three deliveries of one endpoint in flight). The lease UPDATE, a later statement
+    with a later snapshot, must therefore refuse on its own when the endpoint is full."""
+    from kassa.services import webhook_delivery
+
+    kassa.webhook_endpoints.create(ADMIN, receiver.url + "/full", ["*"])
+    emit(kassa, n=3)
+    kassa.dispatcher.drain()
+    sender = kassa.webhook_sender
+    assert sender.claim("a") is not None
+    assert sender.claim("b") is not None
+    assert sender.claim("c") is None  # the pre-check under the lock
+    now = kassa.clock()
+    with kassa.db.transaction() as session:
+        (endpoint_pk,) = session.execute(select(WebhookDelivery.endpoint_pk).limit(1)).one()
+        for statement in (webhook_delivery._LEASE, webhook_delivery._LEASE_LOCKING):
+            if statement is webhook_delivery._LEASE_LOCKING and kassa.db.is_sqlite:
+                continue
+            leased = session.execute(
+                statement,
+                {
+                    "of_endpoint": endpoint_pk,
+                    "now": now,
+                    "lease_to": now + timedelta(seconds=60),
+                    "owner": "stale",
+                },
+            ).first()
+            assert leased is None

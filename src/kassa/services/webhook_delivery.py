@@ -187,9 +187,24 @@ def _lease(locking: bool) -> Any:
     )
     if locking:
         oldest = oldest.with_for_update(skip_locked=True)
+    # The endpoint's leases counted again here, not only in the read that locked it: on
+    # PostgreSQL (READ COMMITTED) that read's snapshot predates winning the lock, so it can
+    # miss the lease of the claimer that held the lock just before; this statement's
+    # snapshot is taken after the lock is ours and sees every lease committed under it.
+    leased = _DELIVERIES.alias("leased")
+    leased_now = (
+        select(func.count())
+        .select_from(leased)
+        .where(
+            leased.c.endpoint_pk == _THIS_ENDPOINT,
+            leased.c.state == PENDING,
+            leased.c.lease_until >= _NOW,
+        )
+        .scalar_subquery()
+    )
     return (
         update(_DELIVERIES)
-        .where(_DELIVERIES.c.pk == oldest.scalar_subquery())
+        .where(_DELIVERIES.c.pk == oldest.scalar_subquery(), leased_now < PER_ENDPOINT)
         .values(lease_until=bindparam("lease_to", type_=UTC_TIME), locked_by=bindparam("owner"))
         .returning(
             _DELIVERIES.c.pk,
