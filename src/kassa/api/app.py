@@ -31,6 +31,7 @@ from kassa.api.routers.webhooks import webhooks
 from kassa.api.text import RejectUnstorableText
 from kassa.bootstrap import Kassa
 from kassa.config import Settings
+from kassa.dashboard.app import install_dashboard
 
 
 def create_app(kassa: Kassa | None = None) -> FastAPI:
@@ -75,4 +76,5 @@ def create_app(kassa: Kassa | None = None) -> FastAPI:
         emails,
     ):
         app.include_router(router)
+    install_dashboard(app)  # /dashboard: pages for staff, on the same services
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,6 +78,20 @@ class AuditLog:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+
+    def of_subjects(self, subject_ids: Sequence[str], limit: int = 100) -> list[AuditView]:
+        """The newest `limit` records about any of `subject_ids` (an order, its payments
+        and refunds: the order page's trail), newest first; one read on the subject index."""
+        if not subject_ids:
+            return []
+        stmt = (
+            select(AuditRecord)
+            .where(AuditRecord.subject_id.in_(list(subject_ids)))
+            .order_by(AuditRecord.pk.desc())
+            .limit(limit)
+        )
+        with self._db.transaction(read_only=True) as session:
+            return [AuditView.of(row) for row in session.scalars(stmt)]
 
     def list(
         self,

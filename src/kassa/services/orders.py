@@ -418,6 +418,13 @@ class Orders:
             row = session.scalar(select(Order).where(Order.id == order_id))
             return OrderView.of(self._visible(ctx, row, order_id))
 
+    def by_number(self, ctx: RequestContext, number: str) -> OrderView:
+        """The order numbered `number` ("K-000042"; the dashboard's search), found through
+        the number's unique index."""
+        with self._db.transaction(read_only=True) as session:
+            row = session.scalar(select(Order).where(Order.number == number))
+            return OrderView.of(self._visible(ctx, row, number))
+
     def list(
         self,
         ctx: RequestContext,

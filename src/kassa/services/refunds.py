@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from kassa.domain.errors import FieldProblem, invalid, not_found
+from kassa.domain.errors import FieldProblem, conflict, invalid, not_found
 from kassa.domain.ids import new_id
 from kassa.domain.payments import (
     ErrorType,
@@ -189,8 +189,16 @@ class Refunds:
         reason: str | None = None,
         destination: str = ORIGINAL,
         request_key: str | None = None,
+        if_committed: int | None = None,
     ) -> RefundView:
-        group_id, parts = self._open(ctx, order_id, amount, reason, destination, request_key)
+        """Refund `amount` of the order (all that is left if None). `if_committed`: the
+        amount already refunded or being refunded that the caller saw when it decided
+        (the dashboard's confirmation form); if the order's differs by the time its lock
+        is held, nothing is refunded (409 `order_changed`), so a form posted twice refunds
+        once."""
+        group_id, parts = self._open(
+            ctx, order_id, amount, reason, destination, request_key, if_committed
+        )
         for part_id, payment_id in parts:
             if destination == ORIGINAL:
                 self._execute(ctx, part_id, payment_id)
@@ -206,6 +214,7 @@ class Refunds:
         reason: str | None,
         destination: str,
         request_key: str | None,
+        if_committed: int | None = None,
     ) -> tuple[str, list[tuple[str, str | None]]]:
         now = self._clock()
         with self._db.transaction() as session:
@@ -220,6 +229,11 @@ class Refunds:
                 )
                 or 0
             )
+            if if_committed is not None and committed != if_committed:
+                raise conflict(
+                    "order_changed",
+                    "the order was refunded since this was confirmed: review it and try again",
+                )
             amount = refund_amount(order.amount_paid, committed, requested)
             if destination == WALLET and order.customer_id is None:
                 raise invalid(

@@ -1,0 +1,42 @@
+"""The dashboard mounted into kassa's app: its routers, its static assets, and its refusals
+as pages (not the API's problem+json): sign in, change your password, 403, 404.
+
+Its routes are left out of the OpenAPI document: they are pages for people, not the API.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from kassa.dashboard.auth import PASSWORD_PATH, PageRefused, PasswordChangeNeeded, SignInNeeded
+from kassa.dashboard.pages import ROUTERS
+from kassa.dashboard.web import PREFIX, SECURITY_HEADERS, STATIC_DIR, render
+
+
+def install_dashboard(app: FastAPI) -> None:
+    app.mount(PREFIX + "/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX, include_in_schema=False)
+
+    async def to_sign_in(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SignInNeeded)
+        query = {"next": exc.next_path} if exc.next_path.startswith(PREFIX + "/") else {}
+        target = PREFIX + "/sign-in" + ("?" + urlencode(query) if query else "")
+        return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+
+    async def to_password(request: Request, exc: Exception) -> Response:
+        return RedirectResponse(PREFIX + PASSWORD_PATH, status_code=303, headers=SECURITY_HEADERS)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PageRefused)
+        return render(
+            request, exc.viewer, "refused.html.j2", {"message": exc.message}, status=exc.status
+        )
+
+    app.add_exception_handler(SignInNeeded, to_sign_in)
+    app.add_exception_handler(PasswordChangeNeeded, to_password)
+    app.add_exception_handler(PageRefused, refused)

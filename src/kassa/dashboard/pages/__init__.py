@@ -1,0 +1,11 @@
+"""The dashboard's pages, one module per area; each exports one APIRouter."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from kassa.dashboard.pages.documents import router as documents
+from kassa.dashboard.pages.orders import router as orders
+from kassa.dashboard.pages.session import router as session
+
+ROUTERS: tuple[APIRouter, ...] = (session, orders, documents)

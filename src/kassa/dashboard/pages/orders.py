@@ -1,0 +1,294 @@
+"""Orders: the list with search and filters, one order's page, and its actions (fulfil,
+cancel, refund), each confirmed on a page of its own before anything happens.
+
+Everything is read and changed through the services the API uses (`kassa.orders`,
+`kassa.payments`, `kassa.refunds`, `kassa.invoices`, `kassa.emails`, `kassa.audit`), with
+the signed-in user's context, so a dashboard action is checked, audited and reported
+exactly as the same API call would be.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.formatting import AmountNotUnderstood, parse_amount
+from kassa.dashboard.web import redirect, render
+from kassa.domain.errors import DomainError, ErrorKind
+from kassa.domain.roles import Permission
+from kassa.services.orders import OrderView
+from kassa.services.pagination import CreatedRange
+from kassa.services.refunds import RefundView
+
+router = APIRouter()
+PAGE_SIZE = 50
+STATUSES = ("pending", "paid", "fulfilled", "canceled")
+_NUMBER = re.compile(r"^(?:k-?)?0*(\d{1,12})$", re.IGNORECASE)
+NOTICES = {
+    "fulfilled": "The order is fulfilled.",
+    "canceled": "The order is canceled.",
+    "refunded": "The refund was made.",
+    "refund_pending": "The refund was sent to the provider; it is not settled yet.",
+    "password_changed": "Your password is changed.",
+}
+
+
+def order_number_of(text: str) -> str | None:
+    """A typed order number in any of its forms ("K-000042", "k42", "42") as stored."""
+    match = _NUMBER.match(text.strip())
+    return f"K-{int(match.group(1)):06d}" if match else None
+
+
+def _day(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+@router.get("/orders")
+def orders_list(
+    request: Request,
+    staff: Annotated[Staff, Depends(allowed(Permission.READ_ORDERS))],
+    q: str = "",
+    status: str = "",
+    created_from: str = "",
+    created_to: str = "",
+    after: str = "",
+) -> Response:
+    """Search: an order id (ord_…) or number opens the order; an e-mail filters the list."""
+    q = q.strip()
+    kassa, ctx = staff.kassa, staff.ctx
+    if q and (q.startswith("ord_") or order_number_of(q)):
+        try:
+            found = (
+                kassa.orders.get(ctx, q)
+                if q.startswith("ord_")
+                else kassa.orders.by_number(ctx, order_number_of(q) or q)
+            )
+        except DomainError:
+            found = None
+        orders, has_more = ([found] if found else []), False
+    else:
+        zone = staff.viewer.zone
+        start, end = _day(created_from), _day(created_to)
+        created = CreatedRange(
+            gte=datetime.combine(start.date(), time(), zone) if start else None,
+            lt=datetime.combine(end.date(), time(), zone) + timedelta(days=1) if end else None,
+        )
+        try:
+            page = kassa.orders.list(
+                ctx,
+                limit=PAGE_SIZE,
+                starting_after=after or None,
+                status=status if status in STATUSES else None,
+                email=q if "@" in q else None,
+                created=created,
+            )
+            orders, has_more = list(page.data), page.has_more
+        except DomainError:  # a stale cursor: start again from the newest
+            orders, has_more = [], False
+    return render(
+        request,
+        staff.viewer,
+        "orders.html.j2",
+        {
+            "orders": orders,
+            "has_more": has_more,
+            "q": q,
+            "status": status,
+            "statuses": STATUSES,
+            "created_from": created_from,
+            "created_to": created_to,
+            "searched": bool(q),
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDossier:
+    """Everything the order page shows, each part from its own service."""
+
+    order: OrderView
+    payments: list[Any]
+    refunds: list[RefundView]
+    invoice: Any
+    credit_notes: list[Any]
+    emails: list[Any]
+    audit: list[Any]
+    committed: int  # refunded or being refunded: what the refund form's guard compares
+
+    @property
+    def refundable(self) -> int:
+        return max(0, self.order.amount_paid - self.committed)
+
+
+def _dossier(staff: Staff, number: str) -> OrderDossier:
+    kassa, ctx = staff.kassa, staff.ctx
+    try:
+        order = kassa.orders.by_number(ctx, number)
+    except DomainError as exc:
+        raise staff.refuse(404, f"There is no order {number}.") from exc
+    viewer = staff.viewer
+    payments = (
+        list(kassa.payments.list_for_order(ctx, order.id, limit=100).data)
+        if viewer.can(Permission.READ_PAYMENTS)
+        else []
+    )
+    refunds = (
+        list(kassa.refunds.list_for_order(order.id, limit=100).data)
+        if viewer.can(Permission.READ_REFUNDS)
+        else []
+    )
+    invoice, credit_notes = None, []
+    if viewer.can(Permission.READ_DOCUMENTS):
+        documents = kassa.invoices.list("invoice", limit=5, order=order.id).data
+        invoice = documents[0] if documents else None
+        credit_notes = list(kassa.invoices.list("credit_note", limit=100, order=order.id).data)
+    emails = (
+        list(kassa.emails.list(limit=50, order=order.id).data)
+        if viewer.can(Permission.READ_EMAILS)
+        else []
+    )
+    subjects = [order.id, *(p.id for p in payments), *(r.id for r in refunds)]
+    audit = kassa.audit.of_subjects(subjects) if viewer.can(Permission.READ_AUDIT) else []
+    committed = sum(
+        part.amount
+        for refund in refunds
+        for part in refund.parts
+        if part.status in ("pending", "succeeded")
+    )
+    return OrderDossier(order, payments, refunds, invoice, credit_notes, emails, audit, committed)
+
+
+@router.get("/orders/{number}")
+def order_page(
+    request: Request,
+    number: str,
+    staff: Annotated[Staff, Depends(allowed(Permission.READ_ORDERS))],
+    notice: str = "",
+) -> Response:
+    dossier = _dossier(staff, number)
+    return render(
+        request,
+        staff.viewer,
+        "order.html.j2",
+        {"d": dossier, "o": dossier.order, "notice": NOTICES.get(notice, "")},
+    )
+
+
+# -- actions ------------------------------------------------------------------------------
+
+
+def _failed(request: Request, staff: Staff, number: str, exc: DomainError) -> Response:
+    """The order page again, saying why the action did not happen (4xx, nothing changed)."""
+    dossier = _dossier(staff, number)
+    status = {ErrorKind.NOT_FOUND: 404, ErrorKind.CONFLICT: 409}.get(exc.kind, 422)
+    return render(
+        request,
+        staff.viewer,
+        "order.html.j2",
+        {"d": dossier, "o": dossier.order, "notice": "", "error": exc.detail},
+        status=status,
+    )
+
+
+@router.get("/orders/{number}/{action}")
+def confirm_page(
+    request: Request,
+    number: str,
+    action: str,
+    staff: Annotated[Staff, Depends(allowed(Permission.READ_ORDERS))],
+    amount: str = "",
+) -> Response:
+    """"Fulfil order K-000042?" and the like: the page the action's button leads to."""
+    needs = {
+        "fulfil": Permission.FULFILL_ORDERS,
+        "cancel": Permission.CANCEL_ORDERS,
+        "refund": Permission.REFUND_ORDERS,
+    }
+    if action not in needs:
+        raise staff.refuse(404, "There is no such page.")
+    if not staff.viewer.can(needs[action]):
+        raise staff.refuse(403, f"Your role ({staff.viewer.role}) may not {action} orders.")
+    dossier = _dossier(staff, number)
+    return render(
+        request,
+        staff.viewer,
+        "order_confirm.html.j2",
+        {"d": dossier, "o": dossier.order, "action": action, "amount": amount, "error": ""},
+    )
+
+
+@router.post("/orders/{number}/fulfil")
+def fulfil(
+    request: Request,
+    number: str,
+    posted: Annotated[Posted, Depends(posting(Permission.FULFILL_ORDERS))],
+) -> Response:
+    staff = posted.staff
+    order = _dossier(staff, number).order
+    try:
+        staff.kassa.orders.fulfill(staff.ctx, order.id)
+    except DomainError as exc:
+        return _failed(request, staff, number, exc)
+    return redirect(f"/orders/{number}", notice="fulfilled")
+
+
+@router.post("/orders/{number}/cancel")
+def cancel(
+    request: Request,
+    number: str,
+    posted: Annotated[Posted, Depends(posting(Permission.CANCEL_ORDERS))],
+) -> Response:
+    staff = posted.staff
+    order = _dossier(staff, number).order
+    try:
+        staff.kassa.orders.cancel(staff.ctx, order.id)
+    except DomainError as exc:
+        return _failed(request, staff, number, exc)
+    return redirect(f"/orders/{number}", notice="canceled")
+
+
+@router.post("/orders/{number}/refund")
+def refund(
+    request: Request,
+    number: str,
+    posted: Annotated[Posted, Depends(posting(Permission.REFUND_ORDERS))],
+) -> Response:
+    """Refund the typed amount (major units, the reader's locale), guarded by the refunded
+    total the confirmation page showed: a second post of the same form changes nothing."""
+    staff = posted.staff
+    dossier = _dossier(staff, number)
+    order = dossier.order
+    typed = posted.text("amount")
+    try:
+        amount = parse_amount(typed, order.currency, staff.viewer.locale)
+        seen = int(posted.text("committed", "-1"))
+    except (AmountNotUnderstood, ValueError) as exc:
+        return render(
+            request,
+            staff.viewer,
+            "order_confirm.html.j2",
+            {"d": dossier, "o": order, "action": "refund", "amount": typed, "error": str(exc)},
+            status=422,
+        )
+    try:
+        made = staff.kassa.refunds.create(
+            staff.ctx,
+            order.id,
+            amount=amount,
+            reason=posted.text("reason") or None,
+            if_committed=seen,
+        )
+    except DomainError as exc:
+        return _failed(request, staff, number, exc)
+    return redirect(
+        f"/orders/{number}", notice="refunded" if made.status == "succeeded" else "refund_pending"
+    )
