@@ -608,6 +608,9 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTC_TIME)
     dispatched: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The order the event is about, if any (an order's, its payment's, refund's, invoice's
+    # or credit note's event): the dashboard's order page lists them (migration 0017).
+    order_id: Mapped[str | None] = mapped_column(String(40))
     __table_args__ = (
         # what the dispatcher scans: the few events not yet handed on, oldest first
         Index(
@@ -617,7 +620,7 @@ class Event(Base):
             sqlite_where=text(UNDISPATCHED),
         ),
         Index("ix_events_created_at", "created_at"),  # pruning, oldest first
-        *list_indexes("events", "type"),
+        *list_indexes("events", "type", "order_id"),
     )
 
 
