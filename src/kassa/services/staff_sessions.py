@@ -229,7 +229,7 @@ class StaffSessions:
         ).first()
         if found is None:
             return None
-        record, user = found.tuple()
+        record, user = found
         now = self._clock()
         if (
             record.revoked_at is not None
@@ -332,7 +332,7 @@ class StaffSessions:
             ).first()
             if found is None:
                 return
-            record, user = found.tuple()
+            record, user = found
             if record.revoked_at is not None:
                 return
             record.revoked_at = now
