@@ -16,7 +16,7 @@ from kassa.domain.ids import has_prefix
 from kassa.domain.roles import Role
 from kassa.services.context import RequestContext
 from kassa.services.staff_sessions import SignInRefused
-from kassa.storage.tables import AuditRecord, StaffUser
+from kassa.storage.tables import AuditRecord, StaffUser, WalletEntry
 from tests.conftest import Keys
 
 CLIENT = "203.0.113.7"
@@ -171,3 +171,21 @@ def test_audit_api_shows_and_filters_by_actor_user(
         "/v1/audit", params={"actor_user": "usr_nobody"}, headers=keys.headers("admin")
     )
     assert nobody.status_code == 200 and nobody.json()["data"] == [], nobody.text
+
+
+def test_a_staff_users_wallet_adjustment_names_them_in_audit_and_ledger(
+    kassa: Kassa, system: RequestContext
+) -> None:
+    """What a user does through the services (as the dashboard will) carries their id
+    beside the actor key `dashboard`: in the audit log and in the wallet's ledger."""
+    admin, _ = kassa.staff_users.create(system, "boss@example.com", "admin")
+    customer = kassa.customers.create(system, "c@example.com", None)
+    kassa.wallets.adjust(
+        RequestContext.staff(admin.id, admin.role), customer.id, "EUR", 500, "goodwill"
+    )
+    with kassa.db.transaction(read_only=True) as s:
+        entry = s.scalar(select(WalletEntry).where(WalletEntry.customer_id == customer.id))
+        audited = s.scalar(select(AuditRecord).where(AuditRecord.action == "wallet.adjusted"))
+    assert entry is not None and audited is not None
+    assert (entry.actor_key_id, entry.actor_user) == ("dashboard", admin.id)
+    assert (audited.actor_key_id, audited.actor_user) == ("dashboard", admin.id)

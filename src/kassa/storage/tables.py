@@ -461,6 +461,8 @@ class WalletEntry(Base):
     reference: Mapped[str | None] = mapped_column(String(60))
     reason: Mapped[str | None] = mapped_column(String(500))
     actor_key_id: Mapped[str | None] = mapped_column(String(40))
+    # the staff user (`usr_…`) behind a dashboard change (migration 0016)
+    actor_user: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTC_TIME)
     __table_args__ = (
         Index("ix_wallet_entries_wallet", "customer_id", "currency", "pk"),

@@ -16,8 +16,9 @@ records have `actor_key_id` "dashboard"). A nullable column added in place
 (`ADD COLUMN`, no table rebuild, so the triggers that refuse UPDATE and DELETE stay), and
 its list index as `tables.list_indexes` makes them: (actor_user, pk) on PostgreSQL,
 (actor_user) on SQLite. Every existing row has it NULL, so the index builds quickly.
+`wallet_entries.actor_user` likewise names the user beside the entry's `actor_key_id`.
 
-Three new, empty tables and one nullable column: quick on both databases.
+Three new, empty tables and two nullable columns: quick on both databases.
 
 Revision ID: 0016
 Revises: 0015
@@ -92,6 +93,7 @@ def upgrade() -> None:
     op.create_index("ix_staff_sign_in_failures_at", "staff_sign_in_failures", ["at"])
 
     op.add_column("audit_log", sa.Column("actor_user", sa.String(40), nullable=True))
+    op.add_column("wallet_entries", sa.Column("actor_user", sa.String(40), nullable=True))
     if _postgres():
         op.create_index("ix_audit_log_actor_user_pk", "audit_log", ["actor_user", "pk"])
     else:
@@ -102,6 +104,7 @@ def downgrade() -> None:
     name = "ix_audit_log_actor_user_pk" if _postgres() else "ix_audit_log_actor_user"
     op.drop_index(name, table_name="audit_log")
     op.drop_column("audit_log", "actor_user")  # in place (SQLite 3.35+): the triggers stay
+    op.drop_column("wallet_entries", "actor_user")
     op.drop_table("staff_sign_in_failures")
     op.drop_table("staff_sessions")
     op.drop_table("staff_users")
