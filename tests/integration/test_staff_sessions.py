@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from kassa.bootstrap import Kassa
+from kassa.config import Settings
 from kassa.domain.ids import has_prefix
 from kassa.domain.roles import Role
 from kassa.services.context import RequestContext
@@ -276,3 +277,25 @@ def test_tokens_are_stored_only_hashed(kassa: Kassa, ada: tuple[str, str]) -> No
             dump = repr([tuple(r) for r in s.execute(select(AuditRecord.__table__)).all()])
             assert raw not in dump
         assert s.scalar(select(func.count()).select_from(StaffSessionRecord)) == 1
+
+
+def test_timeouts_come_from_the_settings(
+    database_url: str, clock: FakeClock, system: RequestContext
+) -> None:
+    settings = Settings(
+        database_url=database_url, dashboard_idle_timeout_s=60, dashboard_session_max_s=150
+    )
+    core = Kassa(settings, clock=clock)
+    try:
+        _, password = core.staff_users.create(system, "ada@example.com", "analyst")
+        token, _ = core.staff_sessions.sign_in("ada@example.com", password, CLIENT)
+        clock.advance(61)
+        assert core.staff_sessions.resolve(token) is None  # idle
+        token, _ = core.staff_sessions.sign_in("ada@example.com", password, CLIENT)
+        for _ in range(3):
+            clock.advance(50)
+            assert core.staff_sessions.resolve(token) is not None
+        clock.advance(1)
+        assert core.staff_sessions.resolve(token) is None  # too old
+    finally:
+        core.close()

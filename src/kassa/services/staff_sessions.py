@@ -41,7 +41,7 @@ MAX_FAILURES_PER_EMAIL = 5
 MAX_FAILURES_PER_CLIENT = 30
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # hashing is slow by design: no megabyte passwords
-LAST_SEEN_EVERY_S = 60  # how stale `last_seen_at` may be before a request writes it
+LAST_SEEN_EVERY_S = 60  # how stale `last_seen_at` may grow before a request writes it
 CHANGE_PASSWORD_CLIENT = "change-password"  # a failed current password, as a "client"
 
 
@@ -112,6 +112,9 @@ class StaffSessions:
         self._clock = clock
         self._idle = timedelta(seconds=idle_timeout_s)
         self._max_age = timedelta(seconds=max_age_s)
+        # how stale `last_seen_at` may grow: a session in use must never look idle, so
+        # well below the idle timeout however short that is set
+        self._seen_every = timedelta(seconds=min(LAST_SEEN_EVERY_S, idle_timeout_s / 4))
 
     # -- throttling --------------------------------------------------------------------
 
@@ -242,8 +245,9 @@ class StaffSessions:
 
     def resolve(self, token: str) -> StaffSession | None:
         """The live session for a cookie's token, or None (unknown, revoked, idle too long,
-        too old, or its user disabled). Marks it seen at most once a minute, so most page
-        views cost one read."""
+        too old, or its user disabled). Marks it seen at most once a minute (a quarter of the
+        idle timeout if that is shorter), so most page views cost one read, and a session
+        may end up to that much before the idle timeout has fully passed."""
         if not token:
             return None
         with self._db.transaction(read_only=True) as session:
@@ -254,7 +258,7 @@ class StaffSessions:
             result = StaffSession(record.id, StaffUserView.of(user), record.csrf_token)
             last_seen = record.last_seen_at
         now = self._clock()
-        if now - last_seen >= timedelta(seconds=LAST_SEEN_EVERY_S):
+        if now - last_seen >= self._seen_every:
             with self._db.transaction() as session:
                 session.execute(
                     update(StaffSessionRecord)
