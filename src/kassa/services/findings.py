@@ -358,7 +358,9 @@ class CheckFindings:
             if row is None:
                 raise _unknown(finding_id)
             before = _acknowledgement(row)
-            row.acknowledged_at, row.acknowledged_by, row.note = now, ctx.actor_key_id, note
+            # a staff user is named by their id (`usr_…`), not the dashboard's actor key
+            by = ctx.actor_user or ctx.actor_key_id
+            row.acknowledged_at, row.acknowledged_by, row.note = now, by, note
             audit.record(
                 session,
                 ctx,
