@@ -428,7 +428,8 @@ class Orders:
     def numbers(self, ctx: RequestContext, order_ids: Sequence[str]) -> dict[str, str]:
         """The number of each of `order_ids` the caller may see, by id (the dashboard links
         orders named elsewhere, a check finding or an audit record, by their number): one
-        read on the id index, whatever their count. An unknown id is left out."""
+        read on the id index, whatever their count. An unknown id (or one without a number)
+        is left out."""
         wanted = sorted(set(order_ids))
         if not wanted:
             return {}
@@ -436,7 +437,7 @@ class Orders:
         if sees_only_own_orders(ctx.role):
             stmt = stmt.where(Order.created_by_key == ctx.actor_key_id)
         with self._db.transaction(read_only=True) as session:
-            return {order_id: number for order_id, number in session.execute(stmt)}
+            return {order_id: number for order_id, number in session.execute(stmt) if number}
 
     def list(
         self,

@@ -1,0 +1,1 @@
+"""The staff dashboard: server-rendered pages for people, on the services the API uses."""
