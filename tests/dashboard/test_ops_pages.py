@@ -421,3 +421,37 @@ def test_resetting_a_password_shows_the_new_one_once_and_ops_may_not_manage_user
     assert ops.post(f"/dashboard/users/{admin.user_id}/disable").status_code == 403
     assert not kassa.staff_users.get(SYSTEM, admin.user_id).disabled
     assert [r for r in audited(kassa, "staff_user.create") if r.actor_user] == []
+
+
+# -- a handful of queries a page ----------------------------------------------------------
+
+
+def test_every_operations_page_issues_a_handful_of_statements(
+    kassa: Kassa,
+    client: TestClient,
+    keys: Keys,
+    receiver: Receiver,
+    clock: FakeClock,
+    staff: Staff,
+) -> None:
+    """With rows on every page (findings about orders, a delivery of 8 attempts, dozens of
+    audit records, keys and users), no page reads per row."""
+    broken_orders(kassa, client, keys, 5)
+    endpoint_id = failed_delivery(kassa, receiver, clock)
+    admin = staff("admin")
+    for n in range(3):
+        staff("analyst")
+        kassa.api_keys.create(SYSTEM, "analyst", f"more {n}")
+    for path in (
+        "/dashboard/findings",
+        "/dashboard/webhooks",
+        f"/dashboard/webhooks/{endpoint_id}",
+        "/dashboard/exports",
+        "/dashboard/audit",
+        "/dashboard/keys",
+        "/dashboard/users",
+    ):
+        with statements_sent(kassa) as sent:
+            assert admin.get(path).status_code == 200, path
+        reads = [s for s in sent if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")]
+        assert len(reads) <= 6, (path, reads)
