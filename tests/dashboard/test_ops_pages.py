@@ -204,6 +204,41 @@ def test_an_endpoint_is_disabled_and_enabled_again_and_only_admins_see_webhooks(
     assert 'href="/dashboard/webhooks"' not in ops.get("/dashboard/orders").text
 
 
+def test_an_endpoint_is_created_with_its_secret_shown_once_and_deleted_after_a_confirmation(
+    kassa: Kassa, receiver: Receiver, staff: Staff
+) -> None:
+    admin = staff("admin")
+    form = {"url": receiver.url + "/new", "description": "warehouse"}
+    none = admin.post("/dashboard/webhooks", form)
+    assert none.status_code == 422 and "Choose the events" in none.text
+    bad = admin.post("/dashboard/webhooks", {"url": "ftp://x.example/", "event:*": "on"})
+    assert bad.status_code == 422 and 'role="alert"' in bad.text
+    made = admin.post(
+        "/dashboard/webhooks", {**form, "event:order.paid": "on", "event:refund.failed": "on"}
+    )
+    assert made.status_code == 200, made.text
+    assert "shown only this once" in made.text
+    secret = made.text.split('id="secret" readonly value="')[1].split('"')[0]
+    assert secret.startswith("whsec_")
+    (endpoint,) = kassa.webhook_endpoints.list(limit=10).data
+    assert (endpoint.url, endpoint.events, endpoint.description) == (
+        receiver.url + "/new",
+        ["order.paid", "refund.failed"],
+        "warehouse",
+    )
+    assert secret not in admin.get(f"/dashboard/webhooks/{endpoint.id}").text
+    (created,) = audited(kassa, "webhook_endpoint.created")
+    assert created.actor_user == admin.user_id
+
+    confirm = admin.get(f"/dashboard/webhooks/{endpoint.id}/delete")
+    assert confirm.status_code == 200 and "cannot be undone" in confirm.text
+    gone = admin.post(f"/dashboard/webhooks/{endpoint.id}/delete")
+    assert gone.status_code == 303 and gone.headers["location"].endswith("notice=deleted")
+    assert kassa.webhook_endpoints.list(limit=10).data == []
+    assert admin.get(f"/dashboard/webhooks/{endpoint.id}").status_code == 404
+    assert staff("ops").post("/dashboard/webhooks", {**form, "event:*": "on"}).status_code == 403
+
+
 # -- exports ------------------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ failed or pending delivery, through `kassa.webhook_endpoints` as `/v1/webhook-en
 and `POST /v1/webhook-deliveries/{id}/retry` do.
 
 Enabling an endpoint again (one kassa disabled after 5 days of failures) and disabling it
-are the API's `PATCH … {"disabled": …}`.
+are the API's `PATCH … {"disabled": …}`; a new endpoint's signing secret is shown once, on
+the page that answers the form, as the API answers it once; deleting one is confirmed on a
+page of its own.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ from kassa.dashboard.auth import Posted, Staff, allowed, posting
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.roles import Permission
-from kassa.services.webhook_endpoints import FAILED, PENDING, DeliveryRow, EndpointView
+from kassa.services.events import EVENT_TYPES
+from kassa.services.webhook_endpoints import (
+    ALL_EVENTS,
+    FAILED,
+    PENDING,
+    DeliveryRow,
+    EndpointView,
+)
 
 router = APIRouter()
 ENDPOINTS_PAGE = 100
 DELIVERIES_PAGE = 25
+MAX_URL, MAX_DESCRIPTION = 2048, 500  # as the API's WebhookEndpointCreate
+EVENT_FIELD = "event:"  # one checkbox per event type: "event:order.paid" (a form's names)
 NOTICES = {
+    "deleted": "The endpoint is deleted, with its delivery log: nothing more is sent to it.",
     "retried": "The delivery is due now: the worker sends it at its next pass.",
     "enabled": "The endpoint is enabled; its failures count again from the next one.",
     "disabled": "The endpoint is disabled: nothing is sent to it until it is enabled.",
@@ -61,11 +73,24 @@ def group(rows: list[DeliveryRow]) -> list[Delivery]:
     return deliveries
 
 
-@router.get("/webhooks")
-def endpoints_list(
+@dataclass(frozen=True, slots=True)
+class NewEndpoint:
+    """The new endpoint form as typed (shown again, with the error, if it is refused)."""
+
+    url: str = ""
+    description: str = ""
+    events: tuple[str, ...] = (ALL_EVENTS,)
+
+
+def _endpoints_page(
     request: Request,
-    staff: Annotated[Staff, Depends(allowed(Permission.MANAGE_WEBHOOKS))],
+    staff: Staff,
+    *,
     after: str = "",
+    notice: str = "",
+    error: str = "",
+    typed: NewEndpoint | None = None,
+    status: int = 200,
 ) -> Response:
     try:
         page = staff.kassa.webhook_endpoints.list(
@@ -78,8 +103,59 @@ def endpoints_list(
         request,
         staff.viewer,
         "webhooks.html.j2",
-        {"endpoints": endpoints, "has_more": has_more},
+        {
+            "endpoints": endpoints,
+            "has_more": has_more,
+            "notice": NOTICES.get(notice, ""),
+            "error": error,
+            "typed": typed or NewEndpoint(),
+            "event_types": EVENT_TYPES,
+            "all_events": ALL_EVENTS,
+            "event_field": EVENT_FIELD,
+            "max_url": MAX_URL,
+            "max_description": MAX_DESCRIPTION,
+        },
+        status=status,
     )
+
+
+@router.get("/webhooks")
+def endpoints_list(
+    request: Request,
+    staff: Annotated[Staff, Depends(allowed(Permission.MANAGE_WEBHOOKS))],
+    after: str = "",
+    notice: str = "",
+) -> Response:
+    return _endpoints_page(request, staff, after=after, notice=notice)
+
+
+@router.post("/webhooks")
+def create_endpoint(
+    request: Request, posted: Annotated[Posted, Depends(posting(Permission.MANAGE_WEBHOOKS))]
+) -> Response:
+    """Create the endpoint and answer with its signing secret: the only time it shows."""
+    staff = posted.staff
+    typed = NewEndpoint(
+        url=posted.text("url"),
+        description=posted.text("description"),
+        events=tuple(
+            name[len(EVENT_FIELD) :] for name in posted.form if name.startswith(EVENT_FIELD)
+        ),
+    )
+    error = ""
+    if len(typed.url) > MAX_URL or len(typed.description) > MAX_DESCRIPTION:
+        error = f"The URL may have {MAX_URL} characters, the description {MAX_DESCRIPTION}."
+    elif not typed.events:
+        error = "Choose the events to send, or all events."
+    if error:
+        return _endpoints_page(request, staff, error=error, typed=typed, status=422)
+    try:
+        created = staff.kassa.webhook_endpoints.create(
+            staff.ctx, typed.url, list(typed.events), typed.description or None
+        )
+    except DomainError as exc:
+        return _endpoints_page(request, staff, error=exc.detail, typed=typed, status=422)
+    return render(request, staff.viewer, "webhook_created.html.j2", {"e": created})
 
 
 def _endpoint(staff: Staff, endpoint_id: str) -> EndpointView:
@@ -149,18 +225,34 @@ def retry(
     return redirect(f"/webhooks/{endpoint_id}", notice="retried")
 
 
+@router.get("/webhooks/{endpoint_id}/delete")
+def delete_page(
+    request: Request,
+    endpoint_id: str,
+    staff: Annotated[Staff, Depends(allowed(Permission.MANAGE_WEBHOOKS))],
+) -> Response:
+    """The question "Delete the endpoint …?", where its Delete button leads."""
+    endpoint = _endpoint(staff, endpoint_id)
+    return render(request, staff.viewer, "webhook_delete.html.j2", {"e": endpoint})
+
+
 @router.post("/webhooks/{endpoint_id}/{action}")
-def enable_or_disable(
+def change_endpoint(
     request: Request,
     endpoint_id: str,
     action: str,
     posted: Annotated[Posted, Depends(posting(Permission.MANAGE_WEBHOOKS))],
 ) -> Response:
+    """Enable, disable or delete the endpoint."""
     staff = posted.staff
-    if action not in ("enable", "disable"):
+    if action not in ("enable", "disable", "delete"):
         raise staff.refuse(404, "There is no such page.")
+    endpoints = staff.kassa.webhook_endpoints
     try:
-        staff.kassa.webhook_endpoints.update(staff.ctx, endpoint_id, disabled=action == "disable")
+        if action == "delete":
+            endpoints.delete(staff.ctx, endpoint_id)
+            return redirect("/webhooks", notice="deleted")
+        endpoints.update(staff.ctx, endpoint_id, disabled=action == "disable")
     except DomainError as exc:
         raise staff.refuse(404, f"There is no webhook endpoint {endpoint_id}.") from exc
     return redirect(f"/webhooks/{endpoint_id}", notice=f"{action}d")
