@@ -9,6 +9,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from kassa.api.app import create_app
 from kassa.bootstrap import Kassa
 from kassa.domain.roles import Role
 from kassa.services.context import RequestContext
@@ -147,3 +148,14 @@ def test_a_disabled_users_session_ends_at_once(kassa: Kassa, client: TestClient)
 def test_pages_answer_in_the_readers_locale(kassa: Kassa, client: TestClient) -> None:
     page = client.get("/dashboard/sign-in", headers={"Accept-Language": "de-DE,de;q=0.9"})
     assert re.search(r'<html lang="de">', page.text)
+
+
+def test_over_https_the_session_cookie_is_secure(kassa: Kassa) -> None:
+    """Behind a TLS proxy uvicorn takes the scheme from X-Forwarded-Proto (its
+    `forwarded_allow_ips`, 127.0.0.1 unless FORWARDED_ALLOW_IPS says more); here the
+    request itself is https."""
+    one_time = _user(kassa)
+    with TestClient(create_app(kassa), base_url="https://testserver") as secure:
+        signed = _post_sign_in(secure, "ada@shop.example", one_time)
+    assert signed.status_code == 303
+    assert "Secure" in signed.headers["set-cookie"]
