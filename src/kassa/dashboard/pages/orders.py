@@ -23,9 +23,9 @@ from kassa.dashboard.formatting import AmountNotUnderstood, parse_amount
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError, ErrorKind
 from kassa.domain.roles import Permission
+from kassa.services.context import RequestContext
 from kassa.services.events import EventView
 from kassa.services.invoices import DocumentView
-from kassa.services.context import RequestContext
 from kassa.services.orders import Orders, OrderView
 from kassa.services.pagination import CreatedRange
 from kassa.services.refunds import RefundView
