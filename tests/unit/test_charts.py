@@ -98,7 +98,7 @@ def test_the_chart_is_an_image_named_by_its_title_with_each_value_as_a_tooltip()
     tooltip = rects(svg)[0].find(f"{SVG}title")
     assert tooltip is not None and tooltip.text == "2026-12-01: EUR 1250"
     ticks = [t.text for t in svg.findall(f"{SVG}text") if t.get("class") == "tick"]
-    assert ticks[0] == "EUR 0" and ticks[-1] == "EUR 1250"
+    assert ticks[0] == "EUR 0" and ticks[-1] == "EUR 1500"  # steps of 500
 
 
 def test_every_text_is_escaped() -> None:
