@@ -20,7 +20,7 @@ from kassa.dashboard.auth import Posted, Staff, allowed, posting
 from kassa.dashboard.formatting import AmountNotUnderstood, parse_balance
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError, ErrorKind
-from kassa.domain.money import is_currency, normalize_currency
+from kassa.domain.money import MAX_AMOUNT, is_currency, normalize_currency
 from kassa.domain.roles import Permission
 from kassa.services.customers import CustomerView
 from kassa.services.orders import OrderView
@@ -130,6 +130,8 @@ class Typed:
         except DomainError as exc:
             raise ValueError(exc.detail) from exc
         balance = parse_balance(self.balance, code, staff.viewer.locale)
+        if abs(balance) > MAX_AMOUNT:
+            raise ValueError(f"a balance is at most {staff.viewer.money(MAX_AMOUNT, code)}")
         if not self.reason:
             raise ValueError("give a reason: it is kept in the wallet's ledger and audit log")
         if len(self.reason) > REASON_MAX:
