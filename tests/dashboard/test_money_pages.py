@@ -7,9 +7,9 @@ number of queries, and the KPIs with their charts."""
 from __future__ import annotations
 
 import re
-from importlib import import_module
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import import_module
 from typing import Any
 
 import pytest
