@@ -12,7 +12,9 @@ from kassa.dashboard.charts import (
     BOTTOM,
     HEIGHT,
     MAX_DAY_LABELS,
+    RIGHT,
     TOP,
+    WIDTH,
     Bar,
     axis_bounds,
     bar_chart,
@@ -112,13 +114,13 @@ def test_every_text_is_escaped() -> None:
 
 def test_a_long_series_labels_a_few_days_the_first_and_the_last_among_them() -> None:
     days = [Bar(f"day{i}", i) for i in range(366)]
-    labels = [
-        t.text
-        for t in parse(bar_chart("c", "t", days)).findall(f"{SVG}text")
-        if t.get("class") == "day"
+    texts = [
+        t for t in parse(bar_chart("c", "t", days)).findall(f"{SVG}text") if t.get("class") == "day"
     ]
-    assert len(labels) == MAX_DAY_LABELS
-    assert labels[0] == "day0" and labels[-1] == "day365"
+    assert len(texts) == MAX_DAY_LABELS
+    assert (texts[0].text, texts[0].get("text-anchor")) == ("day0", "start")
+    assert (texts[-1].text, texts[-1].get("text-anchor")) == ("day365", "end")
+    assert Decimal(texts[-1].get("x", "")) == WIDTH - RIGHT  # ends inside the chart
 
 
 def test_an_empty_series_is_still_a_chart() -> None:

@@ -157,9 +157,18 @@ def _day_labels(scale: _Scale, bars: Sequence[Bar]) -> list[Markup]:
         return []
     picked = sorted({i * (count - 1) // (MAX_DAY_LABELS - 1) for i in range(MAX_DAY_LABELS)})
     y = HEIGHT - BOTTOM + 18
-    return [
-        Markup('<text class="day" x="{}" y="{}" text-anchor="middle">{}</text>').format(
-            _px(scale.x(index) + scale.slot / 2), y, bars[index].label
+    labels = []
+    for index in picked:
+        # the first label starts at its bar and the last ends at its bar, inside the chart
+        if index == 0:
+            x, anchor = scale.x(index), "start"
+        elif index == count - 1:
+            x, anchor = scale.x(index + 1), "end"
+        else:
+            x, anchor = scale.x(index) + scale.slot / 2, "middle"
+        labels.append(
+            Markup('<text class="day" x="{}" y="{}" text-anchor="{}">{}</text>').format(
+                _px(x), y, anchor, bars[index].label
+            )
         )
-        for index in picked
-    ]
+    return labels
