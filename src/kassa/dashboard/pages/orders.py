@@ -121,6 +121,8 @@ class OrderDossier:
     invoice: Any
     credit_notes: list[Any]
     emails: list[Any]
+    events: list[Any]
+    deliveries: dict[str, list[Any]]  # event id -> its deliveries to the shop's endpoints
     audit: list[Any]
     committed: int  # refunded or being refunded: what the refund form's guard compares
 
@@ -156,6 +158,12 @@ def _dossier(staff: Staff, number: str) -> OrderDossier:
         if viewer.can(Permission.READ_EMAILS)
         else []
     )
+    events, deliveries = [], {}
+    if viewer.can(Permission.READ_EVENTS):
+        events = kassa.event_log.of_order(order.id)
+        if viewer.can(Permission.MANAGE_WEBHOOKS):
+            for delivery in kassa.webhook_endpoints.deliveries_of_order(order.id):
+                deliveries.setdefault(delivery.event, []).append(delivery)
     subjects = [order.id, *(p.id for p in payments), *(r.id for r in refunds)]
     audit = kassa.audit.of_subjects(subjects) if viewer.can(Permission.READ_AUDIT) else []
     committed = sum(
@@ -164,7 +172,9 @@ def _dossier(staff: Staff, number: str) -> OrderDossier:
         for part in refund.parts
         if part.status in ("pending", "succeeded")
     )
-    return OrderDossier(order, payments, refunds, invoice, credit_notes, emails, audit, committed)
+    return OrderDossier(
+        order, payments, refunds, invoice, credit_notes, emails, events, deliveries, audit, committed
+    )
 
 
 @router.get("/orders/{number}")
