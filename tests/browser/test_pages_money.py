@@ -19,9 +19,10 @@ from kassa.services.context import RequestContext
 from kassa.services.staff_sessions import SESSION_COOKIE
 from tests.browser.support import PageGuard, Served, assert_accessible
 from tests.builders import customer, make_product, order, paid_order, pay
-from tests.conftest import Keys
+from tests.conftest import FakeClock, Keys
 
 PASSWORD = "correct horse battery staple"
+DAY = 86400
 Screenshot = Callable[[Page, str], Path]
 
 
@@ -47,19 +48,24 @@ def _sign_in(page: Page, served: Served, role: str) -> None:
 
 
 @pytest.fixture
-def shop(client: TestClient, keys: Keys) -> str:
-    """A customer with €50.00 in their wallet and three paid orders, and a payment that
-    was recovered by a retry; the customer's id."""
+def shop(client: TestClient, keys: Keys, clock: FakeClock) -> str:
+    """A customer with €50.00 in their wallet and paid orders on each of the last ten
+    days (so the charts have a series to show), and a payment that was recovered by a
+    retry; the customer's id. The clock ends where it began."""
     make_product(client, keys, unit_amount=1250)
     cus = customer(client, keys, email="jo@example.com")
+    clock.advance(-DAY * 9)
+    for day in range(10):
+        for _ in range(1 + day % 3):
+            paid_order(client, keys, customer=cus)
+        if day < 9:
+            clock.advance(DAY)
     r = client.post(
         f"/v1/customers/{cus}/wallet/top-ups",
         json={"amount": 5000, "currency": "EUR", "payment_method": "pm_card_visa"},
         headers=keys.headers("ops"),
     )
     assert r.status_code == 201, r.text
-    for _ in range(3):
-        paid_order(client, keys, customer=cus)
     retried = order(client, keys)
     pay(client, keys, retried["id"], payment_method="pm_card_visa|api_error")
     return cus
