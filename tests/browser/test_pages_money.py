@@ -53,6 +53,11 @@ def shop(client: TestClient, keys: Keys, clock: FakeClock) -> str:
     days (so the charts have a series to show), and a payment that was recovered by a
     retry; the customer's id. The clock ends where it began."""
     make_product(client, keys, unit_amount=1250)
+    for email, name in (("ana@example.com", "Ana Lima"), ("sam@example.com", "Sam Berg")):
+        made = client.post(
+            "/v1/customers", json={"email": email, "name": name}, headers=keys.headers("ops")
+        )
+        assert made.status_code == 201, made.text
     cus = customer(client, keys, email="jo@example.com")
     clock.advance(-DAY * 9)
     for day in range(10):
