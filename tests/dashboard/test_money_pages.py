@@ -159,6 +159,23 @@ def test_a_balance_may_be_negative_zero_or_grouped(
     assert _balance(kassa, buyer) == minor
 
 
+def test_a_german_reader_types_and_reads_the_balance_as_german_writes_it(
+    kassa: Kassa, staff: Staff, buyer: str
+) -> None:
+    admin, german = staff("admin"), {"accept-language": "de-DE,de;q=0.9"}
+    form = {"currency": "EUR", "balance": "1.234,50", "reason": "Kulanz"}
+    confirm = admin.get(f"/dashboard/customers/{buyer}/adjust", params=form, headers=german)
+    assert confirm.status_code == 200, confirm.text
+    assert "1.234,50\xa0€" in confirm.text and 'name="balance" value="1234,50"' in confirm.text
+    done = admin.post(
+        f"/dashboard/customers/{buyer}/adjust",
+        {**form, "balance": "1234,50", "old": "5000"},
+        headers=german,
+    )
+    assert done.status_code == 303, done.text
+    assert _balance(kassa, buyer) == 123450
+
+
 def test_a_stale_confirmation_or_the_same_form_posted_twice_changes_nothing(
     kassa: Kassa, client: TestClient, keys: Keys, staff: Staff, buyer: str
 ) -> None:
@@ -292,6 +309,22 @@ def test_the_payments_page_reads_the_same_number_of_statements_for_2_or_8_paymen
         analyst.get("/dashboard/payments")  # the gateways' first reports store their state
         with _statements(kassa) as seen:
             assert analyst.get("/dashboard/payments").status_code == 200
+        counts.append(len(seen))
+    assert counts[0] == counts[1], counts
+
+
+def test_the_customer_page_reads_the_same_number_of_statements_for_1_or_6_orders(
+    kassa: Kassa, client: TestClient, keys: Keys, staff: Staff, buyer: str
+) -> None:
+    admin = staff("admin")
+    admin.get(f"/dashboard/customers/{buyer}")  # the session's first use is written
+    counts = []
+    for more in (0, 5):
+        for _ in range(more):
+            paid_order(client, keys, customer=buyer)
+            _top_up(client, keys, buyer, 100)
+        with _statements(kassa) as seen:
+            assert admin.get(f"/dashboard/customers/{buyer}").status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1], counts
 
