@@ -116,7 +116,9 @@ def when(moment: datetime | None, zone: tzinfo, locale: str) -> str:
     """A timestamp in the shop's time zone: "2 Dec 2026, 19:30:05 CET"."""
     if moment is None:
         return ""
-    return str(format_datetime(moment.astimezone(zone), "medium", tzinfo=zone, locale=locale))
+    local = moment.astimezone(zone)
+    shown = format_datetime(local, "medium", tzinfo=zone, locale=locale)
+    return f"{shown} {local.tzname() or ''}".rstrip()
 
 
 def iso_local(moment: datetime | None, zone: tzinfo) -> str:
