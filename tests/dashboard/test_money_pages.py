@@ -363,7 +363,14 @@ def test_a_period_and_a_currency_filter_the_report_and_what_the_api_refuses_is_r
     other = analyst.get("/dashboard/revenue", params={"window": "7d", "currency": "usd"})
     assert other.status_code == 200 and "€10.00" not in other.text
     assert "<h2>USD</h2>" in other.text
-    for params in ({"window": "forever"}, {"from": today}, {"currency": "ZZZ"}):
+    for params in (
+        {"window": "forever"},
+        {"from": today},
+        {"from": today, "to": "2026-13-45"},
+        {"from": today + "x" * 20, "to": today},
+        {"currency": "ZZZ"},
+        {"currency": "EURO"},
+    ):
         refused = analyst.get("/dashboard/revenue", params=params)
         assert refused.status_code == 422, (params, refused.text)
         assert 'role="alert"' in refused.text
