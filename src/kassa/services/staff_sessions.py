@@ -211,15 +211,7 @@ class StaffSessions:
                 last_seen_at=now,
             )
             session.add(record)
-            view = StaffUserView.of(row)
-            audit.record(
-                session,
-                RequestContext.staff(view.id, view.role),
-                at=now,
-                action="staff_session.sign_in",
-                subject=view.id,
-                after={"session": record.id},
-            )
+            view = _audited(session, row, "staff_session.sign_in", record.id, now)
         return token, StaffSession(record.id, view, record.csrf_token)
 
     # -- the session behind a cookie -----------------------------------------------------
@@ -268,23 +260,33 @@ class StaffSessions:
         return result
 
     def change_password(
-        self, token: str, current_password: str, new_password: str
+        self, token: str, current_password: str | None, new_password: str
     ) -> tuple[str, StaffSession]:
         """Set the user's own password: `current_password` must be right and the new one
         must follow the policy (`PasswordRejected`); that the new one was typed twice alike
         is the caller's check. Every other session of the user ends and this one gets a
-        new token and CSRF token (returned: set the cookie again)."""
+        new token and CSRF token (returned: set the cookie again).
+
+        `current_password` may be None only while the user must replace a one-time
+        password: this session was opened with it moments ago, so it was just proven (the
+        contract's first sign-in asks for the new password twice, nothing else)."""
         with self._db.transaction(read_only=True) as session:
             live = self._live(session, token)
             if live is None:
                 raise SessionEnded()
             record, user = live
             stored, address, session_pk = user.password_hash, user.email, record.pk
+            forced = user.must_change_password
             self._check_throttle(session, address, None)
-        if not verify_password(stored, current_password):
+        if current_password is None:
+            if not forced:
+                raise PasswordRejected("the current password is needed to change it")
+            if verify_password(stored, new_password):
+                raise PasswordRejected("the new password must differ from the one-time one")
+        elif not verify_password(stored, current_password):
             self._record_failure(address, CHANGE_PASSWORD_CLIENT)
             raise PasswordRejected("the current password is wrong")
-        _check_policy(current_password, new_password)
+        _check_policy(current_password or "", new_password)
         new_hash = hash_password(new_password)
         new_token, digest = _new_token()
         now = self._clock()
@@ -312,15 +314,7 @@ class StaffSessions:
             current.token_hash = digest
             current.csrf_token = secrets.token_urlsafe(32)
             current.last_seen_at = now
-            view = StaffUserView.of(row)
-            audit.record(
-                session,
-                RequestContext.staff(view.id, view.role),
-                at=now,
-                action="staff_user.change_password",
-                subject=view.id,
-                after={"session": current.id},
-            )
+            view = _audited(session, row, "staff_user.change_password", current.id, now)
         return new_token, StaffSession(current.id, view, current.csrf_token)
 
     def sign_out(self, token: str) -> None:
@@ -361,3 +355,19 @@ def _check_policy(current_password: str, new_password: str) -> None:
         )
     if new_password == current_password:
         raise PasswordRejected("the new password must differ from the current one")
+
+
+def _audited(
+    session: Session, row: StaffUser, action: str, session_id: str, now: datetime
+) -> StaffUserView:
+    """Audit `action` of the user `row` on their own account, with them as the actor."""
+    view = StaffUserView.of(row)
+    audit.record(
+        session,
+        RequestContext.staff(view.id, view.role),
+        at=now,
+        action=action,
+        subject=view.id,
+        after={"session": session_id},
+    )
+    return view

@@ -329,7 +329,7 @@ class WebhookEndpoints:
                 rows += _rows_of(delivery, attempts[delivery.pk])
             return Page(data=rows, has_more=page.has_more)
 
-    def deliveries_of_order(self, order_id: str) -> list[OrderDelivery]:
+    def deliveries_of_order(self, order_id: str) -> tuple[OrderDelivery, ...]:
         """Every delivery of the events about one order, to any endpoint, oldest first:
         one read (the events by their order index, the deliveries by their unique
         (event_pk, endpoint_pk) index, each joined to its endpoint)."""
@@ -341,7 +341,7 @@ class WebhookEndpoints:
             .order_by(WebhookDelivery.pk)
         )
         with self._db.transaction(read_only=True) as session:
-            return [
+            return tuple(
                 OrderDelivery(
                     id=delivery.id,
                     event=delivery.event_id,
@@ -353,7 +353,7 @@ class WebhookEndpoints:
                     finished_at=delivery.finished_at,
                 )
                 for delivery, endpoint_id, url in session.execute(stmt)
-            ]
+            )
 
     def retry(self, ctx: RequestContext, delivery_id: str) -> DeliveryRow:
         """Make the delivery due now: a failed one gets one more attempt, a pending one

@@ -58,7 +58,7 @@ def audit_log(
         records, has_more = list(page.data), page.has_more
     except DomainError:  # a stale cursor: start again from the newest
         records, has_more = [], False
-    numbers = staff.kassa.orders.numbers(
+    numbers = staff.kassa.orders.numbers_of(
         staff.ctx, [r.subject_id for r in records if has_prefix(r.subject_id, "ord")]
     )
     return render(

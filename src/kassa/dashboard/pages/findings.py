@@ -57,7 +57,7 @@ class Subject:
 
 def subjects_of(staff: Staff, findings: list[FindingView]) -> dict[str, Subject]:
     """Each finding's subject, orders linked by number (one read for the page)."""
-    numbers = staff.kassa.orders.numbers(
+    numbers = staff.kassa.orders.numbers_of(
         staff.ctx, [f.subject for f in findings if has_prefix(f.subject, "ord")]
     )
     subjects = {}

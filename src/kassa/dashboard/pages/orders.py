@@ -10,6 +10,7 @@ exactly as the same API call would be.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any
@@ -22,9 +23,13 @@ from kassa.dashboard.formatting import AmountNotUnderstood, parse_amount
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError, ErrorKind
 from kassa.domain.roles import Permission
-from kassa.services.orders import OrderView
+from kassa.services.context import RequestContext
+from kassa.services.events import EventView
+from kassa.services.invoices import DocumentView
+from kassa.services.orders import Orders, OrderView
 from kassa.services.pagination import CreatedRange
 from kassa.services.refunds import RefundView
+from kassa.services.webhook_endpoints import OrderDelivery
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -118,17 +123,40 @@ class OrderDossier:
     order: OrderView
     payments: list[Any]
     refunds: list[RefundView]
-    invoice: Any
-    credit_notes: list[Any]
+    invoice: DocumentView | None
+    credit_notes: list[DocumentView]
     emails: list[Any]
-    events: list[Any]
-    deliveries: dict[str, list[Any]]  # event id -> its deliveries to the shop's endpoints
+    events: list[EventView]
+    deliveries: dict[str, list[OrderDelivery]]  # event id -> its deliveries to the shop's endpoints
     audit: list[Any]
     committed: int  # refunded or being refunded: what the refund form's guard compares
 
     @property
     def refundable(self) -> int:
         return max(0, self.order.amount_paid - self.committed)
+
+
+def _documents(staff: Staff, order_id: str) -> tuple[DocumentView | None, list[DocumentView]]:
+    """The order's invoice (none before it is paid) and its credit notes."""
+    if not staff.viewer.can(Permission.READ_DOCUMENTS):
+        return None, []
+    invoices = staff.kassa.invoices.list("invoice", limit=1, order=order_id).data
+    notes = staff.kassa.invoices.list("credit_note", limit=100, order=order_id).data
+    return (invoices[0] if invoices else None), list(notes)
+
+
+def _webhook_events(
+    staff: Staff, order_id: str
+) -> tuple[list[EventView], dict[str, list[OrderDelivery]]]:
+    """The events about the order kassa still keeps, and (admin) where each was sent."""
+    if not staff.viewer.can(Permission.READ_EVENTS):
+        return [], {}
+    events = list(staff.kassa.event_log.of_order(order_id))
+    deliveries: dict[str, list[OrderDelivery]] = {}
+    if staff.viewer.can(Permission.MANAGE_WEBHOOKS):
+        for delivery in staff.kassa.webhook_endpoints.deliveries_of_order(order_id):
+            deliveries.setdefault(delivery.event, []).append(delivery)
+    return events, deliveries
 
 
 def _dossier(staff: Staff, number: str) -> OrderDossier:
@@ -148,22 +176,13 @@ def _dossier(staff: Staff, number: str) -> OrderDossier:
         if viewer.can(Permission.READ_REFUNDS)
         else []
     )
-    invoice, credit_notes = None, []
-    if viewer.can(Permission.READ_DOCUMENTS):
-        documents = kassa.invoices.list("invoice", limit=5, order=order.id).data
-        invoice = documents[0] if documents else None
-        credit_notes = list(kassa.invoices.list("credit_note", limit=100, order=order.id).data)
+    invoice, credit_notes = _documents(staff, order.id)
     emails = (
         list(kassa.emails.list(limit=50, order=order.id).data)
         if viewer.can(Permission.READ_EMAILS)
         else []
     )
-    events, deliveries = [], {}
-    if viewer.can(Permission.READ_EVENTS):
-        events = kassa.event_log.of_order(order.id)
-        if viewer.can(Permission.MANAGE_WEBHOOKS):
-            for delivery in kassa.webhook_endpoints.deliveries_of_order(order.id):
-                deliveries.setdefault(delivery.event, []).append(delivery)
+    events, deliveries = _webhook_events(staff, order.id)
     subjects = [order.id, *(p.id for p in payments), *(r.id for r in refunds)]
     audit = kassa.audit.of_subjects(subjects) if viewer.can(Permission.READ_AUDIT) else []
     committed = sum(
@@ -173,7 +192,16 @@ def _dossier(staff: Staff, number: str) -> OrderDossier:
         if part.status in ("pending", "succeeded")
     )
     return OrderDossier(
-        order, payments, refunds, invoice, credit_notes, emails, events, deliveries, audit, committed
+        order,
+        payments,
+        refunds,
+        invoice,
+        credit_notes,
+        emails,
+        events,
+        deliveries,
+        audit,
+        committed,
     )
 
 
@@ -217,7 +245,7 @@ def confirm_page(
     staff: Annotated[Staff, Depends(allowed(Permission.READ_ORDERS))],
     amount: str = "",
 ) -> Response:
-    """"Fulfil order K-000042?" and the like: the page the action's button leads to."""
+    """ "Fulfil order K-000042?" and the like: the page the action's button leads to."""
     needs = {
         "fulfil": Permission.FULFILL_ORDERS,
         "cancel": Permission.CANCEL_ORDERS,
@@ -236,19 +264,29 @@ def confirm_page(
     )
 
 
+Transition = Callable[[Orders], Callable[[RequestContext, str], OrderView]]
+
+
+def _transition(
+    request: Request, number: str, posted: Posted, change: Transition, notice: str
+) -> Response:
+    """Fulfil or cancel: the service's own transition, with the user's context."""
+    staff = posted.staff
+    order = _dossier(staff, number).order
+    try:
+        change(staff.kassa.orders)(staff.ctx, order.id)
+    except DomainError as exc:
+        return _failed(request, staff, number, exc)
+    return redirect(f"/orders/{number}", notice=notice)
+
+
 @router.post("/orders/{number}/fulfil")
 def fulfil(
     request: Request,
     number: str,
     posted: Annotated[Posted, Depends(posting(Permission.FULFILL_ORDERS))],
 ) -> Response:
-    staff = posted.staff
-    order = _dossier(staff, number).order
-    try:
-        staff.kassa.orders.fulfill(staff.ctx, order.id)
-    except DomainError as exc:
-        return _failed(request, staff, number, exc)
-    return redirect(f"/orders/{number}", notice="fulfilled")
+    return _transition(request, number, posted, lambda orders: orders.fulfill, "fulfilled")
 
 
 @router.post("/orders/{number}/cancel")
@@ -257,13 +295,7 @@ def cancel(
     number: str,
     posted: Annotated[Posted, Depends(posting(Permission.CANCEL_ORDERS))],
 ) -> Response:
-    staff = posted.staff
-    order = _dossier(staff, number).order
-    try:
-        staff.kassa.orders.cancel(staff.ctx, order.id)
-    except DomainError as exc:
-        return _failed(request, staff, number, exc)
-    return redirect(f"/orders/{number}", notice="canceled")
+    return _transition(request, number, posted, lambda orders: orders.cancel, "canceled")
 
 
 @router.post("/orders/{number}/refund")
