@@ -25,9 +25,12 @@ PAGE_SIZE = 50
 MAX_FILTER = 60  # as the API's query parameters
 
 
-def changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    """A record's before and after as compact JSON lines, for the page's details."""
-    lines = []
+def changes(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, request_id: str | None
+) -> str:
+    """A record's before and after as compact JSON lines, and the request that made it,
+    for the page's details."""
+    lines = [f"request: {request_id}"] if request_id else []
     if before is not None:
         lines.append("before: " + json.dumps(before, sort_keys=True, default=str))
     if after is not None:
