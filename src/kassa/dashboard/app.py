@@ -53,8 +53,8 @@ def install_dashboard(app: FastAPI) -> None:
         """The database is away: a page for a person on the dashboard's paths (the API's
         problem+json everywhere else); the cause stays in the log, as the API's does."""
         if not request.url.path.startswith(PREFIX + "/"):
-            answer: Response = await api_storage_handler(request, exc)
-            return answer
+            answer = api_storage_handler(request, exc)
+            return answer if isinstance(answer, Response) else await answer
         response = render(request, viewer_for(request, None), "unavailable.html.j2", status=503)
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
