@@ -38,3 +38,9 @@ check-migrations: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python bench/suite.py $(BENCH_ARGS)
+
+# `make screenshots` writes the browser tests' screenshots into docs/screenshots/ (a plain
+# `make test` writes them to pytest's temporary directories); see tests/browser/support.py
+.PHONY: screenshots
+screenshots: $(STAMP)
+	KASSA_SCREENSHOTS=1 $(BIN)/python -m pytest -p no:randomly tests/browser

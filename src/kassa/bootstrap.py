@@ -54,6 +54,8 @@ from kassa.services.payments import Payments
 from kassa.services.pruning import Pruning
 from kassa.services.refunds import RESUME_REFUND, Refunds
 from kassa.services.settlement import RESUME_PAYMENT
+from kassa.services.staff_sessions import StaffSessions
+from kassa.services.staff_users import StaffUsers
 from kassa.services.wallets import Wallets
 from kassa.services.webhook_delivery import WebhookSender
 from kassa.services.webhook_endpoints import WebhookEndpoints
@@ -236,6 +238,15 @@ class Kassa:
         )
         if self.emails.enabled:
             self.dispatcher.add(self.emails)
+
+        # the staff dashboard (issue 13): its users, and their sessions behind the cookie
+        self.staff_users = StaffUsers(self.db, clock)
+        self.staff_sessions = StaffSessions(
+            self.db,
+            clock,
+            idle_timeout_s=settings.dashboard_idle_timeout_s,
+            max_age_s=settings.dashboard_session_max_s,
+        )
 
     def job_handlers(self) -> dict[str, JobHandler]:
         """Every kind of background job kassa knows how to run."""

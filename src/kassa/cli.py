@@ -588,6 +588,97 @@ def webhooks_deliveries(
         kassa.close()
 
 
+users_app = typer.Typer(help="Staff users of the dashboard.")
+app.add_typer(users_app, name="users")
+
+
+def _users_refused(exc: DomainError) -> typer.Exit:
+    """A user's mistake (bad role or e-mail, an e-mail in use, no such user): one line."""
+    err.print(f"error: {exc.detail}", markup=False)
+    return typer.Exit(2)
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Their e-mail: what they sign in with.")],
+    role: Annotated[str, typer.Option(help="admin, ops or analyst.")],
+) -> None:
+    """Create a staff user; their one-time password is printed once, alone on the last
+    line, and must be changed at their first sign-in."""
+    kassa = _kassa(schema=False)  # it migrates
+    try:
+        migrations.upgrade(kassa.settings.database_url)
+        user, password = kassa.staff_users.create(CLI, email, role)
+    except DomainError as exc:
+        raise _users_refused(exc) from None
+    finally:
+        kassa.close()
+    typer.echo(f"created {user.role.value} user {user.id} ({user.email})")
+    typer.echo("one-time password (shown once; it must be changed at the first sign-in):")
+    typer.echo(password)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List the staff users (never their passwords)."""
+    kassa = _kassa()
+    try:
+        table = Table(_whole("id"), _whole("email"), "role", "status", "last sign-in")
+        for user in kassa.staff_users.list(CLI):
+            status = (
+                "disabled"
+                if user.disabled
+                else "must change password"
+                if user.must_change_password
+                else "active"
+            )
+            last = user.last_sign_in_at
+            table.add_row(
+                user.id,
+                user.email,
+                user.role.value,
+                status,
+                last.isoformat(timespec="seconds") if last else "never",
+            )
+        _stdout().print(table)
+    finally:
+        kassa.close()
+
+
+@users_app.command("disable")
+def users_disable(
+    user: Annotated[str, typer.Argument(help="The user's e-mail or id (usr_…).")],
+) -> None:
+    """Disable a staff user: they cannot sign in, and their sessions end now."""
+    kassa = _kassa()
+    try:
+        view = kassa.staff_users.disable(CLI, user)
+    except DomainError as exc:
+        raise _users_refused(exc) from None
+    finally:
+        kassa.close()
+    err.print(f"disabled {view.id} ({view.email}); their sessions have ended", markup=False)
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    user: Annotated[str, typer.Argument(help="The user's e-mail or id (usr_…).")],
+) -> None:
+    """Give a staff user a new one-time password (printed once, alone on the last line);
+    their sessions end and they must change it at their next sign-in."""
+    kassa = _kassa()
+    try:
+        view = kassa.staff_users.get(CLI, user)
+        password = kassa.staff_users.reset_password(CLI, view.id)
+    except DomainError as exc:
+        raise _users_refused(exc) from None
+    finally:
+        kassa.close()
+    typer.echo(f"reset the password of {view.id} ({view.email}); their sessions have ended")
+    typer.echo("one-time password (shown once; it must be changed at the next sign-in):")
+    typer.echo(password)
+
+
 def main() -> None:
     """Every command: a database kassa cannot use (unreachable, not migrated, a bad
     KASSA_DATABASE_URL) or a `KASSA_*` value kassa cannot use is one line on stderr saying

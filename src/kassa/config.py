@@ -312,6 +312,11 @@ class Settings(BaseSettings):
     required with KASSA_SMTP_URL."""
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     """Seconds before an SMTP connection or reply counts as timed out."""
+    # -- the staff dashboard (issue 13)
+    dashboard_idle_timeout_s: int = Field(default=30 * 60, gt=0)
+    """A dashboard session unused this long ends (the user signs in again)."""
+    dashboard_session_max_s: int = Field(default=12 * 3600, gt=0)
+    """A dashboard session ends this long after its sign-in, however busy."""
 
     # -- parsing: the environment gives strings; keywords give the field's own type
 

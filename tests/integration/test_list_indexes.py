@@ -167,6 +167,7 @@ def test_payment_document_and_audit_lists_are_served_in_cursor_order(
         (lambda: kassa.audit.list(limit=20, action="order.paid"), "audit_log", ("action",)),
         (lambda: kassa.audit.list(limit=20, actor_key_id="key_x"), "audit_log", ("actor_key_id",)),
         (lambda: kassa.audit.list(limit=20, subject_id=shop["paid"]), "audit_log", ("subject_id",)),
+        (lambda: kassa.audit.list(limit=20, actor_user="usr_x"), "audit_log", ("actor_user",)),
     ]
     if kassa.db.engine.dialect.name == "postgresql":  # SQLite still walks the invoices
         credit_notes = lambda: kassa.invoices.list("credit_note", limit=20)  # noqa: E731

@@ -199,6 +199,7 @@ class AuditOut(Output):
     after: dict[str, Any] | None
     request_id: str | None
     created_at: datetime
+    actor_user: str | None = None  # the staff user (`usr_…`) acting in the dashboard
 
 
 # -- payments ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ PREFIXES = frozenset(
     {"prod", "cus", "ord", "pay", "re", "inv", "cn", "evt", "we", "key", "aud", "req", "ol", "wle"}
     | {"chk"}  # v1.1: check findings
     | {"whd", "eml"}  # v1.1: outgoing webhook deliveries, e-mails
+    | {"usr", "ses"}  # v1.1: staff users and their dashboard sessions
 )
 
 

@@ -28,6 +28,7 @@ class AuditView:
     after: dict[str, Any] | None
     request_id: str | None
     created_at: datetime
+    actor_user: str | None = None
 
     @classmethod
     def of(cls, row: AuditRecord) -> AuditView:
@@ -40,6 +41,7 @@ class AuditView:
             after=row.after,
             request_id=row.request_id,
             created_at=row.created_at,
+            actor_user=row.actor_user,
         )
 
 
@@ -70,6 +72,7 @@ def record(
             "after": after,
             "request_id": ctx.request_id,
             "created_at": at,
+            "actor_user": ctx.actor_user,
         },
     )
 
@@ -101,6 +104,7 @@ class AuditLog:
         subject_id: str | None = None,
         action: str | None = None,
         actor_key_id: str | None = None,
+        actor_user: str | None = None,
     ) -> Page[AuditView]:
         stmt = select(AuditRecord)
         if subject_id:
@@ -109,6 +113,8 @@ class AuditLog:
             stmt = stmt.where(AuditRecord.action == action)
         if actor_key_id:
             stmt = stmt.where(AuditRecord.actor_key_id == actor_key_id)
+        if actor_user:
+            stmt = stmt.where(AuditRecord.actor_user == actor_user)
         with self._db.transaction(read_only=True) as session:
             page = paginate(session, AuditRecord, stmt, limit, starting_after)
             return page.map(AuditView.of)

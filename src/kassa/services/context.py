@@ -12,6 +12,7 @@ Clock = Callable[[], datetime]
 
 SYSTEM_ACTOR = "system"
 CLI_ACTOR = "cli"
+STAFF_ACTOR = "dashboard"
 
 
 def utc_now() -> datetime:
@@ -23,6 +24,14 @@ class RequestContext:
     actor_key_id: str
     role: Role
     request_id: str | None = None
+    # A staff user (`usr_…`) acting through the dashboard: `actor_key_id` is then
+    # STAFF_ACTOR, and the audit log records the user beside it.
+    actor_user: str | None = None
+
+    @classmethod
+    def staff(cls, user_id: str, role: Role, request_id: str | None = None) -> RequestContext:
+        """A signed-in staff user, acting with their role."""
+        return cls(actor_key_id=STAFF_ACTOR, role=role, request_id=request_id, actor_user=user_id)
 
     @classmethod
     def system(cls, actor: str = SYSTEM_ACTOR) -> RequestContext:

@@ -31,6 +31,15 @@ class EventLog:
             page = paginate(session, Event, stmt, limit, starting_after)
             return page.map(EventView.of)
 
+    def of_order(self, order_id: str, limit: int = 100) -> tuple[EventView, ...]:
+        """The events about one order (its own, its payments', refunds' and documents'),
+        newest first: the order page's "webhook events". Pruned ones are gone."""
+        stmt = (
+            select(Event).where(Event.order_id == order_id).order_by(Event.pk.desc()).limit(limit)
+        )
+        with self._db.transaction(read_only=True) as session:
+            return tuple(EventView.of(row) for row in session.scalars(stmt))
+
     def get(self, event_id: str) -> EventView:
         with self._db.transaction(read_only=True) as session:
             row = session.scalar(select(Event).where(Event.id == event_id))

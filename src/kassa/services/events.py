@@ -101,9 +101,17 @@ def record(session: Session, event_type: str, resource: dict[str, Any], at: date
             "type": event_type,
             "data": {"object": resource},
             "created_at": at,
+            "order_id": order_of(resource),
         },
     )
     return event_id
+
+
+def order_of(resource: dict[str, Any]) -> str | None:
+    """The order an event's resource belongs to: the order itself, or the order its
+    payment, refund, invoice or credit note names (a wallet's or a finding's: none)."""
+    found = resource.get("id") if resource.get("object") == "order" else resource.get("order")
+    return found if isinstance(found, str) else None
 
 
 @dataclass(frozen=True, slots=True)

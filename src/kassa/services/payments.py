@@ -302,6 +302,7 @@ class Payments:
                 now,
                 reference=payment_id,
                 actor=ctx.actor_key_id,
+                actor_user=ctx.actor_user,
             )
             payment = Payment(
                 id=payment_id,

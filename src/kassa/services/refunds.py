@@ -481,6 +481,7 @@ class Refunds:
             reference=part.id,
             reason=part.reason,
             actor=ctx.actor_key_id,
+            actor_user=ctx.actor_user,
         )
         cls._succeeded(session, ctx, part.id, now)
 

@@ -252,6 +252,7 @@ def payment_succeeded(
             now,
             reference=payment.id,
             actor=ctx.actor_key_id,
+            actor_user=ctx.actor_user,
         )
         return True
     # The order as Core statements: a locked read of what decides, one UPDATE of what

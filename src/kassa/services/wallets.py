@@ -65,6 +65,7 @@ def post_entry(
     reference: str | None = None,
     reason: str | None = None,
     actor: str | None = None,
+    actor_user: str | None = None,
 ) -> WalletEntry:
     """Apply one entry inside the caller's transaction; raises for a debit the balance
     cannot cover (adjustments excepted)."""
@@ -103,6 +104,7 @@ def post_entry(
         reference=reference,
         reason=reason,
         actor_key_id=actor,
+        actor_user=actor_user,
         created_at=now,
     )
     session.add(entry)
@@ -218,6 +220,7 @@ class Wallets:
                     now,
                     reason=reason,
                     actor=ctx.actor_key_id,
+                    actor_user=ctx.actor_user,
                 )
                 wallet = wallet_resource(wallet_view(session, customer_id))
                 events.record(session, events.WALLET_ADJUSTED, wallet, now)

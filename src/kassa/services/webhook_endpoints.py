@@ -31,7 +31,12 @@ from kassa.services.events import EVENT_TYPES
 from kassa.services.pagination import Page, paginate
 from kassa.services.webhook_targets import TargetPolicy
 from kassa.storage.database import Database, table_of
-from kassa.storage.tables import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+from kassa.storage.tables import (
+    Event,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+)
 
 ALL_EVENTS = "*"
 SECRET_PREFIX = "whsec_"
@@ -121,6 +126,20 @@ class DeliveryRow:
     error: str | None
     next_attempt_at: datetime | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDelivery:
+    """One event about an order sent (or to be sent) to one endpoint: the order page."""
+
+    id: str
+    event: str
+    endpoint: str
+    url: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    finished_at: datetime | None
 
 
 def _summary(row: WebhookEndpoint) -> dict[str, Any]:
@@ -309,6 +328,32 @@ class WebhookEndpoints:
             for delivery in page.data:
                 rows += _rows_of(delivery, attempts[delivery.pk])
             return Page(data=rows, has_more=page.has_more)
+
+    def deliveries_of_order(self, order_id: str) -> tuple[OrderDelivery, ...]:
+        """Every delivery of the events about one order, to any endpoint, oldest first:
+        one read (the events by their order index, the deliveries by their unique
+        (event_pk, endpoint_pk) index, each joined to its endpoint)."""
+        events = select(Event.pk).where(Event.order_id == order_id).scalar_subquery()
+        stmt = (
+            select(WebhookDelivery, WebhookEndpoint.id, WebhookEndpoint.url)
+            .join(WebhookEndpoint, WebhookEndpoint.pk == WebhookDelivery.endpoint_pk)
+            .where(WebhookDelivery.event_pk.in_(events))
+            .order_by(WebhookDelivery.pk)
+        )
+        with self._db.transaction(read_only=True) as session:
+            return tuple(
+                OrderDelivery(
+                    id=delivery.id,
+                    event=delivery.event_id,
+                    endpoint=endpoint_id,
+                    url=url,
+                    state=delivery.state,
+                    attempts=delivery.attempts,
+                    next_attempt_at=delivery.next_attempt_at,
+                    finished_at=delivery.finished_at,
+                )
+                for delivery, endpoint_id, url in session.execute(stmt)
+            )
 
     def retry(self, ctx: RequestContext, delivery_id: str) -> DeliveryRow:
         """Make the delivery due now: a failed one gets one more attempt, a pending one

@@ -242,7 +242,9 @@ class AuditRecord(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTC_TIME)
-    __table_args__ = list_indexes("audit_log", "subject_id", "action", "actor_key_id")
+    # the staff user (`usr_…`) who acted through the dashboard (migration 0016)
+    actor_user: Mapped[str | None] = mapped_column(String(40))
+    __table_args__ = list_indexes("audit_log", "subject_id", "action", "actor_key_id", "actor_user")
 
 
 # -- payments -------------------------------------------------------------------------------
@@ -459,6 +461,8 @@ class WalletEntry(Base):
     reference: Mapped[str | None] = mapped_column(String(60))
     reason: Mapped[str | None] = mapped_column(String(500))
     actor_key_id: Mapped[str | None] = mapped_column(String(40))
+    # the staff user (`usr_…`) behind a dashboard change (migration 0016)
+    actor_user: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTC_TIME)
     __table_args__ = (
         Index("ix_wallet_entries_wallet", "customer_id", "currency", "pk"),
@@ -608,6 +612,9 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTC_TIME)
     dispatched: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The order the event is about, if any (an order's, its payment's, refund's, invoice's
+    # or credit note's event): the dashboard's order page lists them (migration 0017).
+    order_id: Mapped[str | None] = mapped_column(String(40))
     __table_args__ = (
         # what the dispatcher scans: the few events not yet handed on, oldest first
         Index(
@@ -617,7 +624,7 @@ class Event(Base):
             sqlite_where=text(UNDISPATCHED),
         ),
         Index("ix_events_created_at", "created_at"),  # pruning, oldest first
-        *list_indexes("events", "type"),
+        *list_indexes("events", "type", "order_id"),
     )
 
 
@@ -792,4 +799,61 @@ class Email(Base):
             sqlite_where=text(EMAIL_DUE),
         ),
         *list_indexes("emails", "order_id"),
+    )
+
+
+# -- staff users and their dashboard sessions (migration 0016) ------------------------------
+
+
+class StaffUser(Base):
+    """A person who signs in to the dashboard (`services/staff_users.py`). Only an Argon2id
+    hash of the password is kept; `must_change_password` holds until the user sets their
+    own (a new user, or one whose password an admin reset). `email` is stored lower-cased,
+    so the unique constraint holds however it is typed."""
+
+    __tablename__ = "staff_users"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    must_change_password: Mapped[bool] = mapped_column(Boolean)
+    disabled: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    __table_args__ = (CheckConstraint("role IN ('admin', 'ops', 'analyst')", name="role"),)
+
+
+class StaffSessionRecord(Base):
+    """One signed-in browser (`services/staff_sessions.py`): found by the SHA-256 of the
+    cookie's token, which is never stored itself. Revoked (sign-out, a password change, the
+    user disabled) rows stay until pruned; a session also ends when idle too long or too
+    old, judged from `last_seen_at` and `created_at`."""
+
+    __tablename__ = "staff_sessions"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_pk: Mapped[int] = mapped_column(BigInteger, ForeignKey("staff_users.pk"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    last_seen_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+
+
+class StaffSignInFailure(Base):
+    """One failed sign-in, counted by e-mail and by client address to throttle password
+    guessing across every API process; deleted for an e-mail when it signs in, and pruned
+    once older than the throttle's window."""
+
+    __tablename__ = "staff_sign_in_failures"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320))
+    client: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UTC_TIME)
+    __table_args__ = (
+        Index("ix_staff_sign_in_failures_email_at", "email", "at"),
+        Index("ix_staff_sign_in_failures_client_at", "client", "at"),
+        Index("ix_staff_sign_in_failures_at", "at"),
     )

@@ -22,6 +22,7 @@ def list_audit(
     subject: Annotated[str | None, Query(max_length=60)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
     actor: Annotated[str | None, Query(max_length=40)] = None,
+    actor_user: Annotated[str | None, Query(max_length=40)] = None,
 ) -> object:
     return kassa.audit.list(
         limit=page.limit,
@@ -29,4 +30,5 @@ def list_audit(
         subject_id=subject,
         action=action,
         actor_key_id=actor,
+        actor_user=actor_user,
     )

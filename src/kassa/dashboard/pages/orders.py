@@ -22,9 +22,12 @@ from kassa.dashboard.formatting import AmountNotUnderstood, parse_amount
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError, ErrorKind
 from kassa.domain.roles import Permission
+from kassa.services.events import EventView
+from kassa.services.invoices import DocumentView
 from kassa.services.orders import OrderView
 from kassa.services.pagination import CreatedRange
 from kassa.services.refunds import RefundView
+from kassa.services.webhook_endpoints import OrderDelivery
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -118,15 +121,40 @@ class OrderDossier:
     order: OrderView
     payments: list[Any]
     refunds: list[RefundView]
-    invoice: Any
-    credit_notes: list[Any]
+    invoice: DocumentView | None
+    credit_notes: list[DocumentView]
     emails: list[Any]
+    events: list[EventView]
+    deliveries: dict[str, list[OrderDelivery]]  # event id -> its deliveries to the shop's endpoints
     audit: list[Any]
     committed: int  # refunded or being refunded: what the refund form's guard compares
 
     @property
     def refundable(self) -> int:
         return max(0, self.order.amount_paid - self.committed)
+
+
+def _documents(staff: Staff, order_id: str) -> tuple[DocumentView | None, list[DocumentView]]:
+    """The order's invoice (none before it is paid) and its credit notes."""
+    if not staff.viewer.can(Permission.READ_DOCUMENTS):
+        return None, []
+    invoices = staff.kassa.invoices.list("invoice", limit=1, order=order_id).data
+    notes = staff.kassa.invoices.list("credit_note", limit=100, order=order_id).data
+    return (invoices[0] if invoices else None), list(notes)
+
+
+def _webhook_events(
+    staff: Staff, order_id: str
+) -> tuple[list[EventView], dict[str, list[OrderDelivery]]]:
+    """The events about the order kassa still keeps, and (admin) where each was sent."""
+    if not staff.viewer.can(Permission.READ_EVENTS):
+        return [], {}
+    events = list(staff.kassa.event_log.of_order(order_id))
+    deliveries: dict[str, list[OrderDelivery]] = {}
+    if staff.viewer.can(Permission.MANAGE_WEBHOOKS):
+        for delivery in staff.kassa.webhook_endpoints.deliveries_of_order(order_id):
+            deliveries.setdefault(delivery.event, []).append(delivery)
+    return events, deliveries
 
 
 def _dossier(staff: Staff, number: str) -> OrderDossier:
@@ -146,16 +174,13 @@ def _dossier(staff: Staff, number: str) -> OrderDossier:
         if viewer.can(Permission.READ_REFUNDS)
         else []
     )
-    invoice, credit_notes = None, []
-    if viewer.can(Permission.READ_DOCUMENTS):
-        documents = kassa.invoices.list("invoice", limit=5, order=order.id).data
-        invoice = documents[0] if documents else None
-        credit_notes = list(kassa.invoices.list("credit_note", limit=100, order=order.id).data)
+    invoice, credit_notes = _documents(staff, order.id)
     emails = (
         list(kassa.emails.list(limit=50, order=order.id).data)
         if viewer.can(Permission.READ_EMAILS)
         else []
     )
+    events, deliveries = _webhook_events(staff, order.id)
     subjects = [order.id, *(p.id for p in payments), *(r.id for r in refunds)]
     audit = kassa.audit.of_subjects(subjects) if viewer.can(Permission.READ_AUDIT) else []
     committed = sum(
@@ -164,7 +189,18 @@ def _dossier(staff: Staff, number: str) -> OrderDossier:
         for part in refund.parts
         if part.status in ("pending", "succeeded")
     )
-    return OrderDossier(order, payments, refunds, invoice, credit_notes, emails, audit, committed)
+    return OrderDossier(
+        order,
+        payments,
+        refunds,
+        invoice,
+        credit_notes,
+        emails,
+        events,
+        deliveries,
+        audit,
+        committed,
+    )
 
 
 @router.get("/orders/{number}")
@@ -207,7 +243,7 @@ def confirm_page(
     staff: Annotated[Staff, Depends(allowed(Permission.READ_ORDERS))],
     amount: str = "",
 ) -> Response:
-    """"Fulfil order K-000042?" and the like: the page the action's button leads to."""
+    """ "Fulfil order K-000042?" and the like: the page the action's button leads to."""
     needs = {
         "fulfil": Permission.FULFILL_ORDERS,
         "cancel": Permission.CANCEL_ORDERS,

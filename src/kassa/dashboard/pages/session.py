@@ -23,6 +23,7 @@ from kassa.dashboard.auth import (
     CSRF_FIELD,
     PASSWORD_PATH,
     Posted,
+    SignInNeeded,
     Staff,
     form_fields,
     kassa_of,
@@ -35,9 +36,9 @@ from kassa.dashboard.web import PREFIX, redirect, render
 from kassa.services.staff_sessions import (
     SESSION_COOKIE,
     PasswordRejected,
+    SessionEnded,
     SignInRefused,
     SignInThrottled,
-    StaffSession,
 )
 
 router = APIRouter()
@@ -115,7 +116,9 @@ async def sign_in(request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     core = kassa_of(request)
     try:
-        token, session = await run_in_threadpool(core.staff_sessions.sign_in, email, password, client)
+        token, session = await run_in_threadpool(
+            core.staff_sessions.sign_in, email, password, client
+        )
     except SignInThrottled as exc:
         minutes = max(1, -(-exc.retry_after_s // 60))
         return _sign_in_page(
@@ -139,7 +142,9 @@ async def sign_in(request: Request) -> Response:
     return response
 
 
-def _password_page(request: Request, staff: Staff, message: str = "", status: int = 200) -> Response:
+def _password_page(
+    request: Request, staff: Staff, message: str = "", status: int = 200
+) -> Response:
     return render(
         request,
         staff.viewer,
@@ -155,21 +160,24 @@ def password_form(request: Request, staff: Annotated[Staff, Depends(signed_in)])
 
 
 @router.post(PASSWORD_PATH)
-def change_password(request: Request, posted: Annotated[Posted, Depends(posting_signed_in)]) -> Response:
+def change_password(
+    request: Request, posted: Annotated[Posted, Depends(posting_signed_in)]
+) -> Response:
     staff = posted.staff
     new, confirm = posted.form.get("new_password", ""), posted.form.get("confirm_password", "")
-    current = None if staff.session.must_change_password else posted.form.get("current_password", "")
+    current = (
+        None if staff.session.must_change_password else posted.form.get("current_password", "")
+    )
     if new != confirm:
         return _password_page(request, staff, "The two new passwords differ.", 422)
     try:
-        token, session = staff.kassa.staff_sessions.change_password(staff.token, current, new)
-    except SignInRefused:
-        return _password_page(request, staff, "The current password is wrong.", 422)
+        token, _session = staff.kassa.staff_sessions.change_password(staff.token, current, new)
     except PasswordRejected as exc:
-        return _password_page(request, staff, exc.detail, 422)
+        return _password_page(request, staff, exc.detail[:1].upper() + exc.detail[1:] + ".", 422)
+    except SessionEnded:
+        raise SignInNeeded(PREFIX + HOME) from None
     response = redirect(HOME, notice="password_changed")
     _set_session(response, request, token)
-    _ = session
     return response
 
 
@@ -179,6 +187,3 @@ def sign_out(posted: Annotated[Posted, Depends(posting_signed_in)]) -> Response:
     response = redirect("/sign-in")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
-
-
-__all__ = ["StaffSession", "router"]
