@@ -74,6 +74,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,7 @@ MAIL_FROM = "shop@example.com"
 STAFF_EMAIL = "bench-admin@shop.example"
 DOCUMENTS_TIMEOUT_S = 120.0
 STATEMENT_REPEATS = 3
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how kassa's UTC times sort as text on SQLite
 MAX_PROBLEMS = 20  # kept per database; a broken page repeats the same one
 
 
@@ -225,9 +227,22 @@ class ApiShop:
         self.client = client
         self.probe = probe
 
+    def jobs_due(self) -> int:
+        """Jobs running, or queued and due within the hour: as `scale.Served.jobs_due`, the
+        seed's never-applied events (one in 20,000 payments), retried tomorrow, are
+        history, not work of ours."""
+        soon = datetime.now(UTC) + timedelta(hours=1)
+        at = soon if self.probe.target.sqlite_path is None else soon.strftime(SQLITE_TIME)
+        rows = self.probe.rows(
+            "SELECT count(*) FROM jobs WHERE state = 'running'"
+            " OR (state = 'queued' AND run_after <= %s)",
+            (at,),
+        )
+        return int(rows[0][0])
+
     def settle(self) -> None:
         deadline = time.monotonic() + DOCUMENTS_TIMEOUT_S
-        while self.probe.jobs_due() > 0:
+        while self.jobs_due() > 0:
             if time.monotonic() > deadline:
                 raise RuntimeError("the worker's jobs did not finish")
             time.sleep(0.1)
