@@ -14,6 +14,7 @@ from kassa import logs
 from kassa.bootstrap import Kassa
 from kassa.config import ConfigError, Settings
 from kassa.domain.errors import DomainError
+from kassa.domain.roles import Role
 from kassa.services.context import CLI_ACTOR, RequestContext
 from kassa.services.demo import load_demo_catalogue, mail_line
 from kassa.services.findings import FindingView, RunReport
@@ -497,14 +498,33 @@ def demo(
     kassa = Kassa(Settings.from_env())
     created = load_demo_catalogue(kassa.catalogue, CLI)
     _, secret = kassa.api_keys.create(CLI, "admin", "demo admin")
+    staff_email, staff_password = _demo_staff_user(kassa)
     base = f"http://{host}:{port}"
     err.print(f"demo catalogue ready ({created} new products) in {url}", markup=False)
     err.print(f"API:  {base}/v1/products   docs: {base}/docs")
     err.print(f'try:  curl -H "Authorization: Bearer {secret}" {base}/v1/products', markup=False)
     err.print(f"mail: {mail_line(kassa.settings)}", markup=False)
+    err.print(
+        f"dashboard: {base}/dashboard  sign in as {staff_email} with the one-time password"
+        " below (you then choose your own)",
+        markup=False,
+    )
     typer.echo(f"admin key: {secret}")
+    typer.echo(f"dashboard password: {staff_password}")
     typer.echo(f"url: {base}")
     _serve(kassa, host, port, worker=True)
+
+
+DEMO_STAFF_EMAIL = "admin@demo.kassa.example"
+
+
+def _demo_staff_user(kassa: Kassa) -> tuple[str, str]:
+    """The demo's admin for the dashboard, with a fresh one-time password each start."""
+    try:
+        _, password = kassa.staff_users.create(CLI, DEMO_STAFF_EMAIL, Role.ADMIN)
+    except DomainError:  # made by an earlier start: a new one-time password
+        password = kassa.staff_users.reset_password(CLI, DEMO_STAFF_EMAIL)
+    return DEMO_STAFF_EMAIL, password
 
 
 webhooks_app = typer.Typer(

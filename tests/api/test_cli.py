@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -58,7 +59,7 @@ def _wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 60
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def demo(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
     env.update(KASSA_RESERVATION_TTL_S="1", KASSA_RESERVATION_SWEEP_INTERVAL_S="1")
@@ -72,6 +73,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
     )
     try:
         key = _wait_for_line(proc, "admin key: ")
+        staff_password = _wait_for_line(proc, "dashboard password: ")
         url = _wait_for_line(proc, "url: ")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -80,15 +82,15 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        yield url, key
+        yield url, key, staff_password
     finally:
         proc.terminate()
         proc.wait(timeout=15)
     assert (tmp_path / "kassa-demo.db").exists()
 
 
-def test_demo_serves_its_catalogue_with_the_key_it_printed(demo: tuple[str, str]) -> None:
-    url, key = demo
+def test_demo_serves_its_catalogue_with_the_key_it_printed(demo: tuple[str, str, str]) -> None:
+    url, key, _ = demo
     auth = {"Authorization": f"Bearer {key}"}
     assert httpx.get(url + "/healthz").json() == {"status": "ok"}
     products = httpx.get(url + "/v1/products?limit=100", headers=auth).json()["data"]
@@ -100,8 +102,30 @@ def test_demo_serves_its_catalogue_with_the_key_it_printed(demo: tuple[str, str]
         assert httpx.get(url + doc).status_code == 200
 
 
-def test_serve_releases_expired_reservations_in_the_background(demo: tuple[str, str]) -> None:
-    url, key = demo
+def test_demo_signs_its_admin_in_to_the_dashboard_with_the_password_it_printed(
+    demo: tuple[str, str, str],
+) -> None:
+    url, _, password = demo
+    with httpx.Client(base_url=url) as browser:
+        form = browser.get("/dashboard/sign-in")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, form.text
+        signed = browser.post(
+            "/dashboard/sign-in",
+            data={
+                "csrf_token": token.group(1),
+                "email": "admin@demo.kassa.example",
+                "password": password,
+            },
+        )
+        assert signed.status_code == 303, signed.text
+        assert signed.headers["location"] == "/dashboard/password"
+
+
+def test_serve_releases_expired_reservations_in_the_background(
+    demo: tuple[str, str, str],
+) -> None:
+    url, key, _ = demo
     auth = {"Authorization": f"Bearer {key}"}
     order = httpx.post(
         url + "/v1/orders",

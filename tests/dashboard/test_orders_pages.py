@@ -15,6 +15,7 @@ from kassa.worker import Worker
 from tests.builders import make_product, paid_order
 from tests.conftest import Keys
 from tests.dashboard.conftest import StaffClient
+from tests.support import statements_sent
 
 Staff = Callable[[str], StaffClient]
 
@@ -161,3 +162,30 @@ def test_every_page_carries_a_policy_that_allows_this_origin_only(staff: Staff) 
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store"
+
+
+def test_the_order_page_reads_the_same_number_of_statements_however_many_refunds(
+    kassa: Kassa, client: TestClient, keys: Keys, staff: Staff
+) -> None:
+    """No N+1: an order with one refund and one with four cost the page the same reads."""
+    make_product(client, keys, unit_amount=1000)
+    one, four = paid_order(client, keys), paid_order(client, keys)
+    for placed, refunds in ((one, 1), (four, 4)):
+        for _ in range(refunds):
+            r = client.post(
+                f"/v1/orders/{placed['id']}/refunds",
+                json={"amount": 100},
+                headers=keys.headers("ops"),
+            )
+            assert r.status_code == 201, r.text
+    Worker(kassa, name="test-worker").drain()
+    admin = staff("admin")
+    counts = []
+    for placed in (one, four):
+        admin.get(f"/dashboard/orders/{placed['number']}")  # warm: the session's touch
+        with statements_sent(kassa) as seen:
+            page = admin.get(f"/dashboard/orders/{placed['number']}")
+        assert page.status_code == 200
+        counts.append(len([s for s in seen if s.lstrip().upper().startswith("SELECT")]))
+    assert counts[0] == counts[1], counts
+    assert counts[0] <= 16, counts

@@ -15,7 +15,13 @@ from decimal import Decimal, InvalidOperation
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime
-from babel.numbers import NumberFormatError, format_currency, format_decimal, parse_decimal
+from babel.numbers import (
+    NumberFormatError,
+    format_currency,
+    format_decimal,
+    format_percent,
+    parse_decimal,
+)
 
 from kassa.domain.money import currency_exponent
 
@@ -110,9 +116,29 @@ def when(moment: datetime | None, zone: tzinfo, locale: str) -> str:
     """A timestamp in the shop's time zone: "2 Dec 2026, 19:30:05 CET"."""
     if moment is None:
         return ""
-    return str(format_datetime(moment.astimezone(zone), "medium", tzinfo=zone, locale=locale))
+    local = moment.astimezone(zone)
+    shown = format_datetime(local, "medium", tzinfo=zone, locale=locale)
+    return f"{shown} {local.tzname() or ''}".rstrip()
 
 
 def iso_local(moment: datetime | None, zone: tzinfo) -> str:
     """The `datetime` attribute of a <time> element: ISO 8601 with the shop's offset."""
     return "" if moment is None else moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+def parse_balance(text: str, currency: str, locale: str) -> int:
+    """A wallet balance an operator sets, in major units: as `parse_signed_amount`, and
+    zero as well (emptying a wallet is an adjustment like any other)."""
+    unsigned = text.strip().lstrip("-\u2212").strip()
+    try:
+        if unsigned and parse_decimal(unsigned, locale=locale, strict=True) == 0:
+            return 0
+    except (NumberFormatError, InvalidOperation):
+        pass  # not a number: parse_signed_amount says so
+    return parse_signed_amount(text, currency, locale)
+
+
+def percent(fraction: Decimal | float, locale: str, digits: int = 1) -> str:
+    """A ratio (0.125) as the reader writes a percentage ("12.5%", "12,5 %")."""
+    pattern = "#,##0" + ("." + "0" * digits if digits else "") + "%"
+    return str(format_percent(fraction, format=pattern, locale=locale))

@@ -211,15 +211,7 @@ class StaffSessions:
                 last_seen_at=now,
             )
             session.add(record)
-            view = StaffUserView.of(row)
-            audit.record(
-                session,
-                RequestContext.staff(view.id, view.role),
-                at=now,
-                action="staff_session.sign_in",
-                subject=view.id,
-                after={"session": record.id},
-            )
+            view = _audited(session, row, "staff_session.sign_in", record.id, now)
         return token, StaffSession(record.id, view, record.csrf_token)
 
     # -- the session behind a cookie -----------------------------------------------------
@@ -322,15 +314,7 @@ class StaffSessions:
             current.token_hash = digest
             current.csrf_token = secrets.token_urlsafe(32)
             current.last_seen_at = now
-            view = StaffUserView.of(row)
-            audit.record(
-                session,
-                RequestContext.staff(view.id, view.role),
-                at=now,
-                action="staff_user.change_password",
-                subject=view.id,
-                after={"session": current.id},
-            )
+            view = _audited(session, row, "staff_user.change_password", current.id, now)
         return new_token, StaffSession(current.id, view, current.csrf_token)
 
     def sign_out(self, token: str) -> None:
@@ -371,3 +355,19 @@ def _check_policy(current_password: str, new_password: str) -> None:
         )
     if new_password == current_password:
         raise PasswordRejected("the new password must differ from the current one")
+
+
+def _audited(
+    session: Session, row: StaffUser, action: str, session_id: str, now: datetime
+) -> StaffUserView:
+    """Audit `action` of the user `row` on their own account, with them as the actor."""
+    view = StaffUserView.of(row)
+    audit.record(
+        session,
+        RequestContext.staff(view.id, view.role),
+        at=now,
+        action=action,
+        subject=view.id,
+        after={"session": session_id},
+    )
+    return view

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from kassa.domain.errors import invalid, not_found
+from kassa.domain.errors import conflict, invalid, not_found
 from kassa.domain.ids import new_id
 from kassa.domain.money import normalize_currency
 from kassa.domain.wallet import EntryKind, adjustment_delta, counts_as_paid
@@ -177,9 +177,21 @@ class Wallets:
             return wallet_view(session, customer_id, entries)
 
     def adjust(
-        self, ctx: RequestContext, customer_id: str, currency: str, balance: int, reason: str
+        self,
+        ctx: RequestContext,
+        customer_id: str,
+        currency: str,
+        balance: int,
+        reason: str,
+        *,
+        if_balance: int | None = None,
     ) -> Adjustment:
         """An operator sets a balance (negative allowed); lifetime_paid is untouched.
+
+        `if_balance` is the balance the operator saw when they confirmed (the dashboard's
+        confirmation page): if the wallet holds another one now, read under the row's lock,
+        nothing changes (409 `wallet_balance_changed`), so a confirmation that went stale,
+        or the same form posted twice, never overwrites a change it did not see.
 
         A balance that changes is reported (`wallet.adjusted`, with the wallet as the API
         shows it then); setting the balance it already has changes nothing and reports
@@ -209,6 +221,11 @@ class Wallets:
             )
             assert row is not None
             previous = row.balance
+            if if_balance is not None and previous != if_balance:
+                raise conflict(
+                    "wallet_balance_changed",
+                    f"the wallet's {code} balance changed since this adjustment was confirmed",
+                )
             delta = adjustment_delta(previous, balance)
             if delta:
                 post_entry(

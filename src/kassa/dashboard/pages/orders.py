@@ -10,6 +10,7 @@ exactly as the same API call would be.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any
@@ -22,9 +23,10 @@ from kassa.dashboard.formatting import AmountNotUnderstood, parse_amount
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError, ErrorKind
 from kassa.domain.roles import Permission
+from kassa.services.context import RequestContext
 from kassa.services.events import EventView
 from kassa.services.invoices import DocumentView
-from kassa.services.orders import OrderView
+from kassa.services.orders import Orders, OrderView
 from kassa.services.pagination import CreatedRange
 from kassa.services.refunds import RefundView
 from kassa.services.webhook_endpoints import OrderDelivery
@@ -262,19 +264,29 @@ def confirm_page(
     )
 
 
+Transition = Callable[[Orders], Callable[[RequestContext, str], OrderView]]
+
+
+def _transition(
+    request: Request, number: str, posted: Posted, change: Transition, notice: str
+) -> Response:
+    """Fulfil or cancel: the service's own transition, with the user's context."""
+    staff = posted.staff
+    order = _dossier(staff, number).order
+    try:
+        change(staff.kassa.orders)(staff.ctx, order.id)
+    except DomainError as exc:
+        return _failed(request, staff, number, exc)
+    return redirect(f"/orders/{number}", notice=notice)
+
+
 @router.post("/orders/{number}/fulfil")
 def fulfil(
     request: Request,
     number: str,
     posted: Annotated[Posted, Depends(posting(Permission.FULFILL_ORDERS))],
 ) -> Response:
-    staff = posted.staff
-    order = _dossier(staff, number).order
-    try:
-        staff.kassa.orders.fulfill(staff.ctx, order.id)
-    except DomainError as exc:
-        return _failed(request, staff, number, exc)
-    return redirect(f"/orders/{number}", notice="fulfilled")
+    return _transition(request, number, posted, lambda orders: orders.fulfill, "fulfilled")
 
 
 @router.post("/orders/{number}/cancel")
@@ -283,13 +295,7 @@ def cancel(
     number: str,
     posted: Annotated[Posted, Depends(posting(Permission.CANCEL_ORDERS))],
 ) -> Response:
-    staff = posted.staff
-    order = _dossier(staff, number).order
-    try:
-        staff.kassa.orders.cancel(staff.ctx, order.id)
-    except DomainError as exc:
-        return _failed(request, staff, number, exc)
-    return redirect(f"/orders/{number}", notice="canceled")
+    return _transition(request, number, posted, lambda orders: orders.cancel, "canceled")
 
 
 @router.post("/orders/{number}/refund")
