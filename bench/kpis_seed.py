@@ -35,7 +35,7 @@ from typing import Any
 
 import psycopg
 from harness import Target
-from scale import QUIET_GAP, SPAN, prepare, seed
+from scale import QUIET_GAP, SPAN, Shop, prepare, seed
 
 from kassa.storage.database import SQLITE_BUSY_TIMEOUT_MS
 
@@ -214,6 +214,123 @@ FROM s_top_ups WHERE pk % 3 = 0
 ]
 
 
+# SQLite, `seed_sqlite(..., history=True)` (bench/dashboard.py): what an order's page
+# reads beyond the five tables above, as scale.py's PostgreSQL seed writes it: the order's
+# lines (one per order here, the order's total at quantity 1, a product of the shop's
+# catalogue in turn), two provider attempts per payment, the audit trail, an invoice per
+# paid order with its counter. Neither seed writes e-mails or credit notes.
+# Placeholders: products (the catalogue's size), actor (an API key's id), audit_base.
+HISTORY_TABLES = ("order_lines", "payment_attempts", "audit_log", "documents")
+
+_SQLITE_HISTORY = [
+    (
+        "catalogue",
+        """
+CREATE TEMP TABLE s_products AS
+SELECT row_number() OVER (ORDER BY pk) - 1 AS ix, id, sku, title FROM products
+""",
+    ),
+    (
+        "order lines",
+        """
+INSERT INTO order_lines (pk, order_id, position, product_id, sku, title, unit_amount,
+                         quantity, amount, product_status, "unique")
+SELECT o.i, o.id, 0, p.id, p.sku, p.title, o.total, 1, o.total, 'available', 0
+FROM s_orders o JOIN s_products p ON p.ix = o.i % :products
+""",
+    ),
+    (
+        "payment attempts",
+        """
+INSERT INTO payment_attempts (pk, payment_id, provider, number, operation, started_at,
+                              duration_ms, outcome, error_type, code, decline_code,
+                              gateway_failure)
+SELECT 2 * p.pk - 2 + a.n, p.id, p.provider, a.n,
+       CASE a.n WHEN 1 THEN 'create_intent' ELSE 'confirm_intent' END,
+       p.created_at, 8 + p.pk % 7,
+       CASE WHEN a.n = 2 AND p.status = 'failed' THEN 'hard_failure' ELSE 'succeeded' END,
+       CASE WHEN a.n = 2 AND p.status = 'failed' THEN 'card_error' END,
+       CASE WHEN a.n = 2 AND p.status = 'failed' THEN 'card_declined' END,
+       CASE WHEN a.n = 2 AND p.status = 'failed' THEN 'generic_decline' END, 0
+FROM payments p CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2) AS a
+""",
+    ),
+    (
+        "audit trail",
+        f"""
+INSERT INTO audit_log (pk, id, actor_key_id, action, subject_id, before, after, request_id,
+                       created_at)
+SELECT :audit_base + row_number() OVER (ORDER BY at, subject, action),
+       'aud_' || substr(lower(hex(randomblob(12))), 1, 24), :actor, action, subject, before,
+       after, NULL, at
+FROM (
+    SELECT id AS subject, 'order.created' AS action, NULL AS before,
+           json_object('status', 'pending', 'total', total, 'currency', currency) AS after,
+           {_ts("t")} AS at
+    FROM s_orders
+    UNION ALL
+    SELECT id, 'payment.created', NULL,
+           json_object('order', order_id, 'amount', amount, 'provider', provider), created_at
+    FROM payments
+    UNION ALL
+    SELECT id, 'payment.' || status, json_object('status', 'processing'),
+           json_object('status', status, 'amount', amount, 'order', order_id), updated_at
+    FROM payments
+    UNION ALL
+    SELECT id, 'order.paid', json_object('status', 'pending'),
+           json_object('status', 'paid', 'amount_paid', total), {_ts("t + 41")}
+    FROM s_orders WHERE paid
+    UNION ALL
+    SELECT id, 'order.' || status, json_object('status', 'paid'),
+           json_object('status', status), {_ts("t + 172800")}
+    FROM s_orders WHERE status IN ('fulfilled', 'canceled')
+    UNION ALL
+    SELECT id, 'refund.succeeded', json_object('status', 'pending'),
+           json_object('status', 'succeeded', 'amount', amount, 'order', order_id),
+           succeeded_at
+    FROM refunds
+)
+""",
+    ),
+    (
+        "invoices",
+        f"""
+INSERT INTO documents (pk, id, kind, series, year, sequence, number, order_id,
+                       invoiced_order_id, currency, total, tax, content, issued_at)
+SELECT i, 'inv_' || printf('%024d', i), 'invoice', 'INV', year, sequence,
+       'INV-' || year || '-' || printf('%06d', sequence), id, id, currency, total, 0,
+       json_object(
+           'kind', 'invoice', 'number', 'INV-' || year || '-' || printf('%06d', sequence),
+           'issued_at', issued_at, 'currency', currency,
+           'seller', json_object('name', 'Kassa Demo Shop', 'lines', json_array(),
+                                 'tax_id', NULL, 'email', NULL),
+           'buyer', json_object('name', 'Buyer ' || i, 'lines', json_array(), 'tax_id', NULL,
+                                'email', NULL),
+           'lines', json_array(json_object('description', 'Goods', 'quantity', 1,
+                                           'unit_amount', total, 'amount', total)),
+           'subtotal', total, 'taxes', json_array(), 'total', total,
+           'reference', 'Order K-' || printf('%06d', i), 'notes', NULL, 'locale', 'en_US'),
+       issued_at
+FROM (
+    SELECT i, id, currency, total, {_ts("t + 43")} AS issued_at,
+           CAST(strftime('%Y', t + 43, 'unixepoch') AS INTEGER) AS year,
+           row_number() OVER (PARTITION BY strftime('%Y', t + 43, 'unixepoch') ORDER BY i)
+               AS sequence
+    FROM s_orders WHERE paid
+)
+""",
+    ),
+    (
+        "invoice counters",
+        """
+INSERT INTO document_counters (series, year, last_number)
+SELECT 'INV', year, max(sequence) FROM documents WHERE series = 'INV' GROUP BY year
+ON CONFLICT (series, year) DO UPDATE SET last_number = excluded.last_number
+""",
+    ),
+]
+
+
 @dataclass
 class Seeded:
     """What a seed wrote: rows per table, and how long it took (steps too)."""
@@ -255,13 +372,19 @@ def _count(row: Any) -> int:
     return int(row[0]) if row else 0
 
 
-def seed_sqlite(target: Target, orders: int) -> Seeded:
+def seed_sqlite(target: Target, orders: int, history: Shop | None = None) -> Seeded:
+    """The five tables above; with `history` (a shop `scale.prepare` made: its catalogue
+    and its ops key, the audit trail's actor) also `HISTORY_TABLES` (`_SQLITE_HISTORY`)."""
     assert target.sqlite_path is not None
-    print(f"[seed] {orders:,} orders and their payments, refunds, customers, wallets", flush=True)
+    what = "payments, refunds, customers, wallets"
+    what += ", lines, attempts, audit trail, invoices" if history else ""
+    print(f"[seed] {orders:,} orders and their {what}", flush=True)
+    tables = (*COUNTED_TABLES, *HISTORY_TABLES) if history else COUNTED_TABLES
+    statements = [*_SQLITE_ROWS, *_SQLITE_HISTORY] if history else _SQLITE_ROWS
     began = time.perf_counter()
     steps: list[tuple[str, float]] = []
     now = datetime.now(UTC).timestamp() - QUIET_GAP.total_seconds()
-    values = {
+    values: dict[str, Any] = {
         "n": orders,
         "customers": max(1, orders // 5),
         "start": now - SPAN.total_seconds(),
@@ -276,16 +399,22 @@ def seed_sqlite(target: Target, orders: int) -> Seeded:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-262144")  # 256 MB, for the index builds
-        placeholders = ", ".join("?" * len(COUNTED_TABLES))
+        if history is not None:
+            values["products"] = _count(conn.execute("SELECT count(*) FROM products").fetchone())
+            values["actor"] = history.key_ids[0]
+            values["audit_base"] = _count(
+                conn.execute("SELECT coalesce(max(pk), 0) FROM audit_log").fetchone()
+            )
+        placeholders = ", ".join("?" * len(tables))
         indexes = conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
             f" AND tbl_name IN ({placeholders})",
-            COUNTED_TABLES,
+            tables,
         ).fetchall()
         conn.execute("BEGIN")
         for name, _sql in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-        for label, sql in _SQLITE_ROWS:
+        for label, sql in statements:
             at = time.perf_counter()
             conn.execute(sql, values)
             _step(steps, label, at)
@@ -297,9 +426,7 @@ def seed_sqlite(target: Target, orders: int) -> Seeded:
         at = time.perf_counter()
         conn.execute("ANALYZE")
         _step(steps, "analyze", at)
-        rows = {
-            t: _count(conn.execute(f"SELECT count(*) FROM {t}").fetchone()) for t in COUNTED_TABLES
-        }
+        rows = {t: _count(conn.execute(f"SELECT count(*) FROM {t}").fetchone()) for t in tables}
     finally:
         conn.close()
     return Seeded(time.perf_counter() - began, rows, steps)

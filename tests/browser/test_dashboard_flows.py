@@ -81,6 +81,7 @@ def test_first_sign_in_replaces_the_one_time_password_then_finds_an_order_by_num
     page_guard: PageGuard,
 ) -> None:
     placed = shop(client, keys)
+    Worker(served.kassa, name="test-worker").drain()  # the invoices
     email, one_time = staff_user(served.kassa, "ops")
     page.goto("/dashboard/sign-in")
     assert_accessible(page, "sign-in")

@@ -189,3 +189,17 @@ def test_the_order_page_reads_the_same_number_of_statements_however_many_refunds
         counts.append(len([s for s in seen if s.lstrip().upper().startswith("SELECT")]))
     assert counts[0] == counts[1], counts
     assert counts[0] <= 16, counts
+
+
+def test_what_buyers_and_staff_typed_is_shown_as_text_never_as_markup(
+    client: TestClient, keys: Keys, staff: Staff
+) -> None:
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    make_product(client, keys, "EVIL", title=hostile, unit_amount=500)
+    placed = paid_order(client, keys, lines=(("EVIL", 1),))
+    page = staff("admin").get(f"/dashboard/orders/{placed['number']}")
+    assert page.status_code == 200
+    assert hostile not in page.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+    searched = staff("admin").get("/dashboard/orders", params={"q": hostile})
+    assert hostile not in searched.text and "&lt;script&gt;" in searched.text
