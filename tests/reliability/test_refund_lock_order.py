@@ -43,14 +43,14 @@ def test_a_refund_beside_a_webhook_holding_its_payment_waits_instead_of_deadlock
                 handler_holds_payment.set()
                 time.sleep(0.6)  # the refund locks the order and reaches its insert
                 assert lock_order(session, placed["id"]) is not None
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failures.append(exc)
 
     def refund() -> None:
         try:
             assert handler_holds_payment.wait(10)
             kassa.refunds.create(RequestContext.system("test"), placed["id"], amount=300)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=webhook_handler), threading.Thread(target=refund)]
