@@ -174,7 +174,7 @@ def lock_order(session: Session, order_id: str, *, nowait: bool = False) -> Orde
     return session.scalar(
         select(Order)
         .where(Order.id == order_id)
-        .with_for_update(nowait=nowait)
+        .with_for_update(nowait=nowait, key_share=True)
         .execution_options(populate_existing=True)
     )
 

@@ -89,7 +89,7 @@ _PAYABLE_ORDER = (
         _ORDERS.c.created_by_key,
     )
     .where(_ORDERS.c.id == bindparam("order_id"))
-    .with_for_update()
+    .with_for_update(key_share=True)
 )
 _OPEN_PAYMENT = select(_PAYMENTS.c.id).where(
     _PAYMENTS.c.order_id == bindparam("order_id"), _PAYMENTS.c.status.in_(IN_FLIGHT)

@@ -50,10 +50,15 @@ def resume_guard_key(payment_id: str) -> str:
 
 # The statements of every settlement, built once with bind parameters: built per call,
 # each cost its construction and cache key, about as much CPU as running it (issue 10).
+# Payments and orders are locked FOR NO KEY UPDATE (`key_share=True`; SQLite has no row
+# locks): kassa never changes their keys, and a plain FOR UPDATE would also block the KEY
+# SHARE lock a refund's or payment's foreign key takes on its parent, which deadlocked a
+# refund (order, then the payment's key) against a webhook (payment, then the order):
+# tests/reliability/test_refund_lock_order.py.
 _LOCK_PAYMENT = (
     select(Payment)
     .where(Payment.id == bindparam("payment_id"))
-    .with_for_update()
+    .with_for_update(key_share=True)
     .execution_options(populate_existing=True)
 )
 _LOCK_PAYMENT_OF_INTENT = (
@@ -62,7 +67,7 @@ _LOCK_PAYMENT_OF_INTENT = (
         Payment.provider == bindparam("provider"),
         Payment.provider_payment_id == bindparam("intent_id"),
     )
-    .with_for_update()
+    .with_for_update(key_share=True)
     .execution_options(populate_existing=True)
 )
 # The paid order, locked, with its lines in SKU order (like every other multi-product
@@ -82,7 +87,7 @@ _LOCK_ORDER_WITH_LINES = (
     .select_from(_ORDERS.outerjoin(_LINES, _LINES.c.order_id == _ORDERS.c.id))
     .where(_ORDERS.c.id == bindparam("order_id"))
     .order_by(_LINES.c.sku)
-    .with_for_update(of=_ORDERS)
+    .with_for_update(of=_ORDERS, key_share=True)
 )
 _PAY_ORDER = (
     update(_ORDERS)
