@@ -55,7 +55,7 @@ def staff(kassa: Kassa) -> Iterator[Callable[[str], StaffClient]]:
         email = f"{role}-{len(clients)}@shop.example"
         user, one_time = kassa.staff_users.create(RequestContext.system("test"), email, Role(role))
         token, _ = kassa.staff_sessions.sign_in(email, one_time, "testclient")
-        token, session = kassa.staff_sessions.change_password(token, one_time, PASSWORD)
+        token, session = kassa.staff_sessions.change_password(token, None, PASSWORD)
         client = TestClient(create_app(kassa))
         client.__enter__()
         clients.append(client)
