@@ -91,6 +91,12 @@ class Exports:
     def available(self) -> list[str]:
         return sorted(self._sources)
 
+    def timed(self, name: str) -> bool:
+        """Whether the export `name` takes a period (the catalogue exports are as of now);
+        False for a name that is not offered."""
+        source = self._sources.get(name)
+        return source is not None and source.timed
+
     def open(
         self,
         ctx: RequestContext,

@@ -321,13 +321,18 @@ class CheckFindings:
         starting_after: str | None = None,
         status: str | None = None,
         check: str | None = None,
+        acknowledged: bool | None = None,
     ) -> Page[FindingView]:
-        """Findings, newest first."""
+        """Findings, newest first; `acknowledged` True or False keeps only those someone has
+        (or nobody has) acknowledged (the dashboard's "open, not yet looked at")."""
         stmt = select(CheckFinding)
         if status:
             stmt = stmt.where(CheckFinding.status == status)
         if check:
             stmt = stmt.where(CheckFinding.check_name == check)
+        if acknowledged is not None:
+            seen = CheckFinding.acknowledged_at.is_not(None)
+            stmt = stmt.where(seen if acknowledged else CheckFinding.acknowledged_at.is_(None))
         with self._db.transaction(read_only=True) as session:
             page = paginate(session, CheckFinding, stmt, limit, starting_after)
             return page.map(FindingView.of)
@@ -353,7 +358,9 @@ class CheckFindings:
             if row is None:
                 raise _unknown(finding_id)
             before = _acknowledgement(row)
-            row.acknowledged_at, row.acknowledged_by, row.note = now, ctx.actor_key_id, note
+            # a staff user is named by their id (`usr_…`), not the dashboard's actor key
+            by = ctx.actor_user or ctx.actor_key_id
+            row.acknowledged_at, row.acknowledged_by, row.note = now, by, note
             audit.record(
                 session,
                 ctx,
