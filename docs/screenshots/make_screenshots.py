@@ -7,8 +7,8 @@
 Needs, besides the project's venv (`make .venv/.installed`):
 
     apt-get install -y chromium poppler-utils       # /usr/bin/chromium, pdftoppm
-    .venv/bin/pip install playwright                # only the Python client: it drives
-                                                    # Debian's Chromium, downloads no browser
+                                                    # (playwright, a dev dependency, drives
+                                                    # Debian's Chromium, downloads no browser)
 
 Run from the repository root:
 

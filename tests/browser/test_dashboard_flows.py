@@ -35,9 +35,16 @@ def staff_user(kassa: Kassa, role: str, email: str | None = None) -> tuple[str, 
     return address, one_time
 
 
-def sign_in(page: Page, email: str, password: str, *, first_time: bool = True) -> None:
+def sign_in(
+    page: Page,
+    email: str,
+    password: str,
+    *,
+    first_time: bool = True,
+    on_password_page: Callable[[Page], object] | None = None,
+) -> None:
     """Through the forms, as a person does: the sign-in page, then (first time) the page
-    that replaces the one-time password."""
+    that replaces the one-time password (`on_password_page` looks at it first)."""
     page.goto("/dashboard/orders")
     expect(page).to_have_url(re.compile(r"/dashboard/sign-in\?next="))
     page.get_by_label("Email").fill(email)
@@ -45,6 +52,8 @@ def sign_in(page: Page, email: str, password: str, *, first_time: bool = True) -
     page.get_by_role("button", name="Sign in").click()
     if first_time:
         expect(page.get_by_role("heading", name="Choose your password")).to_be_visible()
+        if on_password_page is not None:
+            on_password_page(page)
         page.get_by_label("New password").fill(NEW_PASSWORD)
         page.get_by_label("Confirm password").fill(NEW_PASSWORD)
         page.get_by_role("button", name="Set password").click()
@@ -86,7 +95,12 @@ def test_first_sign_in_replaces_the_one_time_password_then_finds_an_order_by_num
     page.goto("/dashboard/sign-in")
     assert_accessible(page, "sign-in")
     screenshot(page, "sign-in")
-    sign_in(page, email, one_time)
+
+    def password_page(shown: Page) -> None:
+        assert_accessible(shown, "password")
+        screenshot(shown, "password")
+
+    sign_in(page, email, one_time, on_password_page=password_page)
     assert_accessible(page, "orders")
     screenshot(page, "orders")
 
