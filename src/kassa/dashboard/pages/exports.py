@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.pages.common import refused_status
 from kassa.dashboard.web import render
 from kassa.domain.calendar import Window
-from kassa.domain.errors import DomainError, ErrorKind
+from kassa.domain.errors import DomainError
 from kassa.domain.roles import Permission
 from kassa.web.downloads import CsvDownload
 
@@ -92,7 +93,7 @@ def download(
     try:
         export = staff.kassa.exports.open(staff.ctx, name, **period)
     except DomainError as exc:
-        status = {ErrorKind.NOT_FOUND: 404, ErrorKind.CONFLICT: 409}.get(exc.kind, 422)
+        status = refused_status(exc)
         return _page(
             request, staff, window=window, from_=from_, to=to, error=exc.detail, status=status
         )
