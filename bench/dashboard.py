@@ -89,7 +89,9 @@ from harness import (
     describe,
     free_port,
     http_client,
+    no_problems,
     percentile,
+    problem_lines,
     ratio,
     recorded_params,
     run_benchmark,
@@ -765,8 +767,7 @@ def render(params: Params, host: dict[str, Any], runs: list[DatabaseRun]) -> str
         "seed: " + "; ".join(f"{r.database} {r.seeded.seconds:.0f} s" for r in runs),
     ]
     lines += [_n_plus_one_line(run) for run in runs]
-    for run in runs:
-        lines += [f"PROBLEM {run.database}: {p}" for p in run.problems]
+    lines += problem_lines(runs)
     return "\n".join(lines)
 
 
@@ -777,11 +778,7 @@ def document(params: Params, host: dict[str, Any], runs: list[DatabaseRun]) -> d
         "results": [
             {
                 "database": run.database,
-                "seed": {
-                    "seconds": round(run.seeded.seconds, 1),
-                    "rows": run.seeded.rows,
-                    "steps": {k: round(v, 2) for k, v in run.seeded.steps},
-                },
+                "seed": run.seeded.summary(),
                 "searched": run.searched,
                 "fresh_orders": [
                     {
@@ -821,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
         bench,
         render,
         document,
-        lambda runs: not any(run.problems for run in runs),
+        no_problems,
     )
 
 

@@ -30,7 +30,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import psycopg
@@ -708,6 +708,26 @@ def write_json(benchmark: str, fields: dict[str, Any]) -> Path:
     document = {"benchmark": benchmark, "timestamp": stamp, **fields}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+class Judged(Protocol):
+    """A benchmark's run on one database, with what went wrong in it (nothing if passed)."""
+
+    @property
+    def database(self) -> str: ...
+
+    @property
+    def problems(self) -> Sequence[str]: ...
+
+
+def problem_lines(runs: Sequence[Judged]) -> list[str]:
+    """The report's closing lines, one a problem: `PROBLEM <database>: <what>`."""
+    return [f"PROBLEM {run.database}: {p}" for run in runs for p in run.problems]
+
+
+def no_problems(runs: Sequence[Judged]) -> bool:
+    """`run_benchmark`'s `passed` for a benchmark that passes when no run had a problem."""
+    return not any(run.problems for run in runs)
 
 
 def run_benchmark(

@@ -64,7 +64,9 @@ from harness import (
     clean_env,
     describe,
     http_client,
+    no_problems,
     percentile,
+    problem_lines,
     ratio,
     recorded_params,
     run_benchmark,
@@ -419,8 +421,7 @@ def render(params: Params, host: dict[str, Any], runs: list[DatabaseRun]) -> str
             f"target: {KPIS} under {TARGET_MS:.0f} ms on PostgreSQL at {TARGET_ORDERS:,}"
             f" orders: p95 {p95:.1f} ms at {params.orders:,} orders, {verdict}"
         )
-    for run in runs:
-        lines += [f"PROBLEM {run.database}: {p}" for p in run.problems]
+    lines += problem_lines(runs)
     return "\n".join(lines)
 
 
@@ -437,11 +438,7 @@ def document(params: Params, host: dict[str, Any], runs: list[DatabaseRun]) -> d
         "results": [
             {
                 "database": run.database,
-                "seed": {
-                    "seconds": round(run.seeded.seconds, 1),
-                    "rows": run.seeded.rows,
-                    "steps": {k: round(v, 2) for k, v in run.seeded.steps},
-                },
+                "seed": run.seeded.summary(),
                 "window_utc": [run.window[0].isoformat(), run.window[1].isoformat()],
                 "kpis": run.rows[0].summary(),
                 "export": {
@@ -464,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         bench,
         render,
         document,
-        lambda runs: not any(run.problems for run in runs),
+        no_problems,
     )
 
 

@@ -339,6 +339,14 @@ class Seeded:
     rows: dict[str, int]
     steps: list[tuple[str, float]] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """The seed as the results files of the benchmarks that seed this way report it."""
+        return {
+            "seconds": round(self.seconds, 1),
+            "rows": self.rows,
+            "steps": {k: round(v, 2) for k, v in self.steps},
+        }
+
 
 def _step(steps: list[tuple[str, float]], label: str, began: float) -> None:
     steps.append((label, time.perf_counter() - began))

@@ -7,20 +7,19 @@ number of queries, and the KPIs with their charts."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import import_module
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from kassa.bootstrap import Kassa
 from kassa.storage.tables import AuditRecord, WalletBalance, WalletEntry
 from tests.builders import customer, make_product, order, paid_order, pay
 from tests.conftest import Keys
 from tests.dashboard.conftest import StaffClient
+from tests.support import statements_sent
 
 Staff = Callable[[str], StaffClient]
 
@@ -239,20 +238,6 @@ def test_an_adjustment_without_its_csrf_token_is_refused(
 # -- payments -----------------------------------------------------------------------------
 
 
-@contextmanager
-def _statements(kassa: Kassa) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def note(*args: Any) -> None:
-        seen.append(str(args[2]))
-
-    event.listen(kassa.db.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(kassa.db.engine, "before_cursor_execute", note)
-
-
 def test_the_payments_page_shows_health_recovery_and_links_payments_by_order_number(
     client: TestClient, keys: Keys, staff: Staff
 ) -> None:
@@ -307,7 +292,7 @@ def test_the_payments_page_reads_the_same_number_of_statements_for_2_or_8_paymen
         for _ in range(more):
             paid_order(client, keys)
         analyst.get("/dashboard/payments")  # the gateways' first reports store their state
-        with _statements(kassa) as seen:
+        with statements_sent(kassa) as seen:
             assert analyst.get("/dashboard/payments").status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1], counts
@@ -323,7 +308,7 @@ def test_the_customer_page_reads_the_same_number_of_statements_for_1_or_6_orders
         for _ in range(more):
             paid_order(client, keys, customer=buyer)
             _top_up(client, keys, buyer, 100)
-        with _statements(kassa) as seen:
+        with statements_sent(kassa) as seen:
             assert admin.get(f"/dashboard/customers/{buyer}").status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1], counts

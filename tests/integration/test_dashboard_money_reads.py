@@ -5,12 +5,9 @@ was confirmed against a balance the wallet no longer holds changes nothing)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from kassa.bootstrap import Kassa
 from kassa.domain.errors import DomainError, ErrorKind
@@ -19,20 +16,7 @@ from kassa.services.context import RequestContext
 from kassa.storage.tables import AuditRecord, WalletEntry
 from tests.builders import customer, make_product, order
 from tests.conftest import Keys
-
-
-@contextmanager
-def _statements(kassa: Kassa) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def note(*args: object) -> None:
-        seen.append(str(args[2]))
-
-    event.listen(kassa.db.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(kassa.db.engine, "before_cursor_execute", note)
+from tests.support import statements_sent
 
 
 def test_numbers_of_maps_the_ids_to_numbers_in_one_statement(
@@ -41,11 +25,11 @@ def test_numbers_of_maps_the_ids_to_numbers_in_one_statement(
     make_product(client, keys)
     placed = [order(client, keys) for _ in range(5)]
     ids = [str(p["id"]) for p in placed]
-    with _statements(kassa) as seen:
+    with statements_sent(kassa) as seen:
         numbers = kassa.orders.numbers_of(system, [*ids, ids[0], "ord_unknown"])
     assert numbers == {str(p["id"]): str(p["number"]) for p in placed}
     assert len([s for s in seen if s.lstrip().startswith("SELECT")]) == 1, seen  # BEGIN aside
-    with _statements(kassa) as seen:
+    with statements_sent(kassa) as seen:
         assert kassa.orders.numbers_of(system, []) == {}
     assert seen == []  # nothing asked, nothing read
 

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Staff, allowed
+from kassa.dashboard.pages.common import listed
 from kassa.dashboard.web import render
-from kassa.domain.errors import DomainError
 from kassa.domain.ids import has_prefix
 from kassa.domain.roles import Permission
 
@@ -49,8 +49,8 @@ def audit_log(
 ) -> Response:
     action, subject, actor = (v.strip()[:MAX_FILTER] for v in (action, subject, actor))
     by_user = has_prefix(actor, "usr")
-    try:
-        page = staff.kassa.audit.list(
+    records, has_more = listed(
+        lambda: staff.kassa.audit.list(
             limit=PAGE_SIZE,
             starting_after=after or None,
             subject_id=subject or None,
@@ -58,9 +58,7 @@ def audit_log(
             actor_key_id=actor if actor and not by_user else None,
             actor_user=actor if by_user else None,
         )
-        records, has_more = list(page.data), page.has_more
-    except DomainError:  # a stale cursor: start again from the newest
-        records, has_more = [], False
+    )
     numbers = staff.kassa.orders.numbers_of(
         staff.ctx, [r.subject_id for r in records if has_prefix(r.subject_id, "ord")]
     )

@@ -18,8 +18,9 @@ from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
 from kassa.dashboard.formatting import AmountNotUnderstood, parse_balance
+from kassa.dashboard.pages.common import refused_status
 from kassa.dashboard.web import redirect, render
-from kassa.domain.errors import DomainError, ErrorKind
+from kassa.domain.errors import DomainError
 from kassa.domain.money import MAX_AMOUNT, is_currency, normalize_currency
 from kassa.domain.roles import Permission
 from kassa.services.customers import CustomerView
@@ -200,7 +201,7 @@ def adjust(
             staff.ctx, dossier.customer.id, code, minor, why, if_balance=seen
         )
     except DomainError as exc:
-        status = {ErrorKind.NOT_FOUND: 404, ErrorKind.CONFLICT: 409}.get(exc.kind, 422)
+        status = refused_status(exc)
         return _form_again(request, staff, dossier, typed, exc.detail, status)
     changed = done.prev_balance != done.new_balance
     return redirect(

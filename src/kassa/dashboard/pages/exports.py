@@ -13,23 +13,20 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.pages.common import refused_status
 from kassa.dashboard.web import render
 from kassa.domain.calendar import Window
-from kassa.domain.errors import DomainError, ErrorKind
+from kassa.domain.errors import DomainError
 from kassa.domain.roles import Permission
-from kassa.services.exports import CsvExport
+from kassa.web.downloads import CsvDownload
 
 log = logging.getLogger("kassa.dashboard")
 
 router = APIRouter()
-CSV = "text/csv; charset=utf-8"
 CUSTOM = "custom"
 # The windows the form offers, in its order, with how the page names them.
 WINDOWS = {
@@ -41,37 +38,6 @@ WINDOWS = {
     Window.YEAR_TO_DATE.value: "This year so far",
     CUSTOM: "From and to (below)",
 }
-
-
-class CsvAttachment(StreamingResponse):
-    """An export streamed as an attachment and closed (so audited) once the response is
-    over, finished or not: the API's `CsvDownload`, which the dashboard may not import."""
-
-    def __init__(self, export: CsvExport) -> None:
-        super().__init__(
-            iter(export),
-            media_type=CSV,
-            headers={
-                "Content-Disposition": f'attachment; filename="{export.filename}"',
-                "Cache-Control": "no-store",  # customer data: no copy in any cache
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
-        self.export = export
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # shielded: a download cancelled mid-stream still ends its snapshot and audits
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self._close)
-
-    def _close(self) -> None:
-        try:
-            self.export.close()
-        except Exception:  # the response is gone: all that is left is to say so
-            log.exception("closing the %s export failed (audit record)", self.export.name)
 
 
 def _page(
@@ -127,8 +93,9 @@ def download(
     try:
         export = staff.kassa.exports.open(staff.ctx, name, **period)
     except DomainError as exc:
-        status = {ErrorKind.NOT_FOUND: 404, ErrorKind.CONFLICT: 409}.get(exc.kind, 422)
+        status = refused_status(exc)
         return _page(
             request, staff, window=window, from_=from_, to=to, error=exc.detail, status=status
         )
-    return CsvAttachment(export)
+    # the API's response (kassa.web.downloads), plus nosniff: a browser opens this one
+    return CsvDownload(export, log=log, headers={"X-Content-Type-Options": "nosniff"})

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.pages.common import listed, too_long
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.ids import has_prefix
@@ -83,17 +84,15 @@ def findings_list(
 ) -> Response:
     view = VIEWS.get(show, VIEWS["open"])
     check = check if check in CHECK_NAMES else ""
-    try:
-        page = staff.kassa.findings.list(
+    findings, has_more = listed(
+        lambda: staff.kassa.findings.list(
             limit=PAGE_SIZE,
             starting_after=after or None,
             status=view.status,
             check=check or None,
             acknowledged=view.acknowledged,
         )
-        findings, has_more = list(page.data), page.has_more
-    except DomainError:  # a stale cursor: start again from the newest
-        findings, has_more = [], False
+    )
     return render(
         request,
         staff.viewer,
@@ -156,9 +155,8 @@ def acknowledge(
 ) -> Response:
     staff = posted.staff
     note = posted.text("note")
-    if len(note) > MAX_NOTE:
+    if error := too_long("note", note, MAX_NOTE):
         finding = _finding(staff, finding_id)
-        error = f"The note has {len(note)} characters; at most {MAX_NOTE}."
         return _acknowledge_page(request, staff, finding, note, error, 422)
     try:
         staff.kassa.findings.acknowledge(staff.ctx, finding_id, note or None)

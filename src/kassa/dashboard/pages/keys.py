@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.pages.common import too_long
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.roles import Role
@@ -65,8 +66,7 @@ def create_key(request: Request, posted: Annotated[Posted, Depends(posting(None)
     """Create the key and answer with its secret: this page is the only place it shows."""
     staff = posted.staff
     name, role = posted.text("name"), posted.text("role")
-    if len(name) > MAX_NAME:
-        error = f"The name has {len(name)} characters; at most {MAX_NAME}."
+    if error := too_long("name", name, MAX_NAME):
         return _keys_page(request, staff, error=error, name=name, role=role, status=422)
     try:
         key, secret = staff.kassa.api_keys.create(staff.ctx, role, name)

@@ -20,8 +20,9 @@ from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
 from kassa.dashboard.formatting import AmountNotUnderstood, parse_amount
+from kassa.dashboard.pages.common import listed, refused_status
 from kassa.dashboard.web import redirect, render
-from kassa.domain.errors import DomainError, ErrorKind
+from kassa.domain.errors import DomainError
 from kassa.domain.roles import Permission
 from kassa.services.context import RequestContext
 from kassa.services.events import EventView
@@ -87,8 +88,8 @@ def orders_list(
             gte=datetime.combine(start.date(), time(), zone) if start else None,
             lt=datetime.combine(end.date(), time(), zone) + timedelta(days=1) if end else None,
         )
-        try:
-            page = kassa.orders.list(
+        orders, has_more = listed(
+            lambda: kassa.orders.list(
                 ctx,
                 limit=PAGE_SIZE,
                 starting_after=after or None,
@@ -96,9 +97,7 @@ def orders_list(
                 email=q if "@" in q else None,
                 created=created,
             )
-            orders, has_more = list(page.data), page.has_more
-        except DomainError:  # a stale cursor: start again from the newest
-            orders, has_more = [], False
+        )
     return render(
         request,
         staff.viewer,
@@ -227,7 +226,7 @@ def order_page(
 def _failed(request: Request, staff: Staff, number: str, exc: DomainError) -> Response:
     """The order page again, saying why the action did not happen (4xx, nothing changed)."""
     dossier = _dossier(staff, number)
-    status = {ErrorKind.NOT_FOUND: 404, ErrorKind.CONFLICT: 409}.get(exc.kind, 422)
+    status = refused_status(exc)
     return render(
         request,
         staff.viewer,

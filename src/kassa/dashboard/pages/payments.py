@@ -15,8 +15,8 @@ from fastapi.responses import Response
 
 from kassa.dashboard.auth import Staff, allowed
 from kassa.dashboard.formatting import percent
+from kassa.dashboard.pages.common import listed
 from kassa.dashboard.web import render
-from kassa.domain.errors import DomainError
 from kassa.domain.payments import PaymentStatus
 from kassa.domain.roles import Permission
 from kassa.services.payment_analytics import parse_window
@@ -49,13 +49,11 @@ def payments_page(
     has_more = False
     numbers: dict[str, str] = {}
     if viewer.can(Permission.LIST_PAYMENTS):
-        try:
-            page = kassa.payments.list(
+        payments, has_more = listed(
+            lambda: kassa.payments.list(
                 staff.ctx, limit=PAGE_SIZE, starting_after=after or None, status=status or None
             )
-            payments, has_more = list(page.data), page.has_more
-        except DomainError:  # a stale cursor: start again from the newest
-            payments, has_more = [], False
+        )
         numbers = kassa.orders.numbers_of(staff.ctx, (p.order for p in payments if p.order))
     return render(
         request,

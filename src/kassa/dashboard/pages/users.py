@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.pages.common import too_long
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.services.staff_users import STAFF_ROLES, StaffUserView
@@ -70,8 +71,7 @@ def create_user(request: Request, posted: Annotated[Posted, Depends(posting(None
     """Create the user and answer with their one-time password, shown only here."""
     staff = posted.staff
     email, role = posted.text("email"), posted.text("role")
-    if len(email) > MAX_EMAIL:
-        error = f"The e-mail address has {len(email)} characters; at most {MAX_EMAIL}."
+    if error := too_long("e-mail address", email, MAX_EMAIL):
         return _users_page(request, staff, error=error, email=email, role=role, status=422)
     try:
         user, password = staff.kassa.staff_users.create(staff.ctx, email, role)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.pages.common import listed
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.roles import Permission
@@ -92,13 +93,11 @@ def _endpoints_page(
     typed: NewEndpoint | None = None,
     status: int = 200,
 ) -> Response:
-    try:
-        page = staff.kassa.webhook_endpoints.list(
+    endpoints, has_more = listed(
+        lambda: staff.kassa.webhook_endpoints.list(
             limit=ENDPOINTS_PAGE, starting_after=after or None
         )
-        endpoints, has_more = list(page.data), page.has_more
-    except DomainError:  # a stale cursor: start again from the newest
-        endpoints, has_more = [], False
+    )
     return render(
         request,
         staff.viewer,
@@ -176,13 +175,13 @@ def _endpoint_page(
     status: int = 200,
 ) -> Response:
     endpoint = _endpoint(staff, endpoint_id)
-    try:
-        page = staff.kassa.webhook_endpoints.deliveries(
+    # a stale cursor, or another endpoint's delivery id: `listed` lists nothing
+    rows, has_more = listed(
+        lambda: staff.kassa.webhook_endpoints.deliveries(
             endpoint_id, limit=DELIVERIES_PAGE, starting_after=after or None
         )
-        deliveries, has_more = group(list(page.data)), page.has_more
-    except DomainError:  # a stale cursor, or another endpoint's delivery id
-        deliveries, has_more = [], False
+    )
+    deliveries = group(rows)
     return render(
         request,
         staff.viewer,
