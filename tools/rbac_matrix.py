@@ -85,6 +85,9 @@ def _permissions(route: APIRoute) -> tuple[Permission, ...]:
     return tuple(sorted({p for p in found if p is not None}))
 
 
+DASHBOARD = "/dashboard"
+
+
 def app_for_listing() -> FastAPI:
     """The app as `kassa serve` builds it (default settings, a throwaway database: the
     routes do not depend on the data)."""
@@ -96,6 +99,8 @@ def rows(app: FastAPI) -> list[Row]:
     found: list[Row] = []
     for context in iter_route_contexts(app.routes):
         route, path = context.original_route, context.path
+        if path and path.startswith(DASHBOARD):
+            continue  # pages for staff users' sessions, not API keys (same roles, README)
         if isinstance(route, Mount) and path:
             found.append(Row("GET", f"{path}/{{path}}", ()))
         elif isinstance(route, APIRoute) and path:

@@ -30,7 +30,7 @@ RETRY_AFTER_S = 5
 def install_dashboard(app: FastAPI) -> None:
     app.mount(PREFIX + "/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     for router in ROUTERS:
-        app.include_router(router, prefix=PREFIX, include_in_schema=False)
+        app.include_router(router, include_in_schema=False)  # prefixed: page_router
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SignInNeeded)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Staff, allowed
-from kassa.dashboard.pages.common import listed
+from kassa.dashboard.pages.common import listed, page_router
 from kassa.dashboard.web import render
 from kassa.domain.ids import has_prefix
 from kassa.domain.roles import Permission
 
-router = APIRouter()
+router = page_router()
 PAGE_SIZE = 50
 MAX_FILTER = 60  # as the API's query parameters
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from fastapi import APIRouter
+
+from kassa.dashboard.web import PREFIX
 from kassa.domain.errors import DomainError, ErrorKind
 
 T = TypeVar("T")
@@ -46,3 +49,10 @@ def listed(read: Callable[[], Listing[T]]) -> tuple[list[T], bool]:
     except DomainError:
         return [], False
     return list(page.data), page.has_more
+
+
+def page_router() -> APIRouter:
+    """A router for one area's pages, with the dashboard's prefix in its own paths: kassa's
+    /metrics labels a request with its route's path, which must be the whole template (a
+    prefix given to `include_router` is not in it: tests/api/test_rbac_matrix.py)."""
+    return APIRouter(prefix=PREFIX)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from babel.numbers import list_currencies
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
 from kassa.dashboard.formatting import AmountNotUnderstood, parse_balance
-from kassa.dashboard.pages.common import refused_status
+from kassa.dashboard.pages.common import page_router, refused_status
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.money import MAX_AMOUNT, is_currency, normalize_currency
@@ -27,7 +27,7 @@ from kassa.services.customers import CustomerView
 from kassa.services.orders import OrderView
 from kassa.services.wallets import WalletView
 
-router = APIRouter()
+router = page_router()
 PAGE_SIZE = 50
 ORDERS_SHOWN = 50  # the customer's newest orders on their page
 REASON_MAX = 500  # as the API's `reason`

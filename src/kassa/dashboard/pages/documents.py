@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import HTMLResponse, Response
 
 from kassa.dashboard.auth import Staff, allowed
+from kassa.dashboard.pages.common import page_router
 from kassa.domain.errors import DomainError
 from kassa.domain.roles import Permission
 
-router = APIRouter()
+router = page_router()
 KINDS = ("invoice", "credit_note")
 DOCUMENT_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
-from kassa.dashboard.pages.common import refused_status
+from kassa.dashboard.pages.common import page_router, refused_status
 from kassa.dashboard.web import render
 from kassa.domain.calendar import Window
 from kassa.domain.errors import DomainError
@@ -26,7 +26,7 @@ from kassa.web.downloads import CsvDownload
 
 log = logging.getLogger("kassa.dashboard")
 
-router = APIRouter()
+router = page_router()
 CUSTOM = "custom"
 # The windows the form offers, in its order, with how the page names them.
 WINDOWS = {

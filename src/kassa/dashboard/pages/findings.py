@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
-from kassa.dashboard.pages.common import listed, too_long
+from kassa.dashboard.pages.common import listed, page_router, too_long
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.ids import has_prefix
@@ -24,7 +24,7 @@ from kassa.domain.roles import Permission
 from kassa.services.checks import CHECK_NAMES
 from kassa.services.findings import OPEN, RESOLVED, FindingView
 
-router = APIRouter()
+router = page_router()
 PAGE_SIZE = 50
 MAX_NOTE = 2000  # as the API's FindingAcknowledge
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
-from kassa.dashboard.pages.common import too_long
+from kassa.dashboard.pages.common import page_router, too_long
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.roles import Role
 from kassa.services.api_keys import ApiKeyView
 
-router = APIRouter()
+router = page_router()
 ROLES = tuple(role.value for role in Role)
 MAX_NAME = 200  # as the API's and the CLI's
 NOTICES = {"revoked": "The key is revoked: it no longer opens anything."}

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
 from kassa.dashboard.formatting import AmountNotUnderstood, parse_amount
-from kassa.dashboard.pages.common import listed, refused_status
+from kassa.dashboard.pages.common import listed, page_router, refused_status
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.roles import Permission
@@ -32,7 +32,7 @@ from kassa.services.pagination import CreatedRange
 from kassa.services.refunds import RefundView
 from kassa.services.webhook_endpoints import OrderDelivery
 
-router = APIRouter()
+router = page_router()
 PAGE_SIZE = 50
 STATUSES = ("pending", "paid", "fulfilled", "canceled")
 _NUMBER = re.compile(r"^(?:k-?)?0*(\d{1,12})$", re.IGNORECASE)

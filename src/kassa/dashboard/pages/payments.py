@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Staff, allowed
 from kassa.dashboard.formatting import percent
-from kassa.dashboard.pages.common import listed
+from kassa.dashboard.pages.common import listed, page_router
 from kassa.dashboard.web import render
 from kassa.domain.payments import PaymentStatus
 from kassa.domain.roles import Permission
 from kassa.services.payment_analytics import parse_window
 
-router = APIRouter()
+router = page_router()
 PAGE_SIZE = 50
 WINDOWS = {"1h": "the last hour", "24h": "the last 24 hours", "7d": "the last 7 days"}
 DEFAULT_WINDOW = "24h"

@@ -15,13 +15,14 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
 from kassa.dashboard.auth import Staff, allowed
 from kassa.dashboard.charts import Bar, bar_chart
 from kassa.dashboard.formatting import percent
+from kassa.dashboard.pages.common import page_router
 from kassa.dashboard.web import Viewer, render
 from kassa.domain.calendar import Window
 from kassa.domain.errors import DomainError
@@ -29,7 +30,7 @@ from kassa.domain.kpis import BASIS_POINTS
 from kassa.domain.roles import Permission
 from kassa.services.kpis import DailyRow, KpiReport
 
-router = APIRouter()
+router = page_router()
 DEFAULT_WINDOW = Window.LAST_30_DAYS.value
 WINDOW_LABELS = {
     Window.TODAY.value: "Today",

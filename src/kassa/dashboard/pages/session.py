@@ -15,7 +15,7 @@ import secrets
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -32,6 +32,7 @@ from kassa.dashboard.auth import (
     tokens_match,
     viewer_for,
 )
+from kassa.dashboard.pages.common import page_router
 from kassa.dashboard.web import PREFIX, redirect, render
 from kassa.services.staff_sessions import (
     SESSION_COOKIE,
@@ -41,7 +42,7 @@ from kassa.services.staff_sessions import (
     SignInThrottled,
 )
 
-router = APIRouter()
+router = page_router()
 SIGN_IN_COOKIE = "kassa_sign_in"
 HOME = "/orders"
 
@@ -90,7 +91,6 @@ def _sign_in_page(
 
 
 @router.get("/")
-@router.get("")
 def home() -> Response:
     return redirect(HOME)
 

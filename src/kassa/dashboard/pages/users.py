@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
-from kassa.dashboard.pages.common import too_long
+from kassa.dashboard.pages.common import page_router, too_long
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.services.staff_users import STAFF_ROLES, StaffUserView
 
-router = APIRouter()
+router = page_router()
 ROLES = tuple(role.value for role in STAFF_ROLES)
 MAX_EMAIL = 254
 ACTIONS = {"disable": "Disable", "reset-password": "Reset the password of"}

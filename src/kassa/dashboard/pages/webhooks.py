@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
-from kassa.dashboard.pages.common import listed
+from kassa.dashboard.pages.common import listed, page_router
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
 from kassa.domain.roles import Permission
@@ -31,7 +31,7 @@ from kassa.services.webhook_endpoints import (
     EndpointView,
 )
 
-router = APIRouter()
+router = page_router()
 ENDPOINTS_PAGE = 100
 DELIVERIES_PAGE = 25
 MAX_URL, MAX_DESCRIPTION = 2048, 500  # as the API's WebhookEndpointCreate
