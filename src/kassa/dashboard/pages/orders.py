@@ -158,12 +158,17 @@ def _webhook_events(
     return events, deliveries
 
 
-def _dossier(staff: Staff, number: str) -> OrderDossier:
-    kassa, ctx = staff.kassa, staff.ctx
+def _order(staff: Staff, number: str) -> OrderView:
+    """The order numbered `number`, or the 404 page: what an action needs, one read."""
     try:
-        order = kassa.orders.by_number(ctx, number)
+        return staff.kassa.orders.by_number(staff.ctx, number)
     except DomainError as exc:
         raise staff.refuse(404, f"There is no order {number}.") from exc
+
+
+def _dossier(staff: Staff, number: str) -> OrderDossier:
+    kassa, ctx = staff.kassa, staff.ctx
+    order = _order(staff, number)
     viewer = staff.viewer
     payments = (
         list(kassa.payments.list_for_order(ctx, order.id, limit=100).data)
@@ -271,7 +276,7 @@ def _transition(
 ) -> Response:
     """Fulfil or cancel: the service's own transition, with the user's context."""
     staff = posted.staff
-    order = _dossier(staff, number).order
+    order = _order(staff, number)
     try:
         change(staff.kassa.orders)(staff.ctx, order.id)
     except DomainError as exc:
@@ -306,18 +311,24 @@ def refund(
     """Refund the typed amount (major units, the reader's locale), guarded by the refunded
     total the confirmation page showed: a second post of the same form changes nothing."""
     staff = posted.staff
-    dossier = _dossier(staff, number)
-    order = dossier.order
+    order = _order(staff, number)
     typed = posted.text("amount")
     try:
         amount = parse_amount(typed, order.currency, staff.viewer.locale)
         seen = int(posted.text("committed", "-1"))
     except (AmountNotUnderstood, ValueError) as exc:
+        dossier = _dossier(staff, number)  # the form again, with what it shows
         return render(
             request,
             staff.viewer,
             "order_confirm.html.j2",
-            {"d": dossier, "o": order, "action": "refund", "amount": typed, "error": str(exc)},
+            {
+                "d": dossier,
+                "o": dossier.order,
+                "action": "refund",
+                "amount": typed,
+                "error": str(exc),
+            },
             status=422,
         )
     try:
