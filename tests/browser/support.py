@@ -10,11 +10,11 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,6 +36,19 @@ BLOCKED_HERE = "net::ERR_BLOCKED_BY_CLIENT"
 # page navigated away from while loading; no fault of the server's (its errors are HTTP
 # statuses, which the browser logs as console errors)
 CANCELLED = "net::ERR_ABORTED"
+T = TypeVar("T")
+
+
+def eventually(read: Callable[[], T | None], *, timeout_s: float = 15) -> T:
+    """What `read` returns once it returns something (polled every 50 ms): for what the
+    server does after the browser has its answer, e.g. the audit record an export writes
+    when its stream closes, which is after the last byte has reached the browser."""
+    deadline = time.monotonic() + timeout_s
+    while (found := read()) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing within {timeout_s} s")
+        time.sleep(0.05)
+    return found
 
 
 # -- kassa served in a thread -------------------------------------------------------------

@@ -26,7 +26,7 @@ from kassa.services.context import RequestContext
 from kassa.services.staff_sessions import SESSION_COOKIE
 from kassa.services.webhook_delivery import RETRY_AFTER_S
 from kassa.storage.tables import AuditRecord
-from tests.browser.support import PageGuard, Served, assert_accessible
+from tests.browser.support import PageGuard, Served, assert_accessible, eventually
 from tests.builders import make_product, paid_order
 from tests.conftest import FakeClock, Keys
 from tests.webhook_receiver import Receiver, serve_receiver
@@ -208,9 +208,14 @@ def test_an_export_downloads_as_a_csv_and_is_audited_with_the_user(
     body = Path(download.value.path()).read_text(encoding="utf-8")
     rows = list(csv.reader(io.StringIO(body)))
     assert rows[0][0] == "id" and [row[0] for row in rows[1:]] == [placed["id"]]
-    with kassa.db.transaction(read_only=True) as session:
-        record = session.scalar(select(AuditRecord).where(AuditRecord.action == "export.orders"))
-    assert record is not None and record.actor_user == user_id
+
+    def audited() -> AuditRecord | None:
+        with kassa.db.transaction(read_only=True) as session:
+            return session.scalar(select(AuditRecord).where(AuditRecord.action == "export.orders"))
+
+    # written when the stream closes, which is after the browser has the last byte
+    record = eventually(audited)
+    assert record.actor_user == user_id
     assert record.after is not None and record.after["filters"]["window"] == "30d"
 
 
