@@ -187,6 +187,8 @@ class Kassa:
             event_retention_s=settings.event_retention_s,
             batch=settings.prune_batch,
             outgoing_event_retention_s=settings.outgoing_event_retention_s,
+            webhook_delivery_retention_s=settings.webhook_delivery_retention_s,
+            email_retention_s=settings.email_retention_s,
         )
         self.webhooks = Webhooks(
             self.db,

@@ -287,6 +287,12 @@ class Settings(BaseSettings):
     outgoing_event_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
     """How long one of kassa's own events (`GET /v1/events`) is kept once the dispatcher
     has handed it on, before the worker prunes it. Events not yet handed on are kept."""
+    webhook_delivery_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
+    """How long an outgoing webhook delivery that has ended (delivered, or failed for good)
+    is kept, with its attempts, before the worker prunes it. Pending ones are kept."""
+    email_retention_s: int = Field(default=90 * 24 * 3600, gt=0)
+    """How long a sent or failed e-mail's record is kept before the worker prunes it (the
+    documents it carried are kept for good). Queued ones are kept."""
     # -- outgoing webhooks (issue 12)
     webhooks_allow_private_targets: bool = False
     """Let webhook endpoints point at private, loopback and link-local addresses (the demo

@@ -15,6 +15,7 @@ from kassa.bootstrap import Kassa
 from kassa.services.pruning import PruneReport, Pruning
 from kassa.storage.tables import (
     AuditRecord,
+    Email,
     IdempotencyKey,
     IssuedDocument,
     Job,
@@ -23,6 +24,9 @@ from kassa.storage.tables import (
     Payment,
     PaymentAttempt,
     ProviderEvent,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
 )
 from kassa.worker import Worker
 from tests.builders import make_product, paid_order
@@ -165,8 +169,8 @@ def test_batches_bound_each_transaction(kassa: Kassa, clock: FakeClock) -> None:
 
     assert (report.jobs, report.events, report.idempotency_keys) == (10, 7, 6)
     # jobs 3+3+3+1, events 3+3+1, keys 3+3+0 (the empty third says it is done), and one
-    # empty batch of kassa's own events
-    assert report.batches == 4 + 3 + 3 + 1
+    # empty batch each of kassa's own events, webhook deliveries and e-mails
+    assert report.batches == 4 + 3 + 3 + 1 + 1 + 1
     assert tags(kassa) == {"recent"}
     assert event_ids(kassa) == set()
     assert key_names(kassa) == set()
@@ -252,3 +256,119 @@ def test_the_worker_prunes_on_its_schedule(kassa: Kassa, clock: FakeClock) -> No
     add_job(kassa, clock, "done", days=30, tag="old again")
     worker._upkeep()  # within the interval: not yet
     assert tags(kassa) == {"recent", "old again"}
+
+
+def add_endpoint(kassa: Kassa, clock: FakeClock) -> int:
+    with kassa.db.transaction() as session:
+        endpoint = WebhookEndpoint(
+            id="we_prune",
+            url="https://shop.example/hook",
+            description=None,
+            events=["*"],
+            secret="whsec_x",
+            created_at=clock.now,
+            updated_at=clock.now,
+        )
+        session.add(endpoint)
+        session.flush()
+        return endpoint.pk
+
+
+def add_delivery(
+    kassa: Kassa, clock: FakeClock, endpoint_pk: int, n: int, state: str, days: float
+) -> None:
+    """A delivery of event n that began `days` ago and, unless pending, ended then, with
+    one attempt."""
+    at = ago(clock, days)
+    with kassa.db.transaction() as session:
+        delivery = WebhookDelivery(
+            id=f"whd_{n}",
+            endpoint_pk=endpoint_pk,
+            event_pk=n,
+            event_id=f"evt_{n}",
+            event_type="order.paid",
+            state=state,
+            attempts=1,
+            next_attempt_at=at if state == "pending" else None,
+            created_at=at,
+            finished_at=None if state == "pending" else at,
+        )
+        session.add(delivery)
+        session.flush()
+        session.add(
+            WebhookDeliveryAttempt(
+                delivery_pk=delivery.pk,
+                attempt=1,
+                status="succeeded" if state == "succeeded" else "failed",
+                response_status=204 if state == "succeeded" else 500,
+                duration_ms=5,
+                created_at=at,
+            )
+        )
+
+
+def add_email(kassa: Kassa, clock: FakeClock, n: int, status: str, days: float) -> None:
+    at = ago(clock, days)
+    with kassa.db.transaction() as session:
+        session.add(
+            Email(
+                id=f"eml_{n}",
+                kind="invoice",
+                subject_id=f"inv_{n}",
+                order_id=f"ord_{n}",
+                recipient="buyer@example.com",
+                subject="Your invoice",
+                status=status,
+                attempts=1,
+                next_attempt_at=at,
+                message_id=f"<{n}@kassa>",
+                created_at=at,
+                sent_at=at if status == "sent" else None,
+            )
+        )
+
+
+def test_ended_deliveries_and_emails_past_their_retention_go_pending_ones_stay(
+    kassa: Kassa, clock: FakeClock
+) -> None:
+    """Deliveries that ended 31 days ago go with their attempts (the cascade, on SQLite
+    too); recent ones, and a pending one however old (it is still being retried), stay.
+    E-mails sent or failed 91 days ago go; a recent one and a queued one stay."""
+    endpoint = add_endpoint(kassa, clock)
+    add_delivery(kassa, clock, endpoint, 1, "succeeded", 31)
+    add_delivery(kassa, clock, endpoint, 2, "failed", 31)
+    add_delivery(kassa, clock, endpoint, 3, "pending", 31)
+    add_delivery(kassa, clock, endpoint, 4, "succeeded", 29)
+    add_email(kassa, clock, 1, "sent", 91)
+    add_email(kassa, clock, 2, "failed", 91)
+    add_email(kassa, clock, 3, "queued", 91)
+    add_email(kassa, clock, 4, "sent", 89)
+
+    report = pruning(kassa, batch=1).run()  # a batch of one: each table takes turns
+
+    assert (report.webhook_deliveries, report.emails) == (2, 2)
+    assert report.complete
+    with kassa.db.transaction(read_only=True) as session:
+        deliveries = set(session.scalars(select(WebhookDelivery.id)))
+        attempts = set(session.scalars(select(WebhookDeliveryAttempt.delivery_pk)))
+        delivery_pks = set(session.scalars(select(WebhookDelivery.pk)))
+        emails = set(session.scalars(select(Email.id)))
+    assert deliveries == {"whd_3", "whd_4"}
+    assert attempts == delivery_pks  # the pruned deliveries' attempts went with them
+    assert emails == {"eml_3", "eml_4"}
+    again = pruning(kassa).run()
+    assert (again.webhook_deliveries, again.emails) == (0, 0)
+
+
+def test_the_settings_name_the_delivery_and_email_retentions(
+    kassa: Kassa, clock: FakeClock
+) -> None:
+    """kassa's own Pruning (bootstrap) takes the retentions from the settings: 30 days for
+    deliveries and 90 for e-mails by default."""
+    endpoint = add_endpoint(kassa, clock)
+    add_delivery(kassa, clock, endpoint, 1, "succeeded", 31)
+    add_delivery(kassa, clock, endpoint, 2, "succeeded", 29)
+    add_email(kassa, clock, 1, "sent", 91)
+    add_email(kassa, clock, 2, "sent", 89)
+    report = kassa.pruning.run()
+    assert (report.webhook_deliveries, report.emails) == (1, 1)

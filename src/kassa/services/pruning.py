@@ -1,6 +1,6 @@
 """Pruning: the tables that only grow, cut back to their retention in short batches.
 
-Four kinds of rows outlive their use, and only these are ever deleted:
+Six kinds of rows outlive their use, and only these are ever deleted:
 
 - **done jobs** finished more than `job_retention_s` ago. A done job's effects committed
   with it; the row is history for `kassa jobs list`. Dead jobs stay (an operator has to
@@ -20,6 +20,16 @@ Four kinds of rows outlive their use, and only these are ever deleted:
   back: a table that references `events.pk` must not block this delete (no foreign key,
   or one that cascades or sets null), or a consumer's history would keep every event
   forever; pruning that history is the consumer's own business.
+- **outgoing webhook deliveries** that ended (delivered, or failed for good) more than
+  `webhook_delivery_retention_s` ago, with their attempts (a foreign key that cascades).
+  A pending one stays whatever its age, and an admin's retry makes an ended one pending
+  again (clearing `finished_at`), so a delivery being retried is never taken. The
+  delivery log of an endpoint and of an order (the dashboard) then starts at the
+  retention; Stripe keeps its own event history for 30 days, the default here too.
+- **e-mails** sent or failed more than `email_retention_s` ago (by `created_at`: an
+  e-mail ends within days of being queued). A queued one stays. Pruning a row cannot
+  send its message again: an e-mail is queued only when its event is dispatched, which
+  happens once. The documents an e-mail carried (invoices, credit notes) are kept.
 
 Nothing money or the audit trail depends on is touched: orders, their lines, payments,
 refunds, provider attempts, the audit log, wallets and their ledger, documents.
@@ -28,7 +38,7 @@ Why batches: one `DELETE` of a year of jobs would run for minutes in one transac
 holding its row locks, bloating the table it cannot vacuum meanwhile, and on SQLite
 keeping every writer out. Each batch here is its own transaction of at most `batch` rows,
 picked oldest first through an index with `FOR UPDATE SKIP LOCKED` (PostgreSQL), so two
-workers pruning at once never wait on each other. A pass takes turns between the four
+workers pruning at once never wait on each other. A pass takes turns between the
 tables and stops after `max_pass_s` (the worker runs it between jobs, so a large backlog
 after an upgrade is worked off over several passes instead of stalling the queue).
 """
@@ -43,11 +53,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
+from kassa.services import emails, webhook_endpoints
 from kassa.services.context import Clock
 from kassa.services.idempotency import IdempotencyStore
 from kassa.services.jobs import DONE
 from kassa.storage.database import Database
-from kassa.storage.tables import Event, Job, ProviderEvent
+from kassa.storage.tables import Email, Event, Job, ProviderEvent, WebhookDelivery
 
 log = logging.getLogger("kassa.pruning")
 
@@ -66,6 +77,8 @@ class PruneReport:
     seconds: float
     complete: bool
     outgoing_events: int = 0  # kassa's own events (`events` above: the providers')
+    webhook_deliveries: int = 0
+    emails: int = 0
 
 
 @dataclass
@@ -90,6 +103,8 @@ class Pruning:
         batch: int,
         max_pass_s: float | None = DEFAULT_MAX_PASS_S,
         outgoing_event_retention_s: int = 30 * 24 * 3600,
+        webhook_delivery_retention_s: int = 30 * 24 * 3600,
+        email_retention_s: int = 90 * 24 * 3600,
     ) -> None:
         if batch < 1:
             raise ValueError("the pruning batch must hold at least one row")
@@ -101,6 +116,8 @@ class Pruning:
         self._batch = batch
         self._max_pass_s = max_pass_s
         self._outgoing_event_retention = timedelta(seconds=outgoing_event_retention_s)
+        self._delivery_retention = timedelta(seconds=webhook_delivery_retention_s)
+        self._email_retention = timedelta(seconds=email_retention_s)
 
     def run(self) -> PruneReport:
         """One pass: batches from each table in turn until none has anything left to
@@ -115,6 +132,11 @@ class Pruning:
                 "outgoing_events",
                 lambda: self._dispatched_events(now - self._outgoing_event_retention),
             ),
+            _Table(
+                "webhook_deliveries",
+                lambda: self._ended_deliveries(now - self._delivery_retention),
+            ),
+            _Table("emails", lambda: self._ended_emails(now - self._email_retention)),
         ]
         batches = 0
         while not all(t.done for t in tables) and not self._out_of_time(began):
@@ -133,15 +155,13 @@ class Pruning:
             seconds=time.monotonic() - began,
             complete=all(t.done for t in tables),
             outgoing_events=tables[3].deleted,
+            webhook_deliveries=tables[4].deleted,
+            emails=tables[5].deleted,
         )
         if any(t.deleted for t in tables) or not report.complete:
             log.info(
-                "pruned jobs=%s events=%s idempotency_keys=%s outgoing_events=%s"
-                " batches=%s ms=%s %s",
-                report.jobs,
-                report.events,
-                report.idempotency_keys,
-                report.outgoing_events,
+                "pruned %s batches=%s ms=%s %s",
+                " ".join(f"{t.name}={t.deleted}" for t in tables),
                 report.batches,
                 round(report.seconds * 1000),
                 "complete" if report.complete else "behind: the next pass carries on",
@@ -202,4 +222,38 @@ class Pruning:
         )
         with self._db.transaction() as session:
             result = session.execute(delete(Event).where(Event.pk.in_(oldest.scalar_subquery())))
+            return int(getattr(result, "rowcount", 0))
+
+    def _ended_deliveries(self, cutoff: datetime) -> int:
+        """One batch of outgoing webhook deliveries that ended before `cutoff`, oldest
+        first through `ix_webhook_deliveries_finished_at`; their attempts go with them
+        (ON DELETE CASCADE). A pending delivery has no `finished_at` and is never taken."""
+        oldest = (
+            select(WebhookDelivery.pk)
+            .where(
+                WebhookDelivery.finished_at < cutoff,
+                WebhookDelivery.state.in_((webhook_endpoints.SUCCEEDED, webhook_endpoints.FAILED)),
+            )
+            .order_by(WebhookDelivery.finished_at)
+            .limit(self._batch)
+            .with_for_update(skip_locked=True)
+        )
+        with self._db.transaction() as session:
+            result = session.execute(
+                delete(WebhookDelivery).where(WebhookDelivery.pk.in_(oldest.scalar_subquery()))
+            )
+            return int(getattr(result, "rowcount", 0))
+
+    def _ended_emails(self, cutoff: datetime) -> int:
+        """One batch of e-mails queued before `cutoff` and sent or failed since, oldest
+        first through `ix_emails_created_at`. A queued one is never taken."""
+        oldest = (
+            select(Email.pk)
+            .where(Email.created_at < cutoff, Email.status.in_((emails.SENT, emails.FAILED)))
+            .order_by(Email.created_at)
+            .limit(self._batch)
+            .with_for_update(skip_locked=True)
+        )
+        with self._db.transaction() as session:
+            result = session.execute(delete(Email).where(Email.pk.in_(oldest.scalar_subquery())))
             return int(getattr(result, "rowcount", 0))

@@ -718,6 +718,8 @@ class WebhookDelivery(Base):
             sqlite_where=text(PENDING_DELIVERY),
         ),
         Index("ix_webhook_deliveries_endpoint_pk", "endpoint_pk", "pk"),  # an endpoint's log
+        # what pruning scans: the ended deliveries, oldest first (0018)
+        Index("ix_webhook_deliveries_finished_at", "finished_at"),
         # each endpoint's next due delivery, a seek per endpoint whatever the backlog
         Index(
             "ix_webhook_deliveries_endpoint_due",
@@ -799,6 +801,7 @@ class Email(Base):
             sqlite_where=text(EMAIL_DUE),
         ),
         *list_indexes("emails", "order_id"),
+        Index("ix_emails_created_at", "created_at"),  # what pruning scans, oldest first (0018)
     )
 
 
