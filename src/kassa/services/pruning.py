@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 
 from kassa.services import emails, webhook_endpoints
 from kassa.services.context import Clock
@@ -61,6 +61,8 @@ from kassa.storage.database import Database
 from kassa.storage.tables import Email, Event, Job, ProviderEvent, WebhookDelivery
 
 log = logging.getLogger("kassa.pruning")
+
+Prunable = Job | ProviderEvent | Event | WebhookDelivery | Email
 
 DEFAULT_MAX_PASS_S = 10.0
 
@@ -168,6 +170,15 @@ class Pruning:
             )
         return report
 
+    def _delete(self, oldest: Select[int], model: type[Prunable]) -> int:
+        """Delete one batch, `oldest` (a query of `model`'s pks, oldest first): the first
+        `batch` of them, each locked and skipped if another pruner holds it (PostgreSQL),
+        in one transaction; returns how many went."""
+        batch = oldest.limit(self._batch).with_for_update(skip_locked=True).scalar_subquery()
+        with self._db.transaction() as session:
+            result = session.execute(delete(model).where(model.pk.in_(batch)))
+            return int(getattr(result, "rowcount", 0))
+
     def _out_of_time(self, began: float) -> bool:
         return self._max_pass_s is not None and time.monotonic() - began >= self._max_pass_s
 
@@ -181,12 +192,8 @@ class Pruning:
             select(Job.pk)
             .where(Job.state == DONE, Job.run_after < cutoff, Job.finished_at < cutoff)
             .order_by(Job.run_after)
-            .limit(self._batch)
-            .with_for_update(skip_locked=True)
         )
-        with self._db.transaction() as session:
-            result = session.execute(delete(Job).where(Job.pk.in_(oldest.scalar_subquery())))
-            return int(getattr(result, "rowcount", 0))
+        return self._delete(oldest, Job)
 
     def _applied_events(self, cutoff: datetime) -> int:
         """One batch of events applied before `cutoff`, oldest first. `received_at <
@@ -199,14 +206,8 @@ class Pruning:
                 ProviderEvent.received_at < cutoff,
             )
             .order_by(ProviderEvent.received_at)
-            .limit(self._batch)
-            .with_for_update(skip_locked=True)
         )
-        with self._db.transaction() as session:
-            result = session.execute(
-                delete(ProviderEvent).where(ProviderEvent.pk.in_(oldest.scalar_subquery()))
-            )
-            return int(getattr(result, "rowcount", 0))
+        return self._delete(oldest, ProviderEvent)
 
     def _dispatched_events(self, cutoff: datetime) -> int:
         """One batch of kassa's own events written before `cutoff` and dispatched, oldest
@@ -217,12 +218,8 @@ class Pruning:
             select(Event.pk)
             .where(Event.dispatched.is_(True), Event.created_at < cutoff)
             .order_by(Event.created_at)
-            .limit(self._batch)
-            .with_for_update(skip_locked=True)
         )
-        with self._db.transaction() as session:
-            result = session.execute(delete(Event).where(Event.pk.in_(oldest.scalar_subquery())))
-            return int(getattr(result, "rowcount", 0))
+        return self._delete(oldest, Event)
 
     def _ended_deliveries(self, cutoff: datetime) -> int:
         """One batch of outgoing webhook deliveries that ended before `cutoff`, oldest
@@ -235,14 +232,8 @@ class Pruning:
                 WebhookDelivery.state.in_((webhook_endpoints.SUCCEEDED, webhook_endpoints.FAILED)),
             )
             .order_by(WebhookDelivery.finished_at)
-            .limit(self._batch)
-            .with_for_update(skip_locked=True)
         )
-        with self._db.transaction() as session:
-            result = session.execute(
-                delete(WebhookDelivery).where(WebhookDelivery.pk.in_(oldest.scalar_subquery()))
-            )
-            return int(getattr(result, "rowcount", 0))
+        return self._delete(oldest, WebhookDelivery)
 
     def _ended_emails(self, cutoff: datetime) -> int:
         """One batch of e-mails queued before `cutoff` and sent or failed since, oldest
@@ -251,9 +242,5 @@ class Pruning:
             select(Email.pk)
             .where(Email.created_at < cutoff, Email.status.in_((emails.SENT, emails.FAILED)))
             .order_by(Email.created_at)
-            .limit(self._batch)
-            .with_for_update(skip_locked=True)
         )
-        with self._db.transaction() as session:
-            result = session.execute(delete(Email).where(Email.pk.in_(oldest.scalar_subquery())))
-            return int(getattr(result, "rowcount", 0))
+        return self._delete(oldest, Email)
