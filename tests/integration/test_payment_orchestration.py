@@ -295,6 +295,42 @@ def test_browser_flow_returns_a_client_secret(shop: Kassa, client: TestClient, k
     assert declined["failure"]["decline_code"] == "generic_decline"
 
 
+def test_the_browser_confirm_reads_the_payments_attempts_once(
+    shop: Kassa, client: TestClient, keys: Keys
+) -> None:
+    """The confirm's settlement shows the payment twice, in its `payment.succeeded` event
+    and in the answer: one read of the attempts serves both, and both are what
+    GET /v1/payments/{id} shows."""
+    p = pay(client, keys, new_order(client, keys), None).json()
+    seen: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(shop.db.engine, "before_cursor_execute", note)
+    try:
+        confirmed = client.post(
+            f"/v1/providers/mock/intents/{p['provider_payment_id']}/confirm",
+            json={"payment_method": "pm_card_visa"},
+            headers=keys.headers("storefront"),
+        ).json()
+    finally:
+        event.remove(shop.db.engine, "before_cursor_execute", note)
+    assert confirmed["status"] == "succeeded"
+    assert (
+        len([s for s in seen if s.lstrip().startswith("SELECT") and "payment_attempts" in s]) == 1
+    )
+    got = client.get(f"/v1/payments/{p['id']}", headers=keys.headers("analyst")).json()
+    assert confirmed == got
+    assert outcomes(got) == [("create_intent", "succeeded")]
+    (succeeded,) = [
+        e
+        for e in shop.event_log.of_order(got["order"])
+        if e.type == "payment.succeeded" and e.data["object"]["id"] == p["id"]
+    ]
+    assert succeeded.data["object"]["attempts"] == got["attempts"]
+
+
 def test_payment_rules_for_orders(shop: Kassa, client: TestClient, keys: Keys) -> None:
     order = new_order(client, keys)
     assert pay(client, keys, order, "pm_card_visa").status_code == 201

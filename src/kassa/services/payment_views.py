@@ -113,12 +113,17 @@ def known_attempts(session: Session, payment_id: str, attempts: Sequence[Attempt
 
 
 def attempts_of(session: Session, payment_id: str) -> tuple[AttemptView, ...]:
-    """The payment's attempts: as this transaction knows them, else read (in number order)."""
-    known: dict[str, tuple[AttemptView, ...]] = session.info.get(_KNOWN, {})
-    if payment_id in known:
-        return known[payment_id]
-    rows = session.scalars(_ATTEMPTS_OF, {"payment_id": payment_id})
-    return tuple(attempt_view(a.number, a) for a in rows)
+    """The payment's attempts: as this transaction knows them, else read (in number order)
+    and known from then on, so that a settlement's event and its answer read them once.
+
+    Safe to keep because every writer of a payment's attempts holds the payment's lock
+    and writes them before the views it builds (`record_attempts_in`, in the transaction
+    that settles), or in a transaction of its own (`record_attempt`)."""
+    known: dict[str, tuple[AttemptView, ...]] = session.info.setdefault(_KNOWN, {})
+    if payment_id not in known:
+        rows = session.scalars(_ATTEMPTS_OF, {"payment_id": payment_id})
+        known[payment_id] = tuple(attempt_view(a.number, a) for a in rows)
+    return known[payment_id]
 
 
 def current_view(session: Session, payment: Payment) -> PaymentView:

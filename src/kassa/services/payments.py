@@ -55,6 +55,7 @@ from kassa.services.payment_views import (
 )
 from kassa.services.payment_views import (
     attempt_view,
+    current_view,
     known_attempts,
     payment_view,
 )
@@ -333,7 +334,8 @@ class Payments:
             known_attempts(session, payment_id, ())  # no provider: no attempts to read
             payment_succeeded(session, ctx, payment, now)
             attach_resource(session, "payment", payment_id)
-            return self._load(session, payment_id)
+            session.flush()
+            return current_view(session, payment)
 
     def top_up(
         self,
@@ -530,7 +532,7 @@ class Payments:
             session.flush()
             if before == 0:  # no reading back: the event's view had them too (known_attempts)
                 return payment_view(payment, made_now)
-            return self._load(session, payment.id)
+            return current_view(session, payment)  # read once, whether here or for its event
 
     def for_intent(self, ctx: RequestContext, provider: str, intent_id: str) -> str:
         """The id of the payment behind `provider`'s intent, if this caller may see it;
@@ -576,7 +578,7 @@ class Payments:
             payment.updated_at = now
             apply_intent(session, ctx, payment, intent, now)
             session.flush()
-            return self._view_with_attempts(session, payment)
+            return current_view(session, payment)  # the attempts its event read, if it had one
 
     # -- the worker's half: payments cut off mid-flight ------------------------------
 
@@ -655,25 +657,7 @@ class Payments:
             row = session.scalar(select(Payment).where(Payment.id == payment_id))
             if row is None or not ctx.may_see(row.created_by_key):
                 raise not_found("payment_not_found", f"no payment {payment_id!r}")
-            return self._load(session, row.id)
-
-    @staticmethod
-    def _load(session: Session, payment_id: str) -> PaymentView:
-        row = session.scalar(select(Payment).where(Payment.id == payment_id))
-        assert row is not None  # only called with the id of a payment the caller holds
-        return Payments._view_with_attempts(session, row)
-
-    @staticmethod
-    def _view_with_attempts(session: Session, row: Payment) -> PaymentView:
-        """The view of a payment this session holds (flushed), with its attempts read."""
-        attempts = list(
-            session.scalars(
-                select(PaymentAttempt)
-                .where(PaymentAttempt.payment_id == row.id)
-                .order_by(PaymentAttempt.number)
-            )
-        )
-        return payment_view(row, [attempt_view(a.number, a) for a in attempts])
+            return current_view(session, row)
 
     # -- lists ------------------------------------------------------------------------
 
