@@ -54,6 +54,7 @@ from kassa.services.payments import Payments
 from kassa.services.pruning import Pruning
 from kassa.services.refunds import RESUME_REFUND, Refunds
 from kassa.services.settlement import RESUME_PAYMENT
+from kassa.services.staff_forms import StaffForms
 from kassa.services.staff_sessions import StaffSessions
 from kassa.services.staff_users import StaffUsers
 from kassa.services.wallets import Wallets
@@ -249,6 +250,7 @@ class Kassa:
             idle_timeout_s=settings.dashboard_idle_timeout_s,
             max_age_s=settings.dashboard_session_max_s,
         )
+        self.staff_forms = StaffForms(self.db, clock)  # a create form acts once
 
     def job_handlers(self) -> dict[str, JobHandler]:
         """Every kind of background job kassa knows how to run."""

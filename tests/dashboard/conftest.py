@@ -7,6 +7,7 @@ cookie, with the session's CSRF token for forms."""
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +35,12 @@ class StaffClient:
         return self.client.get(path, follow_redirects=False, **kwargs)
 
     def post(self, path: str, data: dict[str, str] | None = None, **kwargs: Any) -> Any:
-        """A form post with the session's CSRF token (pass csrf_token="" to leave it out)."""
-        form = {"csrf_token": self.csrf, **(data or {})}
-        if form["csrf_token"] == "":
-            del form["csrf_token"]
+        """A form post with the session's CSRF token and, as every form kassa renders, a
+        fresh form token (pass csrf_token="" or form_token="" to leave one out)."""
+        form = {"csrf_token": self.csrf, "form_token": secrets.token_urlsafe(24), **(data or {})}
+        for field in ("csrf_token", "form_token"):
+            if form[field] == "":
+                del form[field]
         return self.client.post(path, data=form, follow_redirects=False, **kwargs)
 
 

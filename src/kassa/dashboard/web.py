@@ -9,6 +9,7 @@ cached (`no-store`): they show money and personal data.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,12 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+# A fresh random token for each create form rendered (`{{ m.once() }}`): see
+# `dashboard/once.py`.
+FORM_TOKEN = "form_token"
+_env.globals["new_form_token"] = lambda: secrets.token_urlsafe(24)
 
 
 def may(role: Role | None, permission: Permission | None) -> bool:

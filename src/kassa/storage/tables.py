@@ -845,6 +845,24 @@ class StaffSessionRecord(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
 
 
+class StaffFormSubmission(Base):
+    """One create form of the dashboard, sent (`services/staff_forms.py`): the form carries a
+    random token made when its page was rendered; the first post with it claims this row
+    and creates, and a second post of the same form (a reload re-posting it, a double
+    click) finds the row and is told what the first made instead of making another. Kept
+    as long as its session (deleted with it)."""
+
+    __tablename__ = "staff_form_submissions"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("staff_sessions.id", ondelete="CASCADE")
+    )
+    token: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    __table_args__ = (UniqueConstraint("session_id", "token"),)
+
+
 class StaffSignInFailure(Base):
     """One failed sign-in, counted by e-mail and by client address to throttle password
     guessing across every API process; deleted for an e-mail when it signs in, and pruned

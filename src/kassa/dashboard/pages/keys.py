@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.once import first_sending
 from kassa.dashboard.pages.common import page_router, too_long
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
@@ -68,10 +69,15 @@ def create_key(request: Request, posted: Annotated[Posted, Depends(posting(None)
     name, role = posted.text("name"), posted.text("role")
     if error := too_long("name", name, MAX_NAME):
         return _keys_page(request, staff, error=error, name=name, role=role, status=422)
+    sending = first_sending(request, posted, what="API key", listing="/keys")
+    if isinstance(sending, Response):
+        return sending
     try:
         key, secret = staff.kassa.api_keys.create(staff.ctx, role, name)
     except DomainError as exc:
+        sending.refused()
         return _keys_page(request, staff, error=exc.detail, name=name, role=role, status=422)
+    sending.made(key.id)
     return render(request, staff.viewer, "key_created.html.j2", {"key": key, "secret": secret})
 
 

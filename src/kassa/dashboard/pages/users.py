@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.once import first_sending
 from kassa.dashboard.pages.common import page_router, too_long
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
@@ -73,11 +74,16 @@ def create_user(request: Request, posted: Annotated[Posted, Depends(posting(None
     email, role = posted.text("email"), posted.text("role")
     if error := too_long("e-mail address", email, MAX_EMAIL):
         return _users_page(request, staff, error=error, email=email, role=role, status=422)
+    sending = first_sending(request, posted, what="user", listing="/users")
+    if isinstance(sending, Response):
+        return sending
     try:
         user, password = staff.kassa.staff_users.create(staff.ctx, email, role)
     except DomainError as exc:
+        sending.refused()
         status = 409 if exc.code == "email_taken" else 422
         return _users_page(request, staff, error=exc.detail, email=email, role=role, status=status)
+    sending.made(user.id)
     return render(
         request,
         staff.viewer,

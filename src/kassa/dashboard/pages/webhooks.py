@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from kassa.dashboard.auth import Posted, Staff, allowed, posting
+from kassa.dashboard.once import first_sending
 from kassa.dashboard.pages.common import listed, page_router
 from kassa.dashboard.web import redirect, render
 from kassa.domain.errors import DomainError
@@ -148,12 +149,17 @@ def create_endpoint(
         error = "Choose the events to send, or all events."
     if error:
         return _endpoints_page(request, staff, error=error, typed=typed, status=422)
+    sending = first_sending(request, posted, what="webhook endpoint", listing="/webhooks")
+    if isinstance(sending, Response):
+        return sending
     try:
         created = staff.kassa.webhook_endpoints.create(
             staff.ctx, typed.url, list(typed.events), typed.description or None
         )
     except DomainError as exc:
+        sending.refused()
         return _endpoints_page(request, staff, error=exc.detail, typed=typed, status=422)
+    sending.made(created.id)
     return render(request, staff.viewer, "webhook_created.html.j2", {"e": created})
 
 
