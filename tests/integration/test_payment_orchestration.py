@@ -15,6 +15,7 @@ from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.storage.tables import PaymentAttempt
 from tests.conftest import Keys, Sleeps
+from tests.support import statements_sent
 
 TRANSIENT = ["api_error", "rate_limit", "server_error", "timeout_before_send", "connection_error"]
 
@@ -302,20 +303,12 @@ def test_the_browser_confirm_reads_the_payments_attempts_once(
     and in the answer: one read of the attempts serves both, and both are what
     GET /v1/payments/{id} shows."""
     p = pay(client, keys, new_order(client, keys), None).json()
-    seen: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(statement)
-
-    event.listen(shop.db.engine, "before_cursor_execute", note)
-    try:
+    with statements_sent(shop) as seen:
         confirmed = client.post(
             f"/v1/providers/mock/intents/{p['provider_payment_id']}/confirm",
             json={"payment_method": "pm_card_visa"},
             headers=keys.headers("storefront"),
         ).json()
-    finally:
-        event.remove(shop.db.engine, "before_cursor_execute", note)
     assert confirmed["status"] == "succeeded"
     assert (
         len([s for s in seen if s.lstrip().startswith("SELECT") and "payment_attempts" in s]) == 1
