@@ -58,6 +58,19 @@ def pay(
     )
 
 
+def confirm_at_sandbox(
+    client: TestClient, keys: Keys, payment: dict[str, Any], method: str
+) -> dict[str, Any]:
+    """The shopper's browser confirms the payment's intent at the sandbox (3-D Secure, or
+    the browser flow's card): the payment as kassa answers it."""
+    answer: dict[str, Any] = client.post(
+        f"/v1/providers/mock/intents/{payment['provider_payment_id']}/confirm",
+        json={"payment_method": method},
+        headers=keys.headers("storefront"),
+    ).json()
+    return answer
+
+
 def charges(kassa: Kassa, order_id: str) -> int:
     with kassa.db.transaction(read_only=True) as s:
         return int(s.scalar(select(func.count()).where(MockCharge.order_ref == order_id)) or 0)
@@ -259,11 +272,7 @@ def test_requires_action_returns_next_action_and_is_not_a_failure(
     )
     assert (mock["state"], mock["failure_rate"]) == ("healthy", 0.0)
     # the shopper completes 3-D Secure: the payment and the order follow
-    done = client.post(
-        f"/v1/providers/mock/intents/{p['provider_payment_id']}/confirm",
-        json={"payment_method": "pm_card_authenticationRequired"},
-        headers=keys.headers("storefront"),
-    ).json()
+    done = confirm_at_sandbox(client, keys, p, "pm_card_authenticationRequired")
     assert done["status"] == "succeeded"
     got = client.get(f"/v1/orders/{order['id']}", headers=keys.headers("storefront")).json()
     assert got["status"] == "paid"
@@ -278,20 +287,12 @@ def test_browser_flow_returns_a_client_secret(shop: Kassa, client: TestClient, k
     assert p["client_secret"].startswith(p["provider_payment_id"] + "_secret_")
     assert outcomes(p) == [("create_intent", "succeeded")]
     assert charges(shop, order["id"]) == 0
-    confirmed = client.post(
-        f"/v1/providers/mock/intents/{p['provider_payment_id']}/confirm",
-        json={"payment_method": "pm_card_visa"},
-        headers=keys.headers("storefront"),
-    ).json()
+    confirmed = confirm_at_sandbox(client, keys, p, "pm_card_visa")
     assert confirmed["status"] == "succeeded"
     assert charges(shop, order["id"]) == 1
     declined_order = new_order(client, keys)
     p2 = pay(client, keys, declined_order, None).json()
-    declined = client.post(
-        f"/v1/providers/mock/intents/{p2['provider_payment_id']}/confirm",
-        json={"payment_method": "pm_card_chargeDeclined"},
-        headers=keys.headers("storefront"),
-    ).json()
+    declined = confirm_at_sandbox(client, keys, p2, "pm_card_chargeDeclined")
     assert declined["status"] == "failed"
     assert declined["failure"]["decline_code"] == "generic_decline"
 
@@ -304,11 +305,7 @@ def test_the_browser_confirm_reads_the_payments_attempts_once(
     GET /v1/payments/{id} shows."""
     p = pay(client, keys, new_order(client, keys), None).json()
     with statements_sent(shop) as seen:
-        confirmed = client.post(
-            f"/v1/providers/mock/intents/{p['provider_payment_id']}/confirm",
-            json={"payment_method": "pm_card_visa"},
-            headers=keys.headers("storefront"),
-        ).json()
+        confirmed = confirm_at_sandbox(client, keys, p, "pm_card_visa")
     assert confirmed["status"] == "succeeded"
     assert (
         len([s for s in seen if s.lstrip().startswith("SELECT") and "payment_attempts" in s]) == 1
