@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, select, update
 
 from kassa.services.context import Clock
 from kassa.storage.database import Database
@@ -28,6 +28,11 @@ from kassa.storage.upsert import unless_exists_prebuilt
 
 MAX_TOKEN = 64
 _COLUMNS = ("session_id", "token", "created_at")
+
+
+def _claim_of(session_id: str, token: str) -> ColumnElement[bool]:
+    """The row of one form's claim: its session's, with its token (the unique key)."""
+    return and_(StaffFormSubmission.session_id == session_id, StaffFormSubmission.token == token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +61,7 @@ class StaffForms:
             if claimed is not None:
                 return None
             made = session.scalar(
-                select(StaffFormSubmission.resource_id).where(
-                    StaffFormSubmission.session_id == session_id,
-                    StaffFormSubmission.token == token,
-                )
+                select(StaffFormSubmission.resource_id).where(_claim_of(session_id, token))
             )
             return Earlier(made)
 
@@ -68,19 +70,11 @@ class StaffForms:
         with self._db.transaction() as session:
             session.execute(
                 update(StaffFormSubmission)
-                .where(
-                    StaffFormSubmission.session_id == session_id,
-                    StaffFormSubmission.token == token,
-                )
+                .where(_claim_of(session_id, token))
                 .values(resource_id=resource_id)
             )
 
     def release(self, session_id: str, token: str) -> None:
         """The first sending was refused and made nothing: the form may be sent again."""
         with self._db.transaction() as session:
-            session.execute(
-                delete(StaffFormSubmission).where(
-                    StaffFormSubmission.session_id == session_id,
-                    StaffFormSubmission.token == token,
-                )
-            )
+            session.execute(delete(StaffFormSubmission).where(_claim_of(session_id, token)))
