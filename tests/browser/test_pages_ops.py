@@ -220,7 +220,7 @@ def test_an_export_downloads_as_a_csv_and_is_audited_with_the_user(
 
 
 def test_a_new_key_shows_its_secret_once_and_revoking_it_locks_it_out(
-    page: Page, served: Served, page_guard: PageGuard
+    page: Page, served: Served, page_guard: PageGuard, screenshot: Callable[[Page, str], Path]
 ) -> None:
     sign_in(page, served, "admin")
     visit(page, "/dashboard/keys")
@@ -241,8 +241,9 @@ def test_a_new_key_shows_its_secret_once_and_revoking_it_locks_it_out(
     assert secret not in page.content() and created[0] in page.content()
     assert [k.id for k in served.kassa.api_keys.list() if k.name == "web shop"] == created
     assert_accessible(page, "form sent already")
+    screenshot(page, "form-sent-already")
 
-    page.get_by_role("link", name="Back to the list").click()
+    page.get_by_role("link", name="Back to the API keys").click()
     expect(page.get_by_role("cell", name="web shop", exact=True)).to_be_visible()
     assert secret not in page.content()
     page.get_by_role("link", name="Revoke key web shop").click()

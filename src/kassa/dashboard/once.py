@@ -36,11 +36,12 @@ class FirstSending:
 
 
 def first_sending(
-    request: Request, posted: Posted, *, what: str, listing: str
+    request: Request, posted: Posted, *, what: str, listing: tuple[str, str]
 ) -> FirstSending | Response:
     """Claim the form's token; the claim, or (409) the page saying that the form was sent
-    already and what it made, linking to `listing` (a dashboard path) where `what` (e.g.
-    "API key") is. A form without a token was not rendered by kassa: 403, as for CSRF."""
+    already and what it made, linking to `listing` ((dashboard path, title), e.g. ("/keys",
+    "API keys")) where `what` (e.g. "API key") is. A form without a token was not rendered
+    by kassa: 403, as for CSRF."""
     staff = posted.staff
     token = posted.text(FORM_TOKEN)
     if not token or len(token) > MAX_TOKEN:
@@ -52,6 +53,11 @@ def first_sending(
         request,
         staff.viewer,
         "sent_already.html.j2",
-        {"what": what, "listing": listing, "made": earlier.resource_id},
+        {
+            "what": what,
+            "listing": listing[0],
+            "listing_title": listing[1],
+            "made": earlier.resource_id,
+        },
         status=409,
     )

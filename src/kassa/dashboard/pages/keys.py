@@ -69,7 +69,7 @@ def create_key(request: Request, posted: Annotated[Posted, Depends(posting(None)
     name, role = posted.text("name"), posted.text("role")
     if error := too_long("name", name, MAX_NAME):
         return _keys_page(request, staff, error=error, name=name, role=role, status=422)
-    sending = first_sending(request, posted, what="API key", listing="/keys")
+    sending = first_sending(request, posted, what="API key", listing=("/keys", "API keys"))
     if isinstance(sending, Response):
         return sending
     try:

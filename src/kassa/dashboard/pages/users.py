@@ -74,7 +74,7 @@ def create_user(request: Request, posted: Annotated[Posted, Depends(posting(None
     email, role = posted.text("email"), posted.text("role")
     if error := too_long("e-mail address", email, MAX_EMAIL):
         return _users_page(request, staff, error=error, email=email, role=role, status=422)
-    sending = first_sending(request, posted, what="user", listing="/users")
+    sending = first_sending(request, posted, what="user", listing=("/users", "users"))
     if isinstance(sending, Response):
         return sending
     try:

@@ -149,7 +149,9 @@ def create_endpoint(
         error = "Choose the events to send, or all events."
     if error:
         return _endpoints_page(request, staff, error=error, typed=typed, status=422)
-    sending = first_sending(request, posted, what="webhook endpoint", listing="/webhooks")
+    sending = first_sending(
+        request, posted, what="webhook endpoint", listing=("/webhooks", "webhook endpoints")
+    )
     if isinstance(sending, Response):
         return sending
     try:
