@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from kassa.services.orchestrator import Attempt
 from kassa.storage.database import Database, write_only_insert
+from kassa.storage.deferred import defer, write_now
 from kassa.storage.tables import PaymentAttempt, RefundAttempt
 
 _TRIES = 5
@@ -62,9 +63,13 @@ def record_attempts_in(
     if not attempts:
         return None
     ((column_name, owner_id),) = owner.items()
+    write_now(session, model)  # attempts deferred earlier in this transaction count
     last = session.scalar(_LAST_NUMBER[model, column_name], {"owner_id": owner_id}) or 0
-    rows = [_row(owner, provider, last + i, a) for i, a in enumerate(attempts, start=1)]
-    session.execute(write_only_insert(model), rows)  # executemany: one pipeline
+    for i, attempt in enumerate(attempts, start=1):
+        # At commit, with the transaction's other deferred writes (`storage.deferred`; on
+        # PostgreSQL one statement): a reader of them in this transaction (the payment's
+        # view, `payment_views.attempts_of`) writes them first.
+        defer(session, model, _row(owner, provider, last + i, attempt))
     return int(last)
 
 

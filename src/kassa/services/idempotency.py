@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from kassa.services.context import Clock
 from kassa.storage.database import Database, RequestScope, table_of
+from kassa.storage.deferred import defer_update
 from kassa.storage.errors import StorageError
 from kassa.storage.tables import IdempotencyKey
 from kassa.storage.upsert import unless_exists_prebuilt
@@ -362,7 +363,10 @@ class IdempotencyStore:
     def _write_answer(
         self, session: Session, pk: int, status: int, headers: dict[str, str], body: bytes
     ) -> None:
-        session.execute(
+        # At commit, in one statement with the transaction's other deferred writes
+        # (`storage.deferred`): nothing reads the answer back before then.
+        defer_update(
+            session,
             _WRITE_ANSWER,
             {
                 "key_pk": pk,

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from kassa.services.orchestrator import Attempt
+from kassa.storage.deferred import write_now
 from kassa.storage.tables import Payment, PaymentAttempt
 
 _KNOWN = "kassa.payment_attempts"
@@ -121,6 +122,7 @@ def attempts_of(session: Session, payment_id: str) -> tuple[AttemptView, ...]:
     that settles), or in a transaction of its own (`record_attempt`)."""
     known: dict[str, tuple[AttemptView, ...]] = session.info.setdefault(_KNOWN, {})
     if payment_id not in known:
+        write_now(session, PaymentAttempt)  # those written in this transaction, at commit
         rows = session.scalars(_ATTEMPTS_OF, {"payment_id": payment_id})
         known[payment_id] = tuple(attempt_view(a.number, a) for a in rows)
     return known[payment_id]

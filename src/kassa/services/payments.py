@@ -69,7 +69,8 @@ from kassa.services.settlement import (
     resume_guard_key,
 )
 from kassa.services.wallets import post_entry
-from kassa.storage.database import Database, insert_new, table_of
+from kassa.storage.database import Database, table_of
+from kassa.storage.deferred import defer_new
 from kassa.storage.tables import Customer, Order, Payment, PaymentAttempt
 
 IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
@@ -181,9 +182,10 @@ def open_gateway_payment(
         created_at=now,
         updated_at=now,
     )
-    # a Core insert: the payment is not changed again in this transaction (it settles in
-    # its own), and its object serves the caller's reads
-    insert_new(session, payment)
+    # written at commit with the transaction's other deferred writes (its resume job, its
+    # audit record, on PostgreSQL one statement): nothing in this transaction reads the
+    # payment back (it settles in its own), and its object serves the caller's reads
+    defer_new(session, payment)
     return payment
 
 

@@ -112,16 +112,17 @@ def insert_new(session: Session, row: object) -> None:
     attributes set on the object are written, so the others take their columns' defaults
     as the unit of work would give them; those (and a generated primary key) are not read
     back into the object."""
-    model = type(row)
+    session.execute(write_only_insert(type(row)), columns_set(row))
+
+
+def columns_set(row: object) -> dict[str, Any]:
+    """A new mapped object's values by column name: the attributes set on it."""
     given = inspect(row).dict
-    session.execute(
-        write_only_insert(model),
-        {
-            attr.columns[0].name: given[attr.key]
-            for attr in inspect(model).column_attrs
-            if attr.key in given
-        },
-    )
+    return {
+        attr.columns[0].name: given[attr.key]
+        for attr in inspect(type(row)).column_attrs
+        if attr.key in given
+    }
 
 
 def next_pk(model: Any, dialect: str) -> ScalarSelect[Any]:

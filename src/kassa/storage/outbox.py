@@ -14,7 +14,8 @@ from sqlalchemy import bindparam, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from kassa.storage.database import table_of, write_only_insert
+from kassa.storage.database import table_of
+from kassa.storage.deferred import defer, write_now
 from kassa.storage.prebuilt import kept
 from kassa.storage.tables import Job
 
@@ -36,6 +37,7 @@ _RETIRE = delete(_JOBS).where(
 def retire(session: Session, dedupe_key: str) -> None:
     """Drop the job enqueued under `dedupe_key` if no worker has claimed it yet (a guard
     that is no longer needed); a claimed one runs and finds nothing to do."""
+    write_now(session, Job)  # a guard enqueued in this very transaction is seen
     session.execute(_RETIRE, {"dedupe_key": dedupe_key})
 
 
@@ -49,10 +51,12 @@ def enqueue(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     dedupe_key: str | None = None,
 ) -> None:
-    """Add a job inside the caller's transaction (a Core insert, executed at once: a job
-    is never read back by the transaction that adds it)."""
-    session.execute(
-        write_only_insert(Job),
+    """Add a job inside the caller's transaction. It is written at commit, with the
+    transaction's other deferred writes (`storage.deferred`): a job is never read back by
+    the transaction that adds it (`retire` writes any first)."""
+    defer(
+        session,
+        Job,
         {
             "kind": kind,
             "payload": payload,
