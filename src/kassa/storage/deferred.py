@@ -85,7 +85,8 @@ def defer_update(session: Session, statement: UpdateBase, params: dict[str, Any]
     """Run `statement` (an UPDATE built once, with bind parameters of names no table's
     column has) with `params` when this session's transaction commits. A second one of
     the same statement in the transaction runs the first at once, so they keep their
-    order."""
+    order. Two different deferred updates must not touch the same row: on PostgreSQL
+    they run in one statement, on one snapshot, and only one would take effect."""
     updates = _kept(session).updates
     earlier = updates.pop(statement, None)
     if earlier is not None:
