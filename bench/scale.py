@@ -95,7 +95,6 @@ from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.services.pruning import Pruning
 
 CURRENCY = "EUR"
 PRODUCTS = 200
@@ -1065,15 +1064,9 @@ def prune(target: Target) -> PruneRun:
     settings = Settings(database_url=target.url)
     kassa = Kassa(settings)
     try:
-        pruning = Pruning(
-            kassa.db,
-            kassa.clock,
-            kassa.idempotency,
-            job_retention_s=settings.job_retention_s,
-            event_retention_s=settings.event_retention_s,
-            batch=settings.prune_batch,
-            max_pass_s=None,
-        )
+        # kassa's own pruning (every table it prunes, its settings), without the time
+        # limit of a pass
+        pruning = kassa.pruning.without_time_limit()
         print("[prune] one pass with the default retentions", flush=True)
         report = pruning.run()
         again = pruning.run()  # what each pass costs once the backlog is gone

@@ -197,6 +197,18 @@ def test_a_pass_out_of_time_says_so_and_the_next_carries_on(kassa: Kassa, clock:
     assert finished.jobs == 4
 
 
+def test_a_pruning_without_time_limit_finishes_what_one_with_it_cannot(
+    kassa: Kassa, clock: FakeClock
+) -> None:
+    for n in range(4):
+        add_job(kassa, clock, "done", 8 + n, f"old-{n}")
+    limited = pruning(kassa, batch=2, max_pass_s=0.0)
+    unbounded = limited.without_time_limit()
+    assert not limited.run().complete  # the original keeps its limit
+    finished = unbounded.run()
+    assert finished.complete and finished.jobs == 4
+
+
 def test_money_and_audit_are_never_pruned(
     kassa: Kassa, client: TestClient, keys: Keys, clock: FakeClock
 ) -> None:

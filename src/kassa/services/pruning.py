@@ -45,6 +45,7 @@ after an upgrade is worked off over several passes instead of stalling the queue
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -120,6 +121,13 @@ class Pruning:
         self._outgoing_event_retention = timedelta(seconds=outgoing_event_retention_s)
         self._delivery_retention = timedelta(seconds=webhook_delivery_retention_s)
         self._email_retention = timedelta(seconds=email_retention_s)
+
+    def without_time_limit(self) -> Pruning:
+        """This pruning with no `max_pass_s`: a pass goes on until nothing is left (what
+        `bench/scale.py` measures: the whole backlog of a shop that never pruned)."""
+        unbounded = copy.copy(self)
+        unbounded._max_pass_s = None
+        return unbounded
 
     def run(self) -> PruneReport:
         """One pass: batches from each table in turn until none has anything left to
