@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import bindparam, func, select, update
 
 from kassa.bootstrap import Kassa
@@ -13,7 +14,9 @@ from kassa.services import audit, events
 from kassa.services.context import RequestContext
 from kassa.storage.deferred import defer_update, pending, write_now
 from kassa.storage.outbox import enqueue, retire
-from kassa.storage.tables import AuditRecord, Event, Job
+from kassa.storage.tables import AuditRecord, Event, Job, Product
+from tests import builders
+from tests.conftest import Keys
 from tests.support import statements_sent
 
 AT = datetime(2026, 12, 2, tzinfo=UTC)
@@ -145,3 +148,21 @@ def test_write_now_makes_a_table_s_rows_visible_in_the_transaction(
         assert session.scalar(select(func.count()).select_from(AuditRecord)) == 1
         assert pending(session) == 1  # the event still waits for the commit
     assert stored(kassa) == ["early"]
+
+
+def test_an_order_of_many_lines_and_unique_items_goes_in_parent_first(
+    kassa: Kassa, client: TestClient, keys: Keys
+) -> None:
+    """Ten lines are more than one commit statement takes for a table, so each table goes
+    in by its own executemany, the order before its lines (their foreign key); a unique
+    item's reservation names the order deferred with it."""
+    skus = [f"SKU{n}" for n in range(10)]
+    for sku in skus:
+        builders.make_product(client, keys, sku, **({"unique": True} if sku == "SKU0" else {}))
+    placed = builders.order(client, keys, lines=[(sku, 1) for sku in skus])
+    assert [line["sku"] for line in placed["lines"]] == skus
+    fetched = client.get(f"/v1/orders/{placed['id']}", headers=keys.headers("storefront"))
+    assert fetched.json()["lines"] == placed["lines"]
+    with kassa.db.transaction(read_only=True) as s:
+        reserved = s.scalar(select(Product.reserved_by_order).where(Product.sku == "SKU0"))
+    assert reserved == placed["id"]

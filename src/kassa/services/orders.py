@@ -41,7 +41,8 @@ from kassa.services.catalogue import catalogue_entry
 from kassa.services.context import Clock, RequestContext
 from kassa.services.idempotency import attach_resource
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
-from kassa.storage.database import Database, next_pk, table_of, write_only_insert
+from kassa.storage.database import Database, next_pk, table_of
+from kassa.storage.deferred import defer
 from kassa.storage.prebuilt import kept
 from kassa.storage.tables import Customer, Order, OrderLine, Payment, Product
 
@@ -346,11 +347,14 @@ class Orders:
                 "reservation_expires_at": (now + self._ttl) if products.unique_skus else None,
                 "created_at": now,
             }
-            # One statement each for the order and its lines (snapshots of the catalogue
-            # as it is now): Core inserts, no unit of work to flush.
-            session.execute(write_only_insert(Order), row)
+            # The order and its lines (snapshots of the catalogue as it is now) go in at
+            # commit, with its audit record, its event and the stored answer: on
+            # PostgreSQL one statement (`storage.deferred`). Nothing in this transaction
+            # reads them back (a unique item's reservation names the order by its id).
+            defer(session, Order, row)
             lines = products.order_lines(order_id, priced)
-            session.execute(write_only_insert(OrderLine), lines)
+            for line in lines:
+                defer(session, OrderLine, line)
             for sku in products.unique_skus:
                 self._reserve(session, ctx, products.by_sku[sku], order_id, now)
             audit.record(

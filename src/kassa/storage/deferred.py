@@ -8,8 +8,8 @@ one round trip. Deferred, they go in at commit, still inside the transaction: th
 with its other writes or not at all, and a rollback drops them.
 
 On PostgreSQL all of a commit's writes are ONE statement: each is a data-modifying CTE
-(`WITH d0 AS (INSERT INTO audit_log ... VALUES (...), (...)), d1 AS (INSERT INTO events
-...), s0 AS (UPDATE idempotency_keys ...) SELECT 1`). PostgreSQL runs every one of them
+(`WITH d0 AS (INSERT INTO audit_log ...), d1 AS (INSERT INTO events ...), s0 AS (UPDATE
+idempotency_keys ...) SELECT 1`). PostgreSQL runs every one of them
 exactly once, to completion, with the statement; they touch different rows, so their
 order within it does not matter. The statement is built once per shape (which tables,
 how many rows each, which updates) and kept (`storage.prebuilt`): building a compound
@@ -18,10 +18,13 @@ statement and its cache key on every commit cost more CPU than the round trips i
 table's several rows go in as `INSERT ... SELECT ... UNION ALL SELECT ...`, which SQLAlchemy
 can cache, where it compiles a multi-row VALUES anew each time (measured, PostgreSQL, client
 CPU: a commit of two audit records, an event and a job took 1.30 ms as three statements,
-2.19 ms as one with a multi-row VALUES, 0.67 ms as one kept and cached). A table
-given more than `_MAX_ROWS_MERGED` rows goes in by its own `executemany` instead, so the
-kept shapes stay few. On SQLite, which has no data-modifying CTEs, each table's rows go
-in with one `executemany` and each update runs alone.
+2.19 ms as one with a multi-row VALUES, 0.67 ms as one kept and cached). A commit
+with more than `_MAX_ROWS_MERGED` rows for a table writes each table by an `executemany`
+of its own instead, so the kept shapes stay few; so does SQLite, which has no
+data-modifying CTEs, and its updates run one by one after the rows. Either way, tables
+go in in the order their first row was deferred (a new order before its lines: on
+SQLite a foreign key is checked as each statement runs; on PostgreSQL at the end of the
+one statement).
 
 How: `defer(session, model, row)` and `defer_update(session, statement, params)` keep the
 write in `session.info`; a `before_commit` listener on every Session runs what its
@@ -96,11 +99,16 @@ def defer_update(session: Session, statement: UpdateBase, params: dict[str, Any]
 
 def write_now(session: Session, model: type[Any]) -> None:
     """Write the rows deferred for `model`'s table now, for a statement of this
-    transaction that must see them."""
+    transaction that must see them; with them, those of every table deferred before it
+    (a parent its rows may point to)."""
     kept_writes: _Kept | None = session.info.get(_KEY)
-    rows = kept_writes.rows.pop(model, None) if kept_writes is not None else None
-    if rows:
-        session.execute(write_only_insert(model), rows if len(rows) > 1 else rows[0])
+    if kept_writes is None or model not in kept_writes.rows:
+        return
+    for earlier in list(kept_writes.rows):
+        rows = kept_writes.rows.pop(earlier)
+        session.execute(write_only_insert(earlier), rows if len(rows) > 1 else rows[0])
+        if earlier is model:
+            return
 
 
 def pending(session: Session) -> int:
@@ -114,20 +122,17 @@ def _write_deferred(session: Session) -> None:
     kept_writes: _Kept | None = session.info.pop(_KEY, None)
     if kept_writes is None or kept_writes.count() == 0:
         return
-    postgres = session.get_bind().dialect.name == "postgresql"
-    merged_rows = {
-        model: rows
-        for model, rows in kept_writes.rows.items()
-        if postgres and len(rows) <= _MAX_ROWS_MERGED and len({tuple(r) for r in rows}) == 1
-    }
-    for model, rows in kept_writes.rows.items():
-        if model not in merged_rows:
+    mergeable = session.get_bind().dialect.name == "postgresql" and all(
+        len(rows) <= _MAX_ROWS_MERGED and len({tuple(r) for r in rows}) == 1
+        for rows in kept_writes.rows.values()
+    )
+    if not mergeable:  # each table in the order first deferred (a parent before its rows)
+        for model, rows in kept_writes.rows.items():
             session.execute(write_only_insert(model), rows if len(rows) > 1 else rows[0])
-    if not postgres:
         for statement, params in kept_writes.updates.items():
             session.execute(statement, params)
         return
-    _write_merged(session, merged_rows, kept_writes.updates)
+    _write_merged(session, kept_writes.rows, kept_writes.updates)
 
 
 def _write_merged(
