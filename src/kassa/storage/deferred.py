@@ -47,9 +47,10 @@ from kassa.storage.database import columns_set, table_of, write_only_insert
 from kassa.storage.prebuilt import kept
 
 _KEY = "kassa.deferred_writes"
-# More rows than this for one table go in by an executemany of their own: the combined
-# statement is kept per row count, and a bulk write (a batch of 120 audit records) should
-# not add a shape of its own, nor a statement with a thousand parameters.
+# A commit with more rows than this for one table writes each table by an executemany of
+# its own: the combined statement is kept per row count, and a bulk write (a batch of 120
+# audit records) should not add a shape of its own, nor a statement with a thousand
+# parameters.
 _MAX_ROWS_MERGED = 8
 
 
