@@ -213,8 +213,16 @@ class StatementLog:
     def offset(self) -> int:
         return self.path.stat().st_size
 
-    def since(self, offset: int, ops: int) -> Count:
+    def _read(self, offset: int) -> str:
         with self.path.open("rb") as f:
             f.seek(offset)
-            text = f.read().decode(errors="replace")
-        return count(text, self.database, ops, self.exclude)
+            return f.read().decode(errors="replace")
+
+    def since(self, offset: int, ops: int) -> Count:
+        return count(self._read(offset), self.database, ops, self.exclude)
+
+    def transcript(self, offset: int) -> str:
+        """The statements logged since `offset`, one entry each ("[pid] sql"), claims and
+        all: for reading what an operation ran, not for counting."""
+        found = entries(self._read(offset), self.database, self.exclude)
+        return "".join(f"[{pid}] {sql}\n" for pid, sql in found)

@@ -174,6 +174,8 @@ class Params:
     postgres_url: str
     label: str | None
     rounds: int = 1
+    measured: bool = True  # False: --statements-only
+    statements_log: str | None = None  # a folder
 
     @property
     def launch(self) -> KassaLaunch:
@@ -208,6 +210,16 @@ def parse_args(argv: list[str] | None = None) -> Params:
     )
     parser.add_argument("--no-statements", action="store_true", help="skip the statement-log phase")
     parser.add_argument(
+        "--statements-only",
+        action="store_true",
+        help="only the statement-log phase (PostgreSQL): no CPU rounds, ceiling or scaling",
+    )
+    parser.add_argument(
+        "--statements-log",
+        default=None,
+        help="write each operation's logged statements to DIR/<operation>.log",
+    )
+    parser.add_argument(
         "--log-level", default=None, help="the servers' log level (default: kassa's own)"
     )
     parser.add_quick("a small smoke run")
@@ -237,10 +249,15 @@ def parse_args(argv: list[str] | None = None) -> Params:
         parser.error(f"--scaling takes N or N+K entries; got {raw!r}")
     if args.clients < 1 or args.workers < 1 or args.rounds < 1:
         parser.error("--clients, --workers and --rounds must be positive")
+    if args.statements_only and args.no_statements:
+        parser.error("--statements-only and --no-statements exclude each other")
     return Params(
         clients=args.clients,
         workers=args.workers,
-        sizes=replace(QUICK if args.quick else FULL, **({"faults": 0} if args.no_faults else {})),
+        sizes=replace(
+            QUICK if args.quick else FULL,
+            **({"faults": 0} if args.no_faults or args.statements_only else {}),
+        ),
         databases=args.databases,
         scaling=scaling,
         statements=not args.no_statements,
@@ -250,6 +267,8 @@ def parse_args(argv: list[str] | None = None) -> Params:
         postgres_url=args.postgres_url,
         label=args.label,
         rounds=args.rounds,
+        measured=not args.statements_only,
+        statements_log=args.statements_log,
     )
 
 
@@ -554,12 +573,21 @@ def run_scaling(bench: Bench, main: list[Measured]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- statements
 
 
-def counted(bench: Bench, log: StatementLog, run: Callable[[], int]) -> Count:
+def counted(bench: Bench, log: StatementLog, op: str, run: Callable[[], int]) -> Count:
     """The statements between two quiet points around `run` (which returns its ops)."""
     bench.quiet(after=False)
     offset = log.offset()
     ops = run()
     bench.quiet(after=True)
+    return since(bench, log, op, offset, ops)
+
+
+def since(bench: Bench, log: StatementLog, op: str, offset: int, ops: int) -> Count:
+    """`op`'s statements logged since `offset`, also written to `--statements-log` if set."""
+    if bench.params.statements_log is not None:
+        folder = Path(bench.params.statements_log)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{op}.log").write_text(log.transcript(offset))
     return log.since(offset, ops)
 
 
@@ -580,17 +608,17 @@ def count_statements(bench: Bench) -> dict[str, Count]:
         with ceiling_serving(bench) as base_url:
             factory = ceiling_factory(base_url, bench.ledger)
             serial(bench, factory, warm)
-            found["ceiling"] = counted(bench, log, lambda: serial(bench, factory, n))
+            found["ceiling"] = counted(bench, log, "ceiling", lambda: serial(bench, factory, n))
         with serving(bench, bench.params.launch, "statements") as running:
             shop = Shop(running.base_url, bench.secret, bench.ledger)
             for op, step in (("orders", shop.order), ("pay", shop.order_and_pay)):
                 factory = shop.factory(step)
                 serial(bench, factory, warm)
-                found[op] = counted(bench, log, partial(serial, bench, factory, n))
+                found[op] = counted(bench, log, op, partial(serial, bench, factory, n))
             intents = waiting_payments(bench, shop, warm + n, THREE_D_SECURE)
             confirm = shop.factory(shop.confirm(intents))
             serial(bench, confirm, warm)
-            found["browser"] = counted(bench, log, lambda: serial(bench, confirm, n))
+            found["browser"] = counted(bench, log, "browser", lambda: serial(bench, confirm, n))
         found.update(count_webhook_statements(bench, log, n, warm))
     return found
 
@@ -610,10 +638,10 @@ def count_webhook_statements(
             offset = log.offset()
             ops = serial(bench, deliver, n)
             bench.quiet(after=True, jobs=False)
-            ack = log.since(offset, ops)
+            ack = since(bench, log, "ack", offset, ops)
             offset = log.offset()
         bench.quiet(after=True)
-        apply = log.since(offset, ops)
+        apply = since(bench, log, "apply", offset, ops)
     return {"ack": ack, "apply": apply}
 
 
@@ -795,9 +823,9 @@ def bench_database(kind: str, params: Params, workdir: Path) -> DatabaseResult:
         meter.start()
         stack.callback(meter.close)
         bench = Bench(params, target, workdir, secret, probe, meter)
-        ceilings = [run_ceiling(bench, "first")]
+        ceilings = [run_ceiling(bench, "first")] if params.measured else []
         rounds: list[list[Measured]] = []
-        for n in range(1, params.rounds + 1):
+        for n in range(1, params.rounds + 1 if params.measured else 1):
             if params.rounds > 1:
                 bench.log(f"round {n} of {params.rounds}")
             with serving(bench, params.launch, f"kassa-{n}") as running:
@@ -805,10 +833,10 @@ def bench_database(kind: str, params: Params, workdir: Path) -> DatabaseResult:
             measured += run_webhooks(bench, params.launch, f"webhooks-{n}")
             rounds.append(measured)
             ceilings.append(run_ceiling(bench, f"after round {n}"))
-        rows = [combined([r[i] for r in rounds]) for i in range(len(rounds[0]))]
-        rows.append(combined(ceilings))
+        rows = [combined([r[i] for r in rounds]) for i in range(len(rounds[0]))] if rounds else []
+        rows += [combined(ceilings)] if ceilings else []
         postgres = kind == "postgresql"
-        scaling = run_scaling(bench, rows) if postgres else []
+        scaling = run_scaling(bench, rows) if postgres and rows else []
         statements = count_statements(bench) if postgres and params.statements else {}
         bench.quiet(after=True)
         problems = verify(probe, bench.ledger)
@@ -917,6 +945,24 @@ def _scaling_lines(results: list[DatabaseResult]) -> list[str]:
     return lines
 
 
+def _statement_lines(results: list[DatabaseResult]) -> list[str]:
+    counts = [(r.database, op, c) for r in results for op, c in r.statements.items()]
+    if not counts:
+        return []
+    lines = [
+        "",
+        "statements per operation (PostgreSQL log, one at a time, background work included):",
+    ]
+    for database, op, c in counts:
+        n = max(c.ops, 1)
+        words = ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(c.by_keyword.items()))
+        lines.append(
+            f"  {database} {op:<8} {c.statements / n:5.1f} statements, "
+            f"{c.transactions / n:4.1f} transactions ({c.ops} ops): {words}"
+        )
+    return lines
+
+
 def _fault_lines(outcome: Outcome) -> list[str]:
     f = outcome.faults
     if f is None:
@@ -966,6 +1012,7 @@ def render(params: Params, host: dict[str, Any], outcome: Outcome) -> str:
             retried = ", ".join(f"{k} {n}" for k, n in sorted(result.retried_jobs.items()))
             lines.append(f"jobs that ran more than once on {result.database}: {retried}")
     lines += _scaling_lines(results)
+    lines += _statement_lines(results)
     lines += _fault_lines(outcome)
     for result in results:
         lines += [f"PROBLEM {result.database}: {p}" for p in result.problems]
