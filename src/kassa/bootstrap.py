@@ -122,6 +122,21 @@ class Kassa:
                 degrade_p95_ms=settings.health_degrade_p95_ms,
             ),
         )
+        self.invoices = Invoices(
+            self.db,
+            clock,
+            SellerProfile(
+                Party(
+                    name=settings.seller_name,
+                    lines=settings.seller_address,
+                    tax_id=settings.seller_tax_id,
+                    email=settings.seller_email,
+                ),
+                locale=settings.document_locale,
+                tax_label=settings.tax_label,
+                tax_rate_bp=settings.tax_rate_bp,
+            ),
+        )
         # One policy for every provider call: payments, top-ups and refunds retry alike.
         retry_policy = RetryPolicy(
             max_retries=settings.payment_max_retries,
@@ -134,6 +149,7 @@ class Kassa:
             self.providers,
             retry_policy,
             self.gateway_health,
+            self.invoices,
             sleep=sleep,
             rng=rng,
             resume_after_s=settings.payment_resume_after_s,
@@ -149,21 +165,6 @@ class Kassa:
             is_degraded=self.gateway_health.is_degraded,
             sleep=sleep,
             rng=rng,
-        )
-        self.invoices = Invoices(
-            self.db,
-            clock,
-            SellerProfile(
-                Party(
-                    name=settings.seller_name,
-                    lines=settings.seller_address,
-                    tax_id=settings.seller_tax_id,
-                    email=settings.seller_email,
-                ),
-                locale=settings.document_locale,
-                tax_label=settings.tax_label,
-                tax_rate_bp=settings.tax_rate_bp,
-            ),
         )
         self.reconciliation = Reconciliation(
             self.db,
@@ -204,6 +205,7 @@ class Kassa:
             },
             # each provider reads its own events; the sandbox's are Stripe-shaped
             {"stripe": stripe_events.decode, "mock": stripe_events.decode},
+            self.invoices,
         )
 
         # what follows from kassa's own events (issue 12): consumers register here

@@ -44,9 +44,11 @@ def test_events_list_newest_first_filtered_by_type(
     everything = listed(client, keys, limit=100)
     assert everything["object"] == "list" and everything["has_more"] is False
     assert [e["type"] for e in everything["data"]] == [
+        "invoice.issued",  # issued in the transaction that paid the order, after it
         "order.paid",
         "payment.succeeded",
         "order.created",
+        "invoice.issued",
         "order.paid",
         "payment.succeeded",
         "order.created",

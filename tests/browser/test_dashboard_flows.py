@@ -140,7 +140,7 @@ def test_a_partial_refund_through_the_form_shows_the_refund_and_its_credit_note(
     placed = shop(client, keys)
     number = placed[1]["number"]  # 3 x 4.99 = 14.97 EUR
     email, one_time = staff_user(served.kassa, "ops")
-    Worker(served.kassa, name="test-worker").drain()  # the invoice
+    Worker(served.kassa, name="test-worker").drain()  # what the payment left to do
     sign_in(page, email, one_time)
     page.goto(f"/dashboard/orders/{number}")
     page.get_by_role("link", name="Refund").click()

@@ -214,7 +214,8 @@ def test_a_check_that_did_not_run_leaves_its_findings_open(
 def test_stuck_after_other_than_configured_resolves_none_of_its_checks(
     shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock
 ) -> None:
-    order_id = paid(client, keys)  # no worker: its invoice is never issued
+    with builders.invoices_withheld(shop):  # its invoice is never issued
+        order_id = paid(client, keys)
     clock.advance(shop.settings.stuck_payment_after_s + 1)
     (missing,) = shop.findings.run(OPS).findings
     assert (missing.check, missing.subject) == ("missing_documents", order_id)

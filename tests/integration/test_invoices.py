@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pypdf import PdfReader
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kassa.bootstrap import Kassa
@@ -22,7 +22,8 @@ from kassa.domain.documents import Series, included_tax
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
 from kassa.services.invoices import ISSUE_INVOICE, allocate_number
-from kassa.storage.tables import DocumentCounter, IssuedDocument, Job
+from kassa.services.jobs import enqueue
+from kassa.storage.tables import DocumentCounter, IssuedDocument, Job, Order
 from kassa.worker import Worker
 from tests import builders
 from tests.conftest import FakeClock, Keys
@@ -58,14 +59,13 @@ def work(kassa: Kassa) -> int:
     return Worker(kassa, name="test-worker").drain()
 
 
-def test_a_paid_order_gets_its_invoice_from_the_worker(
+def test_a_paid_order_has_its_invoice_as_soon_as_it_is_paid(
     shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock
 ) -> None:
     order = paid_order(client, keys)
-    before = client.get(f"/v1/orders/{order['id']}/invoice", headers=keys.headers("analyst"))
-    assert (before.status_code, before.json()["code"]) == (404, "invoice_not_found")
-
-    assert work(shop) >= 1
+    # issued in the transaction that paid the order: no job asks for it, no worker runs
+    with shop.db.transaction(read_only=True) as session:
+        assert ISSUE_INVOICE not in session.scalars(select(Job.kind)).all()
     got = client.get(f"/v1/orders/{order['id']}/invoice", headers=keys.headers("analyst"))
     assert got.status_code == 200, got.text
     invoice = got.json()
@@ -88,7 +88,6 @@ def test_a_paid_order_gets_its_invoice_from_the_worker(
     assert again.json() == invoice
 
     second = paid_order(client, keys)
-    work(shop)
     number = client.get(f"/v1/orders/{second['id']}/invoice", headers=keys.headers("ops"))
     assert number.json()["number"] == f"INV-{year}-000002"
 
@@ -205,6 +204,29 @@ def test_issuing_twice_changes_nothing(shop: Kassa, client: TestClient, keys: Ke
         documents = session.scalars(select(IssuedDocument)).all()
         counter = session.scalar(select(DocumentCounter.last_number))
     assert [d.number for d in documents] == [documents[0].number] and counter == 1
+
+
+def test_an_invoice_job_of_an_earlier_version_still_invoices_an_order_paid_without_one(
+    shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock
+) -> None:
+    """Before issue 10 the invoice came from a `documents.issue_invoice` job; one still
+    queued at the upgrade must bill its order, and only once."""
+    order = builders.order(client, keys, "ops", lines=[("MUG", 2), ("TEA", 1)])
+    with shop.db.transaction() as session:  # as an earlier version left it: paid, no invoice
+        session.execute(
+            update(Order)
+            .where(Order.id == order["id"])
+            .values(status="paid", paid_at=clock.now, amount_paid=Order.total)
+        )
+        enqueue(session, ISSUE_INVOICE, {"order": order["id"]}, clock.now)
+    assert work(shop) >= 1
+    invoice = client.get(f"/v1/orders/{order['id']}/invoice", headers=keys.headers("ops")).json()
+    assert invoice["number"] == f"INV-{clock.now.year}-000001"
+    assert invoice["total"] == order["total"]
+    with shop.db.transaction() as session:  # the same job again: nothing more
+        shop.invoices.issue_invoice(session, {"order": order["id"]})
+    with shop.db.transaction(read_only=True) as session:
+        assert len(session.scalars(select(IssuedDocument)).all()) == 1
 
 
 def test_an_unpaid_order_is_never_invoiced(shop: Kassa, client: TestClient, keys: Keys) -> None:

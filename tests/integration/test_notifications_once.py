@@ -88,7 +88,7 @@ def test_200_duplicate_provider_events_make_one_order_paid_per_endpoint_and_one_
         )
         provider_says(client, clock, body)
 
-    Worker(kassa, name="w").drain()  # applies them all, issues the invoice
+    Worker(kassa, name="w").drain()  # applies them all
     kassa.webhook_sender.drain()
     while kassa.emails.send_one("test-sender"):
         pass

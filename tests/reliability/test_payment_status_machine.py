@@ -43,8 +43,9 @@ from kassa.providers.base import IntentStatus, ProviderIntent
 from kassa.services import settlement
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
+from kassa.services.invoices import Invoices
 from kassa.services.orders import NewOrder
-from kassa.storage.tables import AuditRecord, Order, Payment
+from kassa.storage.tables import AuditRecord, IssuedDocument, Order, Payment
 
 P = PaymentStatus
 DECLINE = ProviderFailure(ErrorType.CARD_ERROR, "declined", "card_declined", "generic_decline")
@@ -52,7 +53,7 @@ ACTION = {"type": "use_stripe_sdk"}
 _ids = itertools.count()
 
 # Each report: what it asks for, and how a path delivers it to settlement.
-Report = Callable[[Session, RequestContext, Payment, Any], None]
+Report = Callable[[Session, RequestContext, Payment, Any, Invoices], None]
 
 
 def _intent(status: IntentStatus, **extra: Any) -> Callable[[Payment], ProviderIntent]:
@@ -69,50 +70,55 @@ def _intent(status: IntentStatus, **extra: Any) -> Callable[[Payment], ProviderI
 REPORTS: dict[str, tuple[PaymentStatus, Report]] = {
     "intent succeeded": (
         P.SUCCEEDED,
-        lambda s, c, p, now: settlement.apply_intent(
-            s, c, p, _intent(IntentStatus.SUCCEEDED)(p), now
+        lambda s, c, p, now, inv: settlement.apply_intent(
+            s, c, p, _intent(IntentStatus.SUCCEEDED)(p), now, invoices=inv
         ),
     ),
     "webhook succeeded": (
         P.SUCCEEDED,
-        lambda s, c, p, now: settlement.payment_succeeded(s, c, p, now),
+        lambda s, c, p, now, inv: settlement.payment_succeeded(s, c, p, now, invoices=inv),
     ),
     "intent declined": (
         P.FAILED,
-        lambda s, c, p, now: settlement.apply_intent(
-            s, c, p, _intent(IntentStatus.REQUIRES_PAYMENT_METHOD, last_error=DECLINE)(p), now
+        lambda s, c, p, now, inv: settlement.apply_intent(
+            s,
+            c,
+            p,
+            _intent(IntentStatus.REQUIRES_PAYMENT_METHOD, last_error=DECLINE)(p),
+            now,
+            invoices=inv,
         ),
     ),
     "webhook failed": (
         P.FAILED,
-        lambda s, c, p, now: settlement.payment_failed(s, c, p, DECLINE, now),
+        lambda s, c, p, now, inv: settlement.payment_failed(s, c, p, DECLINE, now),
     ),
     "intent 3-D Secure": (
         P.REQUIRES_ACTION,
-        lambda s, c, p, now: settlement.apply_intent(
-            s, c, p, _intent(IntentStatus.REQUIRES_ACTION, next_action=ACTION)(p), now
+        lambda s, c, p, now, inv: settlement.apply_intent(
+            s, c, p, _intent(IntentStatus.REQUIRES_ACTION, next_action=ACTION)(p), now, invoices=inv
         ),
     ),
     "intent awaits the browser": (
         P.REQUIRES_ACTION,
-        lambda s, c, p, now: settlement.apply_intent(
-            s, c, p, _intent(IntentStatus.REQUIRES_PAYMENT_METHOD)(p), now
+        lambda s, c, p, now, inv: settlement.apply_intent(
+            s, c, p, _intent(IntentStatus.REQUIRES_PAYMENT_METHOD)(p), now, invoices=inv
         ),
     ),
     "webhook requires action": (
         P.REQUIRES_ACTION,
-        lambda s, c, p, now: settlement.payment_requires_action(s, c, p, ACTION, now),
+        lambda s, c, p, now, inv: settlement.payment_requires_action(s, c, p, ACTION, now),
     ),
     "intent processing": (
         P.PROCESSING,
-        lambda s, c, p, now: settlement.apply_intent(
-            s, c, p, _intent(IntentStatus.PROCESSING)(p), now
+        lambda s, c, p, now, inv: settlement.apply_intent(
+            s, c, p, _intent(IntentStatus.PROCESSING)(p), now, invoices=inv
         ),
     ),
     "intent canceled": (
         P.CANCELED,
-        lambda s, c, p, now: settlement.apply_intent(
-            s, c, p, _intent(IntentStatus.CANCELED)(p), now
+        lambda s, c, p, now, inv: settlement.apply_intent(
+            s, c, p, _intent(IntentStatus.CANCELED)(p), now, invoices=inv
         ),
     ),
 }
@@ -143,7 +149,7 @@ class PaymentStatusMachine(RuleBasedStateMachine):
         with core.db.transaction() as session:
             payment = settlement.lock_payment(session, self.payment_id)
             assert payment is not None
-            deliver(session, ctx, payment, core.clock())
+            deliver(session, ctx, payment, core.clock(), core.invoices)
         if payment_may_become(self.status, target):
             self.status = target
             self.changes += 1
@@ -159,6 +165,9 @@ class PaymentStatusMachine(RuleBasedStateMachine):
         with self.kassa.db.transaction(read_only=True) as s:
             payment = s.scalar(select(Payment).where(Payment.id == self.payment_id))
             order = s.scalar(select(Order).where(Order.id == self.order_id))
+            invoices = s.scalar(
+                select(func.count()).where(IssuedDocument.invoiced_order_id == self.order_id)
+            )
             audited = s.scalar(
                 select(func.count()).where(
                     AuditRecord.subject_id == self.payment_id,
@@ -173,6 +182,7 @@ class PaymentStatusMachine(RuleBasedStateMachine):
         assert (payment.succeeded_at is not None) == self.ever_succeeded
         assert order.amount_paid == (payment.amount if self.ever_succeeded else 0)
         assert (order.status == "paid") == self.ever_succeeded
+        assert invoices == (1 if self.ever_succeeded else 0)  # issued as it is paid, once
         assert audited == self.changes
         if payment.status == P.FAILED:
             assert payment.failure is not None and payment.failure["code"] == "card_declined"

@@ -19,14 +19,18 @@ NONE: Any = None
 
 
 def test_every_typed_event_has_exactly_one_handler() -> None:
-    webhooks = Webhooks(NONE, utc_now, {"mock": scheme(("s",))}, {"mock": decode})
+    webhooks = Webhooks(NONE, utc_now, {"mock": scheme(("s",))}, {"mock": decode}, NONE)
     assert set(webhooks._handlers) == set(get_args(TypedEvent))
 
 
 def test_a_provider_with_webhooks_needs_a_decoder() -> None:
     with pytest.raises(ValueError, match="no event decoder for stripe"):
         Webhooks(
-            NONE, utc_now, {"mock": scheme(("s",)), "stripe": scheme(("s",))}, {"mock": decode}
+            NONE,
+            utc_now,
+            {"mock": scheme(("s",)), "stripe": scheme(("s",))},
+            {"mock": decode},
+            NONE,
         )
 
 

@@ -233,8 +233,9 @@ def document_numbers(session: Session, options: CheckOptions) -> list[Finding]:
 
 
 def missing_documents(session: Session, options: CheckOptions) -> list[Finding]:
-    """Paid orders have an invoice and succeeded refunds a credit note, once the worker has
-    had `stuck_after` to issue them."""
+    """Paid orders have an invoice and succeeded refunds a credit note. An order's invoice
+    is issued as it is paid (one paid by an earlier version of kassa had its invoice from a
+    job), a credit note by the worker: each is given `stuck_after` before it counts."""
     cutoff = options.now - options.stuck_after
     invoiced = select(IssuedDocument.invoiced_order_id).where(
         IssuedDocument.invoiced_order_id.is_not(None)

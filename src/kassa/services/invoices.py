@@ -1,13 +1,22 @@
-"""Invoices and credit notes: issued by the worker, numbered gap-free, never changed.
+"""Invoices and credit notes: numbered gap-free, never changed.
 
-An order becoming paid enqueues `documents.issue_invoice`; a refund succeeding enqueues
-`documents.issue_credit_note` (both in the transaction of that state change, so the
-request exists if and only if the cause committed). The job's own transaction allocates
-the next number of the series and year from its counter row (an UPDATE that holds the
-row lock until commit) and inserts the document: if anything fails, both roll back, so a
-number is never skipped, and concurrent issuers queue on the counter row instead of
-taking the same number. Unique constraints (one invoice per order, one credit note per
-refund) make a job that runs twice a no-op.
+An order's invoice is issued in the transaction that pays the order
+(`settlement.payment_succeeded` calls `invoice_paid_order`), so an order is paid if and
+only if it has its invoice: there is no moment, and no crash, in which a paid order waits
+for one. A refund succeeding enqueues `documents.issue_credit_note` in the transaction of
+that state change, and the worker issues the credit note. Either way the issuing
+transaction allocates the next number of the series and year from its counter row (an
+UPDATE that holds the row lock until commit) and inserts the document: if anything fails,
+both roll back, so a number is never skipped, and concurrent issuers queue on the counter
+row instead of taking the same number. Unique constraints (one invoice per order, one
+credit note per refund) make a second issue of the same document fail rather than double.
+
+What it costs: the invoice counter's row lock is held from the invoice's allocation to
+the commit of the payment's settlement (its last statements), so settlements of the same
+year queue there for that long. The invoice job it replaced (issue 10) cost a job's
+claim, transaction and bookkeeping per paid order, more than the lock wait at any rate
+measured (see bench/README.md). `documents.issue_invoice` jobs still run: one enqueued by
+an earlier version of kassa is honoured, and issues nothing for an order already invoiced.
 
 The stored `content` is the complete document as printed (seller, buyer, lines, taxes,
 locale), frozen when issued: a later change of seller details or tax configuration
@@ -42,7 +51,8 @@ from kassa.services import audit, events
 from kassa.services.context import Clock, RequestContext
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
-from kassa.storage.database import Database, table_of, write_only_insert
+from kassa.storage.database import Database, table_of
+from kassa.storage.deferred import defer
 from kassa.storage.tables import (
     Customer,
     DocumentCounter,
@@ -73,11 +83,6 @@ INVOICE: DocumentKind = "invoice"
 CREDIT_NOTE: DocumentKind = "credit_note"
 
 
-def request_invoice(session: Session, order_id: str, now: datetime) -> None:
-    """Ask the worker for the order's invoice, inside the transaction that paid it."""
-    enqueue(session, ISSUE_INVOICE, {"order": order_id}, now)
-
-
 def request_credit_note(session: Session, refund_id: str, now: datetime) -> None:
     """Ask the worker for a refund's credit note, inside the transaction it succeeded in."""
     enqueue(session, ISSUE_CREDIT_NOTE, {"refund": refund_id}, now)
@@ -99,6 +104,29 @@ class SellerProfile:
     locale: str = "en_US"
     tax_label: str = "VAT"
     tax_rate_bp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaidOrder:
+    """What an order's invoice bills: the order as the transaction that paid it read it."""
+
+    id: str
+    number: str | None
+    currency: str
+    shipping_address: dict[str, Any] | None
+    customer_id: str | None
+    email: str | None
+    paid_at: datetime
+    lines: tuple[DocumentLine, ...]
+
+
+def invoice_line(
+    title: str, sku: str, quantity: int, unit_amount: int, amount: int
+) -> DocumentLine:
+    """An order line as its invoice prints it."""
+    return DocumentLine(
+        description=f"{title} ({sku})", quantity=quantity, unit_amount=unit_amount, amount=amount
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +189,8 @@ class DocumentView:
 
 # The order with its lines and whether it has its invoice already, in one statement (a
 # join and an EXISTS) instead of three: a row per line, in the order's own line order,
-# each carrying the order's columns. Core and built once (the invoice job's only read).
+# each carrying the order's columns. Core and built once (the invoice job's only read;
+# an order paid since is invoiced from the paying transaction's own read of it).
 _ORDERS, _LINES, _DOCUMENTS = table_of(Order), table_of(OrderLine), table_of(IssuedDocument)
 _ORDER_TO_INVOICE = (
     select(
@@ -189,7 +218,7 @@ _ORDER_TO_INVOICE = (
 
 
 class _BilledOrder(Protocol):
-    """What a document says of its order: an ORM `Order`, or a row of `_ORDER_TO_INVOICE`."""
+    """What a document says of its order: an ORM `Order`, or a `PaidOrder`."""
 
     @property
     def id(self) -> str: ...
@@ -211,9 +240,29 @@ class Invoices:
         self._clock = clock
         self._seller = seller
 
-    # -- issuing (job handlers: they run in the job's transaction) ----------------------
+    # -- issuing (in the caller's transaction) -----------------------------------------
+
+    def invoice_paid_order(self, session: Session, order: PaidOrder, now: datetime) -> None:
+        """Issue the invoice of an order this transaction has just paid."""
+        self._issue(
+            session,
+            order,
+            now,
+            kind=INVOICE,
+            series=Series.INVOICE,
+            lines=order.lines,
+            total=sum(line.amount for line in order.lines),
+            tax_rate_bp=self._seller.tax_rate_bp,
+            reference=f"Order {order.number or order.id}, paid {order.paid_at.date()}",
+            notes=None,
+            refund_id=None,
+        )
+
+    # -- job handlers: they run in the job's transaction ----------------------------------
 
     def issue_invoice(self, session: Session, payload: dict[str, Any]) -> None:
+        """`documents.issue_invoice`, as earlier versions enqueued it when an order was
+        paid: a no-op for an order already invoiced (every order paid since)."""
         order_id = str(payload["order"])
         rows = session.execute(_ORDER_TO_INVOICE, {"order_id": order_id}).all()
         if not rows:
@@ -224,28 +273,21 @@ class Invoices:
         if order.paid_at is None:
             return  # never paid (the job outlived a rollback it cannot see): nothing to bill
         lines = tuple(
-            DocumentLine(
-                description=f"{line.title} ({line.sku})",
-                quantity=line.quantity,
-                unit_amount=line.unit_amount,
-                amount=line.amount,
-            )
+            invoice_line(line.title, line.sku, line.quantity, line.unit_amount, line.amount)
             for line in rows
             if line.sku is not None  # the outer join's row of an order without lines
         )
-        total = sum(line.amount for line in lines)
-        self._issue(
-            session,
-            order,
-            kind=INVOICE,
-            series=Series.INVOICE,
+        paid = PaidOrder(
+            id=order.id,
+            number=order.number,
+            currency=order.currency,
+            shipping_address=order.shipping_address,
+            customer_id=order.customer_id,
+            email=order.email,
+            paid_at=order.paid_at,
             lines=lines,
-            total=total,
-            tax_rate_bp=self._seller.tax_rate_bp,
-            reference=f"Order {order.number or order.id}, paid {order.paid_at.date()}",
-            notes=None,
-            refund_id=None,
         )
+        self.invoice_paid_order(session, paid, self._clock())
 
     def issue_credit_note(self, session: Session, payload: dict[str, Any]) -> None:
         refund_id = str(payload["refund"])
@@ -262,8 +304,8 @@ class Invoices:
             select(IssuedDocument).where(IssuedDocument.invoiced_order_id == order.id)
         )
         if invoice is None and order.paid_at is not None:
-            # The credit note corrects the invoice, so it waits for it (the invoice job
-            # was enqueued first and normally has run).
+            # The credit note corrects the invoice, so it waits for it: an order paid
+            # by an earlier version of kassa may still have its invoice job queued.
             raise RetryLater(f"order {order.id} has no invoice yet")
         reference = f"Order {order.number or order.id}"
         tax_rate_bp = self._seller.tax_rate_bp
@@ -274,6 +316,7 @@ class Invoices:
         self._issue(
             session,
             order,
+            self._clock(),
             kind=CREDIT_NOTE,
             series=Series.CREDIT_NOTE,
             lines=(
@@ -300,6 +343,7 @@ class Invoices:
         self,
         session: Session,
         order: _BilledOrder,
+        now: datetime,
         *,
         kind: DocumentKind,
         series: Series,
@@ -310,7 +354,6 @@ class Invoices:
         notes: str | None,
         refund_id: str | None,
     ) -> None:
-        now = self._clock()
         sequence = allocate_number(session, series, now.year)
         number = format_number(series, now.year, sequence)
         taxes = (
@@ -346,9 +389,11 @@ class Invoices:
             issued_at=now,
             content=document_to_json(document),
         )
-        # a Core insert: the document is not read back in the job's transaction
-        session.execute(
-            write_only_insert(IssuedDocument),
+        # written at commit, in the statement of the transaction's other deferred rows:
+        # nothing reads it back before (its unique constraints still hold it to one)
+        defer(
+            session,
+            IssuedDocument,
             {
                 "id": document_id,
                 "kind": kind,

@@ -47,6 +47,7 @@ from kassa.services.attempts import record_attempt, record_attempts_in
 from kassa.services.context import Clock, RequestContext
 from kassa.services.gateway_health import GatewayHealth
 from kassa.services.idempotency import attach_resource, declare_resource
+from kassa.services.invoices import Invoices
 from kassa.services.jobs import RetryLater, enqueue
 from kassa.services.orchestrator import Attempt, Orchestrator, Outcome
 from kassa.services.pagination import ANY_TIME, CreatedRange, Page, paginate
@@ -243,6 +244,7 @@ class Payments:
         providers: ProviderRegistry,
         policy: RetryPolicy,
         health: GatewayHealth,
+        invoices: Invoices,
         *,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -253,6 +255,7 @@ class Payments:
         self._providers = providers
         self._policy = policy
         self._health = health
+        self._invoices = invoices  # a paid order's invoice is issued as it is paid
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._resume_after_s = resume_after_s
@@ -334,7 +337,7 @@ class Payments:
                 after={"order": order.id, "amount": amount, "provider": WALLET},
             )
             known_attempts(session, payment_id, ())  # no provider: no attempts to read
-            payment_succeeded(session, ctx, payment, now)
+            payment_succeeded(session, ctx, payment, now, invoices=self._invoices)
             attach_resource(session, "payment", payment_id)
             session.flush()
             return current_view(session, payment)
@@ -528,7 +531,7 @@ class Payments:
             # settlement decides what may change: a success or failure reported meanwhile
             # (its webhook, the resume job) is never overwritten by a stale answer
             if outcome.intent is not None:
-                apply_intent(session, ctx, payment, outcome.intent, now)
+                apply_intent(session, ctx, payment, outcome.intent, now, invoices=self._invoices)
             elif outcome.failure is not None:
                 payment_failed(session, ctx, payment, outcome.failure, now)
             session.flush()
@@ -578,7 +581,7 @@ class Payments:
             if payment is None or not ctx.may_see(payment.created_by_key):
                 raise not_found("payment_not_found", f"no payment for intent {intent_id!r}")
             payment.updated_at = now
-            apply_intent(session, ctx, payment, intent, now)
+            apply_intent(session, ctx, payment, intent, now, invoices=self._invoices)
             session.flush()
             return current_view(session, payment)  # the attempts its event read, if it had one
 

@@ -28,7 +28,7 @@ from kassa.domain.wallet import EntryKind
 from kassa.providers.base import IntentStatus, ProviderIntent
 from kassa.services import audit, events
 from kassa.services.context import RequestContext
-from kassa.services.invoices import request_invoice
+from kassa.services.invoices import Invoices, PaidOrder, invoice_line
 from kassa.services.orders import OrderView
 from kassa.services.payment_views import current_view
 from kassa.services.wallets import post_entry
@@ -204,13 +204,19 @@ def _report(session: Session, event_type: str, payment: Payment, now: datetime) 
 
 
 def apply_intent(
-    session: Session, ctx: RequestContext, payment: Payment, intent: ProviderIntent, now: datetime
+    session: Session,
+    ctx: RequestContext,
+    payment: Payment,
+    intent: ProviderIntent,
+    now: datetime,
+    *,
+    invoices: Invoices,
 ) -> None:
     """Bring a locked payment in line with its provider intent (idempotent)."""
     payment.provider_payment_id = intent.id
     payment.client_secret = intent.client_secret
     if intent.status is IntentStatus.SUCCEEDED:
-        payment_succeeded(session, ctx, payment, now)
+        payment_succeeded(session, ctx, payment, now, invoices=invoices)
     elif intent.status is IntentStatus.REQUIRES_ACTION:
         payment_requires_action(session, ctx, payment, intent.next_action, now)
     elif intent.status in (
@@ -230,9 +236,10 @@ def apply_intent(
 
 
 def payment_succeeded(
-    session: Session, ctx: RequestContext, payment: Payment, now: datetime
+    session: Session, ctx: RequestContext, payment: Payment, now: datetime, *, invoices: Invoices
 ) -> bool:
-    """Record that a locked payment succeeded; returns False if it already had."""
+    """Record that a locked payment succeeded; returns False if it already had. An order
+    it pays is invoiced in the same transaction (`invoices`)."""
     if not _transition(
         session,
         ctx,
@@ -272,7 +279,6 @@ def payment_succeeded(
             _PAY_ORDER,
             {"order_id": order_id, "paid": amount_paid, "now": now, "shortage": shortage},
         )
-        request_invoice(session, order_id, now)
         audit.record(
             session,
             ctx,
@@ -288,6 +294,7 @@ def payment_succeeded(
         )
         paid = _paid_order_view(rows, amount_paid, shortage, now)
         events.record(session, events.ORDER_PAID, events.resource_json("order", paid), now)
+        invoices.invoice_paid_order(session, _billed(paid), now)
     else:
         # Money arrived for an order that is no longer pending (e.g. cancelled while the
         # shopper was paying). It is recorded, never dropped; staff refund it.
@@ -330,6 +337,24 @@ def _paid_order_view(
         key=lambda line: int(line["position"]),
     )
     return OrderView.of_columns(order, lines)
+
+
+def _billed(order: OrderView) -> PaidOrder:
+    """What the invoice of the order just paid bills, from its view (no read back)."""
+    assert order.paid_at is not None
+    return PaidOrder(
+        id=order.id,
+        number=order.number or None,
+        currency=order.currency,
+        shipping_address=order.shipping_address,
+        customer_id=order.customer,
+        email=order.email,
+        paid_at=order.paid_at,
+        lines=tuple(
+            invoice_line(line.title, line.sku, line.quantity, line.unit_amount, line.amount)
+            for line in order.lines
+        ),
+    )
 
 
 def _forget_loaded_order(session: Session, order_id: str) -> None:

@@ -57,6 +57,7 @@ from kassa.providers.events import (
 )
 from kassa.services import audit, events
 from kassa.services.context import Clock, RequestContext
+from kassa.services.invoices import Invoices
 from kassa.services.jobs import RetryLater
 from kassa.services.orders import OrderView, lock_order
 from kassa.services.refunds import mark_refund_succeeded, recompute_order_refunds
@@ -168,6 +169,7 @@ class Webhooks:
         clock: Clock,
         schemes: Mapping[str, WebhookScheme],
         decoders: Mapping[str, Decode],
+        invoices: Invoices,
     ) -> None:
         """`schemes`: how each provider whose webhooks are open signs its deliveries;
         `decoders`: each provider's event decoder (also for providers whose route is
@@ -178,6 +180,7 @@ class Webhooks:
             raise ValueError(f"no event decoder for {', '.join(sorted(undecodable))}")
         self._db = db
         self._clock = clock
+        self._invoices = invoices  # an order a succeeded intent pays is invoiced then
         self._schemes = schemes
         self._decoders = decoders
         # One short handler per event type, each answering the event's outcome.
@@ -286,7 +289,7 @@ class Webhooks:
 
     def _succeeded(self, d: Delivery, event: IntentSucceeded) -> str:
         payment = self._payment(d, event.intent_id, event.kassa_payment_id)
-        applied = payment_succeeded(d.session, d.ctx, payment, d.now)
+        applied = payment_succeeded(d.session, d.ctx, payment, d.now, invoices=self._invoices)
         return "payment succeeded" if applied else "already succeeded"
 
     def _failed(self, d: Delivery, event: IntentFailed) -> str:
