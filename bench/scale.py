@@ -83,6 +83,7 @@ from harness import (
     describe,
     http_client,
     percentile,
+    ratio,
     recorded_params,
     run_benchmark,
     run_kassa,
@@ -1177,7 +1178,9 @@ def render(params: Params, host: dict[str, Any], out: Outcome) -> str:
             empty = _median_ms(samples[EMPTY], part)
             full = _median_ms(samples[FULL], part)
             lines.append(
-                f"{op_name + ', ' + part_name:<46}{empty:>9.2f}{full:>9.2f}{full / empty:>12.2f}"
+                # a tiny (--quick) run may measure no tick of database CPU at all: NaN
+                f"{op_name + ', ' + part_name:<46}{empty:>9.2f}{full:>9.2f}"
+                f"{ratio(full, empty):>12.2f}"
             )
     lines += ["", "List latency, ms (one client per database, taking turns; rows: empty/full)"]
     lines.append(
