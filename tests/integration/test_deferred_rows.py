@@ -138,6 +138,35 @@ def test_a_job_enqueued_and_retired_in_one_transaction_is_gone(kassa: Kassa) -> 
         assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
+def test_a_guard_of_an_earlier_transaction_is_retired_at_commit_unless_claimed(
+    kassa: Kassa, database_url: str
+) -> None:
+    """A guard enqueued earlier is dropped by the commit (on PostgreSQL in the commit's
+    one statement, with the transaction's other writes); one a worker claimed meanwhile
+    stays, to run and find nothing to do."""
+    with kassa.db.transaction() as session:
+        enqueue(session, "probe.guard", {}, AT, dedupe_key="guard:queued")
+        enqueue(session, "probe.guard", {}, AT, dedupe_key="guard:claimed")
+    with statements_sent(kassa) as seen, kassa.db.transaction() as session:
+        retire(session, "guard:queued")
+        audit.record(session, RequestContext.system("t"), at=AT, action="probe", subject="s")
+        assert not [s for s in seen if "DELETE" in s]  # nothing yet
+        assert pending(session) == 2
+        # a worker claims the other guard now (as `JobQueue.claim` would)
+        with kassa.db.transaction() as other:
+            other.execute(
+                update(Job).where(Job.dedupe_key == "guard:claimed").values(state="running")
+            )
+        retire(session, "guard:claimed")  # a second retirement runs the first at once
+    if "postgres" in database_url:
+        [merged] = [s for s in seen if "DELETE FROM jobs" in s and "audit_log" in s]
+        assert "INSERT INTO audit_log" in merged
+    with kassa.db.transaction(read_only=True) as s:
+        left = s.execute(select(Job.dedupe_key, Job.state)).all()
+    assert left == [("guard:claimed", "running")]
+    assert stored(kassa) == ["s"]
+
+
 def test_write_now_makes_a_table_s_rows_visible_in_the_transaction(
     kassa: Kassa, system: RequestContext
 ) -> None:

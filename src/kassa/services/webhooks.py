@@ -69,6 +69,7 @@ from kassa.services.settlement import (
     payment_succeeded,
 )
 from kassa.storage.database import Database, table_of
+from kassa.storage.deferred import defer_update
 from kassa.storage.outbox import insert_and_enqueue
 from kassa.storage.tables import Payment, ProviderEvent, Refund
 from kassa.storage.upsert import unless_exists_prebuilt
@@ -280,7 +281,9 @@ class Webhooks:
                 subject=event.event_id,
                 after={"provider": event.provider, "type": event.type, "reason": str(exc)},
             )
-        session.execute(
+        # at commit, with the effects' deferred writes (nothing reads the mark before)
+        defer_update(
+            session,
             _MARK_APPLIED,
             {"event_pk": payload["event_pk"], "applied_at": now, "applied_outcome": outcome},
         )

@@ -86,8 +86,8 @@ def defer_new(session: Session, row: object) -> None:
 
 
 def defer_update(session: Session, statement: UpdateBase, params: dict[str, Any]) -> None:
-    """Run `statement` (an UPDATE built once, with bind parameters of names no table's
-    column has) with `params` when this session's transaction commits. A second one of
+    """Run `statement` (an UPDATE or DELETE built once, with bind parameters of names no
+    table's column has) with `params` when this session's transaction commits. A second one of
     the same statement in the transaction runs the first at once, so they keep their
     order. Two different deferred updates must not touch the same row: on PostgreSQL
     they run in one statement, on one snapshot, and only one would take effect."""
@@ -110,6 +110,12 @@ def write_now(session: Session, model: type[Any]) -> None:
         session.execute(write_only_insert(earlier), rows if len(rows) > 1 else rows[0])
         if earlier is model:
             return
+
+
+def deferred_rows_of(session: Session, model: type[Any]) -> bool:
+    """Whether rows of `model`'s table wait for this transaction's commit."""
+    kept_writes: _Kept | None = session.info.get(_KEY)
+    return kept_writes is not None and model in kept_writes.rows
 
 
 def pending(session: Session) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from kassa.storage.database import table_of
-from kassa.storage.deferred import defer, write_now
+from kassa.storage.deferred import defer, defer_update, deferred_rows_of, write_now
 from kassa.storage.prebuilt import kept
 from kassa.storage.tables import Job
 
@@ -30,15 +30,21 @@ class RetryLater(Exception):
 
 
 _RETIRE = delete(_JOBS).where(
-    _JOBS.c.dedupe_key == bindparam("dedupe_key"), _JOBS.c.state == QUEUED
+    _JOBS.c.dedupe_key == bindparam("retired_key"), _JOBS.c.state == QUEUED
 )  # built once: every payment's settlement retires its guard
 
 
 def retire(session: Session, dedupe_key: str) -> None:
-    """Drop the job enqueued under `dedupe_key` if no worker has claimed it yet (a guard
-    that is no longer needed); a claimed one runs and finds nothing to do."""
-    write_now(session, Job)  # a guard enqueued in this very transaction is seen
-    session.execute(_RETIRE, {"dedupe_key": dedupe_key})
+    """Drop the job enqueued under `dedupe_key` if no worker has claimed it by the time
+    this transaction commits (a guard that is no longer needed); a claimed one runs and
+    finds nothing to do. The DELETE goes with the transaction's deferred writes (on
+    PostgreSQL in their one statement), unless jobs of this very transaction wait for the
+    commit: the guard may be one of them, so they are written and it dropped at once."""
+    if deferred_rows_of(session, Job):
+        write_now(session, Job)
+        session.execute(_RETIRE, {"retired_key": dedupe_key})
+        return
+    defer_update(session, _RETIRE, {"retired_key": dedupe_key})
 
 
 def enqueue(
