@@ -19,7 +19,8 @@ from kassa.bootstrap import Kassa
 from kassa.config import Settings
 from kassa.services.catalogue import NewProduct
 from kassa.services.context import RequestContext
-from kassa.storage.tables import Refund
+from kassa.services.webhooks import APPLY_EVENT
+from kassa.storage.tables import Job, ProviderEvent, Refund
 from kassa.worker import Worker
 from tests.conftest import FakeClock, Keys, Sleeps, make_keys
 from tests.events import MOCK_SECRET, charge_refunded, dispute, event, intent, signed
@@ -155,6 +156,41 @@ def test_a_stripe_event_cannot_settle_a_sandbox_payment(both: Kassa, clock: Fake
         )
         _apply_all(both)
         assert _order_state(api, keys, order["id"]) == ("pending", 0, 0, False)
+
+
+def test_a_stripe_success_naming_a_settled_sandbox_payment_is_refused_not_settled(
+    both: Kassa, clock: FakeClock
+) -> None:
+    """The acknowledgement stores the success of a payment that has succeeded already as
+    applied (no job): only for this provider's payment. A Stripe event naming a sandbox
+    payment's intent is not: it gets its job, and the job refuses it. (Its id is longer
+    than 60 characters: before migration 0020 the refusal's audit record did not fit on
+    PostgreSQL, and the job retried until it died with the refusal never recorded.)"""
+    keys = make_keys(both)
+    with TestClient(create_app(both)) as api:
+        order = _order(api, keys)
+        paid = _pay(api, keys, order["id"], "mock", payment_method="pm_card_visa").json()
+        assert paid["status"] == "succeeded"
+        body = intent(paid["provider_payment_id"], paid["id"], order["total"])
+        _post_event(api, clock, "stripe", STRIPE_WHSEC, "payment_intent.succeeded", body)
+        with both.db.transaction(read_only=True) as s:
+            (applied_at,) = s.execute(
+                select(ProviderEvent.applied_at).where(ProviderEvent.provider == "stripe")
+            ).one()
+        assert applied_at is None  # not taken for the sandbox payment's own news
+        _apply_all(both)
+        with both.db.transaction(read_only=True) as s:
+            event_id, outcome = s.execute(
+                select(ProviderEvent.event_id, ProviderEvent.outcome).where(
+                    ProviderEvent.provider == "stripe"
+                )
+            ).one()
+            jobs = s.scalars(select(Job.state).where(Job.kind == APPLY_EVENT)).all()
+        assert len(event_id) > 60 and jobs == ["done"]
+        assert outcome is not None and outcome.startswith("refused: ")
+        audit = api.get("/v1/audit?limit=100", headers=keys.headers("admin")).json()["data"]
+        assert any(r["action"] == "provider_event.refused" for r in audit)
+        assert _order_state(api, keys, order["id"]) == ("paid", order["total"], 0, False)
 
 
 def test_refunds_and_disputes_of_another_provider_are_refused(

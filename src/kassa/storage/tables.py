@@ -237,7 +237,8 @@ class AuditRecord(Base):
     id: Mapped[str] = mapped_column(String(40), unique=True)
     actor_key_id: Mapped[str] = mapped_column(String(40))
     action: Mapped[str] = mapped_column(String(60))
-    subject_id: Mapped[str] = mapped_column(String(60))
+    # as long as a provider event id (a refused event is audited under it): migration 0020
+    subject_id: Mapped[str] = mapped_column(String(100))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(80))
