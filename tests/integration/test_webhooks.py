@@ -196,6 +196,76 @@ def test_200_duplicate_deliveries_apply_once(
         assert s.scalar(select(ProviderEvent.deliveries)) == 200
 
 
+def card_payment(client: TestClient, keys: Keys) -> dict[str, Any]:
+    """A payment the storefront settled itself (the card succeeded in the request)."""
+    order = client.post(
+        "/v1/orders",
+        json={
+            "email": "c@example.com",
+            "currency": "EUR",
+            "lines": [{"sku": "MUG", "quantity": 1}],
+        },
+        headers=keys.headers("storefront"),
+    ).json()
+    payment = client.post(
+        f"/v1/orders/{order['id']}/payments",
+        json={"payment_method": "pm_card_visa"},
+        headers=keys.headers("storefront"),
+    ).json()
+    assert payment["status"] == "succeeded", payment
+    return dict(payment)
+
+
+def event_row(kassa: Kassa, event_id: str) -> Any:
+    with kassa.db.transaction(read_only=True) as s:
+        return s.execute(
+            select(ProviderEvent.applied_at, ProviderEvent.outcome, ProviderEvent.deliveries).where(
+                ProviderEvent.event_id == event_id
+            )
+        ).one()
+
+
+def test_the_success_of_a_payment_already_settled_is_stored_applied_without_a_job(
+    shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock
+) -> None:
+    """The webhook that follows every payment the storefront settled itself: what its job
+    would conclude (succeeded is final) is stored as it is acknowledged, and no job runs."""
+    paid = card_payment(client, keys)
+    body = event(
+        "evt_late",
+        "payment_intent.succeeded",
+        intent(paid["provider_payment_id"], paid["id"], 1000),
+    )
+    for n in range(3):  # then delivered again: duplicates, counted as before
+        answer = post(client, body, signed(body, now(clock))).json()
+        assert answer == {"received": True, "duplicate": n > 0}
+    assert stored(shop) == (1, 0)
+    applied_at, outcome, deliveries = event_row(shop, "evt_late")
+    assert (applied_at is not None, outcome, deliveries) == (True, "already succeeded", 3)
+    Worker(shop, name="w").drain()  # the sandbox's own jobs; none applies an event
+    assert stored(shop) == (1, 0)
+
+
+def test_a_success_not_yet_settled_still_gets_its_job(
+    shop: Kassa, client: TestClient, keys: Keys, clock: FakeClock
+) -> None:
+    """Only a payment that has succeeded settles an event as it is stored: one still
+    waiting goes the usual way, a job that applies it. (Another provider's event naming a
+    settled payment: tests/integration/test_provider_isolation.py.)"""
+    waiting = browser_payment(client, keys)
+    card_payment(client, keys)
+    early = event(
+        "evt_early",
+        "payment_intent.succeeded",
+        intent(waiting["provider_payment_id"], waiting["id"], 1000),
+    )
+    assert post(client, early, signed(early, now(clock))).status_code == 200
+    assert stored(shop) == (1, 1) and event_row(shop, "evt_early")[0] is None
+    settle(shop, clock)
+    assert event_row(shop, "evt_early")[1] == "payment succeeded"
+    assert order_state(client, keys, waiting["order"])["status"] == "paid"
+
+
 def _stream(payments: list[dict[str, Any]], prefix: str, rng: random.Random) -> list[bytes]:
     """Ten events per order: the life of a payment, with repeats and refunds."""
     out: list[bytes] = []

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, exists, literal, null, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -71,6 +73,7 @@ from kassa.services.settlement import (
 from kassa.storage.database import Database, table_of
 from kassa.storage.deferred import defer_update
 from kassa.storage.outbox import insert_and_enqueue
+from kassa.storage.prebuilt import binds, kept
 from kassa.storage.tables import Payment, ProviderEvent, Refund
 from kassa.storage.upsert import unless_exists_prebuilt
 
@@ -107,6 +110,52 @@ def _store_event(session: Session) -> Insert:
             (("deliveries", 1),),
         ),
     )
+
+
+# What `_succeeded` answers for a payment that had succeeded already; the acknowledgement
+# stores that outcome itself when the payment has (`_store_succeeded_event`).
+ALREADY_SUCCEEDED = "already succeeded"
+_PAYMENTS = table_of(Payment)
+
+
+def _store_succeeded_event(session: Session) -> Insert:
+    """`_store_event` for an intent's success, which also looks at the payment it is about:
+    if that payment (this provider's, with this intent id) has succeeded already, the event
+    is stored applied, with `_succeeded`'s answer, and gets no apply job.
+
+    Why it is safe: succeeded is final (`PAYMENT_TRANSITIONS`), so what the job would find
+    later is what the acknowledgement sees now; a payment not yet succeeded takes the usual
+    way, whatever happens to it meanwhile. Why: on every payment the storefront settles
+    itself (a card payment, a browser confirm) the provider's webhook arrives after the
+    settlement; its apply job (claim, transaction, two locked reads, the mark) was issue 10's
+    largest cost left in a sandbox payment. The look-up is a subquery of the one statement
+    (the unique (provider, provider_payment_id) index), so the acknowledgement stays one
+    round trip. Returns (pk, applied_at), for `insert_and_enqueue(settled_as_stored=True)`."""
+    dialect = session.get_bind().dialect.name
+
+    def build() -> Any:
+        settled = exists().where(
+            _PAYMENTS.c.provider == bindparam("settled_provider"),
+            _PAYMENTS.c.provider_payment_id == bindparam("settled_intent"),
+            _PAYMENTS.c.status == PaymentStatus.SUCCEEDED.value,
+        )
+        values = {
+            **binds(_EVENTS, _EVENT_COLUMNS),
+            "deliveries": 1,
+            "applied_at": case(
+                (settled, bindparam("settled_at", type_=_EVENTS.c.applied_at.type)), else_=null()
+            ),
+            "outcome": case((settled, literal(ALREADY_SUCCEEDED)), else_=null()),
+        }
+        insert = sqlite_insert if dialect == "sqlite" else pg_insert
+        return (
+            insert(_EVENTS)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(_EVENTS.c.pk, _EVENTS.c.applied_at)
+        )
+
+    return cast(Insert, kept(("succeeded_event", dialect), build))
 
 
 MAX_EVENT_BYTES = 512 * 1024
@@ -226,9 +275,26 @@ class Webhooks:
                 "signed_at": datetime.fromtimestamp(signed_at, UTC),
                 "received_at": now,
             }
-            stored = _store_event(session)
+            typed = decoded.event
+            if isinstance(typed, IntentSucceeded) and typed.intent_id is not None:
+                stored = _store_succeeded_event(session)
+                event |= {
+                    "settled_provider": provider,
+                    "settled_intent": typed.intent_id,
+                    "settled_at": now,
+                }
+                settled_as_stored = True
+            else:
+                stored, settled_as_stored = _store_event(session), False
             if insert_and_enqueue(
-                session, stored, event, APPLY_EVENT, "event_pk", now, max_attempts=20
+                session,
+                stored,
+                event,
+                APPLY_EVENT,
+                "event_pk",
+                now,
+                max_attempts=20,
+                settled_as_stored=settled_as_stored,
             ):
                 return Receipt(duplicate=False)
             session.execute(
@@ -293,7 +359,7 @@ class Webhooks:
     def _succeeded(self, d: Delivery, event: IntentSucceeded) -> str:
         payment = self._payment(d, event.intent_id, event.kassa_payment_id)
         applied = payment_succeeded(d.session, d.ctx, payment, d.now, invoices=self._invoices)
-        return "payment succeeded" if applied else "already succeeded"
+        return "payment succeeded" if applied else ALREADY_SUCCEEDED
 
     def _failed(self, d: Delivery, event: IntentFailed) -> str:
         payment = self._payment(d, event.intent_id, event.kassa_payment_id)

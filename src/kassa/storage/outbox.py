@@ -85,10 +85,14 @@ def insert_and_enqueue(
     now: datetime,
     *,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    settled_as_stored: bool = False,
 ) -> bool:
     """Run `insert_returning_pk` (an INSERT ... ON CONFLICT DO NOTHING RETURNING pk, built
     once with bind parameters, executed with `params`) and, if it inserted, enqueue a
     `kind` job whose payload is {payload_key: that pk}; returns whether it inserted.
+
+    `settled_as_stored`: the insert returns a second column after the key, set when the
+    row was dealt with as it was stored (nothing left for a job): such a row gets none.
 
     On PostgreSQL one statement: the insert as a CTE feeding the job's INSERT ... SELECT
     (a webhook's acknowledgement is a round trip shorter). That statement is built once
@@ -99,13 +103,15 @@ def insert_and_enqueue(
         row = session.execute(insert_returning_pk, params).first()
         if row is None:
             return False
-        enqueue(session, kind, {payload_key: row[0]}, now, max_attempts=max_attempts)
+        if not (settled_as_stored and row[1] is not None):
+            enqueue(session, kind, {payload_key: row[0]}, now, max_attempts=max_attempts)
         return True
     # Callers pass an insert they built once (webhooks._store_event), so one kept
     # statement per such use.
+    shape = ("with_job", insert_returning_pk, kind, payload_key, max_attempts, settled_as_stored)
     statement = kept(
-        ("with_job", insert_returning_pk, kind, payload_key, max_attempts),
-        lambda: _with_job(insert_returning_pk, kind, payload_key, max_attempts),
+        shape,
+        lambda: _with_job(insert_returning_pk, kind, payload_key, max_attempts, settled_as_stored),
     )
     return session.execute(statement, {**params, _JOB_NOW: now}).first() is not None
 
@@ -113,23 +119,24 @@ def insert_and_enqueue(
 _JOB_NOW = "outbox_job_now"
 
 
-def _with_job(insert_returning_pk: Insert, kind: str, payload_key: str, max_attempts: int) -> Any:
+def _with_job(
+    insert_returning_pk: Insert, kind: str, payload_key: str, max_attempts: int, settled: bool
+) -> Any:
     inserted = insert_returning_pk.cte("inserted")
-    (pk,) = inserted.c
+    pk = inserted.c[0]
     now = bindparam(_JOB_NOW, type_=_JOBS.c.run_after.type)
-    return (
-        insert(_JOBS)
-        .from_select(
-            ["kind", "payload", "state", "attempts", "max_attempts", "run_after", "created_at"],
-            select(
-                literal(kind),
-                func.json_build_object(literal(payload_key), pk),
-                literal(QUEUED),
-                literal(0),
-                literal(max_attempts),
-                now,
-                now,
-            ),
-        )
-        .returning(_JOBS.c.pk)
+    job = select(
+        literal(kind),
+        func.json_build_object(literal(payload_key), pk),
+        literal(QUEUED),
+        literal(0),
+        literal(max_attempts),
+        now,
+        now,
     )
+    columns = ["kind", "payload", "state", "attempts", "max_attempts", "run_after", "created_at"]
+    if not settled:  # a row per inserted row: the job's RETURNING tells the caller
+        return insert(_JOBS).from_select(columns, job).returning(_JOBS.c.pk)
+    # a job only for a row not settled as stored; the inserted row itself is the answer
+    enqueued = insert(_JOBS).from_select(columns, job.where(inserted.c[1].is_(None)))
+    return select(pk).add_cte(enqueued.cte("enqueued"))
