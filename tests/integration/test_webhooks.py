@@ -17,6 +17,7 @@ from kassa.services.context import RequestContext
 from kassa.services.webhooks import APPLY_EVENT
 from kassa.storage.tables import Job, ProviderEvent, Refund
 from kassa.worker import Worker
+from tests import builders
 from tests.conftest import FakeClock, Keys
 from tests.events import MOCK_SECRET, charge_refunded, dispute, event, intent, signed
 
@@ -198,22 +199,9 @@ def test_200_duplicate_deliveries_apply_once(
 
 def card_payment(client: TestClient, keys: Keys) -> dict[str, Any]:
     """A payment the storefront settled itself (the card succeeded in the request)."""
-    order = client.post(
-        "/v1/orders",
-        json={
-            "email": "c@example.com",
-            "currency": "EUR",
-            "lines": [{"sku": "MUG", "quantity": 1}],
-        },
-        headers=keys.headers("storefront"),
-    ).json()
-    payment = client.post(
-        f"/v1/orders/{order['id']}/payments",
-        json={"payment_method": "pm_card_visa"},
-        headers=keys.headers("storefront"),
-    ).json()
+    payment = builders.pay(client, keys, builders.order(client, keys)["id"])
     assert payment["status"] == "succeeded", payment
-    return dict(payment)
+    return payment
 
 
 def event_row(kassa: Kassa, event_id: str) -> Any:
